@@ -1,0 +1,79 @@
+"""Splits of examples and named groups within them, used by every probe."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+class Groups(Mapping):
+    """Named groups of examples: ``{name: LongTensor of example indices}``.
+
+    Build from index lists, boolean masks or an integer/str label per example (:meth:`from_labels`).
+    Groups may overlap; every probe also reports the implicit group ``"all"``.
+    """
+
+    def __init__(self, groups: Mapping[str, object] | None = None, n: int | None = None):
+        self._g: dict[str, torch.Tensor] = {}
+        for name, sel in (groups or {}).items():
+            idx = torch.as_tensor(np.asarray(sel))
+            if idx.dtype == torch.bool:
+                if n is not None and idx.numel() != n:
+                    raise ValueError(f"group {name!r}: mask has {idx.numel()} entries for {n} examples")
+                idx = idx.nonzero()[:, 0]
+            idx = idx.long().reshape(-1)
+            if n is not None and idx.numel() and (idx.min() < 0 or idx.max() >= n):
+                raise ValueError(f"group {name!r}: indices must lie in [0, {n})")
+            if name == "all":
+                raise ValueError("'all' is reserved: every probe reports it")
+            self._g[str(name)] = idx
+        self.n = n
+
+    @classmethod
+    def from_labels(cls, labels, names: Mapping | None = None) -> Groups:
+        """One group per distinct label value (optionally renamed by ``names``)."""
+        labels = np.asarray(labels)
+        out = {}
+        for v in np.unique(labels):
+            key = names[v] if names is not None and v in names else str(v)
+            out[key] = np.nonzero(labels == v)[0]
+        return cls(out, n=len(labels))
+
+    def __getitem__(self, k: str) -> torch.Tensor:
+        return self._g[k]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._g)
+
+    def __len__(self) -> int:
+        return len(self._g)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}: {v.numel()}" for k, v in self._g.items())
+        return f"Groups({sizes})"
+
+
+@dataclass
+class Split:
+    """A set of examples to train on or probe: inputs x (n, ...), targets y (n, ...), optional groups."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    groups: Groups = field(default_factory=Groups)
+
+    def __post_init__(self):
+        if len(self.x) != len(self.y):
+            raise ValueError(f"x has {len(self.x)} examples but y has {len(self.y)}")
+        if not isinstance(self.groups, Groups):
+            self.groups = Groups(self.groups, n=len(self.x))
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def to(self, device=None, dtype=None) -> Split:
+        x = self.x.to(device=device, dtype=dtype if self.x.is_floating_point() else None)
+        y = self.y.to(device=device, dtype=dtype if self.y.is_floating_point() else None)
+        return Split(x, y, self.groups)

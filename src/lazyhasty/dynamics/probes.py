@@ -1,0 +1,131 @@
+"""When to measure (log-spaced steps and equal-progress milestones) and what to measure (probes).
+
+A probe is any callable ``probe(ctx) -> iterable of (split, group, metric, value)``. The trainer turns the
+rows into the long table ``run_id, step, t, milestone, split, group, metric, value``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..data.groups import Split
+from .losses import Loss
+
+Row = tuple[str, str, str, float]
+Probe = Callable[["ProbeContext"], Iterable[Row]]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Measurement points.
+
+    Args:
+        points_per_decade: log-spaced steps: 0 and every distinct round(10^(k / points_per_decade)).
+        milestone_ratio: r in (0, 1). Milestone k is the first step at which the (smoothed) mean training loss
+            falls below L0 r^k, L0 the loss at initialisation (George et al.'s "equal progress").
+            ``None`` disables milestones.
+        smoothing: EMA factor for the training loss used by milestones and the loss-threshold stop;
+            ``None`` picks 0 for full-batch steppers and 0.9 for minibatch ones (noisy batch losses).
+        every: also measure every ``every`` steps (0: never).
+        max_milestones: cap on k (r^k below float resolution is meaningless).
+    """
+
+    points_per_decade: int = 10
+    milestone_ratio: float | None = 0.96
+    smoothing: float | None = None
+    every: int = 0
+    max_milestones: int = 1000
+
+    def __post_init__(self):
+        if self.milestone_ratio is not None and not 0 < self.milestone_ratio < 1:
+            raise ValueError(f"milestone_ratio must be in (0, 1), got {self.milestone_ratio}")
+        if self.smoothing is not None and not 0 <= self.smoothing < 1:
+            raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
+
+    def log_step(self, step: int) -> bool:
+        if step == 0 or (self.every and step % self.every == 0):
+            return True
+        if self.points_per_decade <= 0:
+            return False
+        k = math.log10(step) * self.points_per_decade
+        lo, hi = math.floor(k), math.ceil(k)
+        return step in (round(10 ** (lo / self.points_per_decade)), round(10 ** (hi / self.points_per_decade)))
+
+
+class Milestones:
+    """Tracks equal-progress milestones: k is reached at the first update with loss < L0 * r^k."""
+
+    def __init__(self, loss0: float, ratio: float, max_k: int = 1000):
+        self.loss0, self.ratio, self.max_k = float(loss0), float(ratio), int(max_k)
+        self.reached = 0  # milestone 0 is the initial point
+
+    def threshold(self, k: int) -> float:
+        return self.loss0 * self.ratio**k
+
+    def update(self, loss: float) -> int | None:
+        """The highest milestone newly crossed by ``loss``, or None."""
+        k = self.reached
+        while k < self.max_k and loss < self.threshold(k + 1):
+            k += 1
+        if k > self.reached:
+            self.reached = k
+            return k
+        return None
+
+
+@dataclass
+class ProbeContext:
+    """What a probe sees at a measurement point. ``outputs(name)`` is computed once per point and shared."""
+
+    model: nn.Module
+    splits: dict[str, Split]
+    loss: Loss
+    step: int
+    t: float
+    params0: dict[str, torch.Tensor]
+    batch_size: int = 4096
+    _outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def outputs(self, name: str) -> torch.Tensor:
+        if name not in self._outputs:
+            x = self.splits[name].x
+            with torch.no_grad():
+                self._outputs[name] = torch.cat([self.model(xb) for xb in x.split(self.batch_size)])
+        return self._outputs[name]
+
+
+def _group_rows(split: str, split_obj: Split, metric: str, per_example: torch.Tensor) -> list[Row]:
+    rows = [(split, "all", metric, float(per_example.double().mean()))]
+    for g, idx in split_obj.groups.items():
+        if idx.numel():
+            rows.append((split, g, metric, float(per_example[idx].double().mean())))
+    return rows
+
+
+def loss_probe(ctx: ProbeContext) -> list[Row]:
+    """Mean loss, accuracy and margin per split and per group."""
+    rows: list[Row] = []
+    for name, split in ctx.splits.items():
+        out = ctx.outputs(name)
+        rows += _group_rows(name, split, "loss", ctx.loss(out, split.y))
+        rows += _group_rows(name, split, "accuracy", ctx.loss.correct(out, split.y).double())
+        rows += _group_rows(name, split, "margin", ctx.loss.margin(out, split.y))
+    return rows
+
+
+def parameter_distance_probe(ctx: ProbeContext) -> list[Row]:
+    """||theta - theta0|| / ||theta0|| over all parameters (split and group ``"-"``)."""
+    num = den = 0.0
+    named = dict(ctx.model.named_parameters())
+    for k, p0 in ctx.params0.items():
+        num += float((named[k].detach() - p0).double().pow(2).sum())
+        den += float(p0.double().pow(2).sum())
+    return [("-", "-", "param_distance", math.sqrt(num / den) if den > 0 else float("nan"))]
+
+
+DEFAULT_PROBES: tuple[Probe, ...] = (loss_probe, parameter_distance_probe)

@@ -1,0 +1,44 @@
+"""The experiment registry. Each experiment is one module with a frozen ``Config`` dataclass, its ``PRESETS``
+(at least ``quick`` and ``paper``) and ``main(config, out) -> summary``; the module exposes ``EXPERIMENT``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+_MODULES = ("demo",)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    config: type
+    presets: Mapping[str, Any]
+    main: Callable[[Any, Path], dict]
+
+    def preset(self, name: str) -> Any:
+        if name not in self.presets:
+            raise UsageError(f"experiment {self.name!r} has no preset {name!r}; presets: {', '.join(self.presets)}")
+        return self.presets[name]
+
+
+def registry() -> dict[str, Experiment]:
+    """Every registered experiment by name."""
+    exps = {}
+    for mod in _MODULES:
+        e = importlib.import_module(f"{__name__}.{mod}").EXPERIMENT
+        exps[e.name] = e
+    return exps
+
+
+def get_experiment(name: str) -> Experiment:
+    exps = registry()
+    if name not in exps:
+        raise UsageError(f"unknown experiment {name!r}; available: {', '.join(sorted(exps))} (see `lazyhasty list`)")
+    return exps[name]
