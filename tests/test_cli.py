@@ -1,0 +1,94 @@
+"""The command line: bad input is one line on stderr and exit code 2; a run writes its records."""
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+
+from lazyhasty.cli import main
+from lazyhasty.config import override
+from lazyhasty.errors import UsageError
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_and_list(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert all(w in text for w in ("demo", "run", "list"))
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0 and "demo" in out and "quick" in out and "paper" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "nope"], "unknown experiment 'nope'"),
+        (["run", "demo", "--preset", "huge"], "no preset 'huge'"),
+        (["run", "demo", "--set", "colour=red"], "unknown key 'colour'"),
+        (["run", "demo", "--set", "max_steps=many"], "max_steps expects an integer"),
+        (["run", "demo", "--set", "alphas=0,100"], "every alpha must be > 0"),
+        (["run", "demo", "--set", "alphas=-1"], "every alpha must be > 0"),
+        (["run", "demo", "--set", "lr"], "expects key=value"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(capsys, argv, message):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_unwritable_output_folder(capsys, tmp_path):
+    (tmp_path / "f").write_text("a file, not a folder")
+    code, _, err = run_cli(capsys, "run", "demo", "--out", str(tmp_path / "f" / "out"))
+    assert code == 2 and "cannot write to output folder" in err and err.count("\n") == 1
+
+
+def test_demo_run_writes_records_and_report(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "run", "demo", "--out", str(tmp_path), "--set", "max_steps=60",
+                             "--set", "n_train=40", "--set", "widths=16,16", "--set", "dtype=float64")
+    assert code == 0, err
+    for f in ("experiment.json", "summary.json", "summary.txt", "report.md", "loss_curves.png", "loss_curves.pdf"):
+        assert (tmp_path / f).stat().st_size > 0, f
+    for rid in ("alpha=1", "alpha=100"):
+        assert json.loads((tmp_path / rid / "status.json").read_text())["status"] == "complete"
+        cfg = json.loads((tmp_path / rid / "config.json").read_text())
+        assert cfg["widths"] == [16, 16] and cfg["max_steps"] == 60
+    m1 = pd.read_parquet(tmp_path / "alpha=1" / "trace.parquet")
+    m100 = pd.read_parquet(tmp_path / "alpha=100" / "trace.parquet")
+    assert m1["loss"].iloc[0] == m100["loss"].iloc[0]  # forked: same theta0, same initial loss
+    assert "alpha=100" in out and "equal progress" in out
+
+
+def test_console_entry_point_exit_code():
+    p = subprocess.run([sys.executable, "-m", "lazyhasty.cli", "run", "demo", "--set", "alphas=0"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "alpha" in p.stderr
+
+
+@dataclass(frozen=True)
+class _Cfg:
+    a: int = 1
+    b: float = 0.5
+    c: tuple[float, ...] = (1.0,)
+    d: bool = False
+    e: str | None = None
+
+
+def test_override_types():
+    cfg = override(_Cfg(), ["a=3", "b=1e-3", "c=1,10,100", "d=true", "e=none"])
+    assert cfg == _Cfg(3, 1e-3, (1.0, 10.0, 100.0), True, None)
+    assert override(_Cfg(), ["e=x"]).e == "x"
+    for bad in (["a=1.5"], ["d=maybe"], ["c="], ["z=1"]):
+        with pytest.raises(UsageError):
+            override(_Cfg(), bad)
