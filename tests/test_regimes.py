@@ -4,9 +4,9 @@ import copy
 
 import pytest
 import torch
-from conftest import small_mlp
 from torch.func import functional_call, jacrev
 
+from conftest import small_mlp
 from lazyhasty import GD, AlphaScaled, Linearized, Split, Stop, fork, train
 
 

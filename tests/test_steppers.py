@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from conftest import small_mlp
 from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 from torch import nn
 
+from conftest import small_mlp
 from lazyhasty import GD, SGD, AlphaScaled, GradientFlow, MomentumFlow, Split, Stop, fork, train
 
 

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import small_mlp
 
 from lazyhasty import (
     GD,
