@@ -29,6 +29,16 @@ from .dynamics import (  # noqa: E402
     seeded,
     train,
 )
+from .metrics import (  # noqa: E402
+    LinearityProbe,
+    kernel_alignment,
+    kernel_distance,
+    kernel_target_alignment,
+    ntk_gram,
+    parameter_distance,
+    representation_alignment,
+    sign_similarity,
+)
 from .models import CNN, MLP, AlphaScaled, Linearized, ResNet18, regime_alpha  # noqa: E402
 from .runs import RunRecord, load_runs  # noqa: E402
 
@@ -40,6 +50,9 @@ __all__ = [
     "GD", "SGD", "GradientFlow", "MomentumFlow",
     "CrossEntropy", "BCE", "MSE", "Hinge", "SoftHinge", "QuadraticHinge", "get_loss",
     "ProbeContext", "Milestones", "loss_probe", "parameter_distance_probe",
+    # linearity metrics
+    "ntk_gram", "kernel_alignment", "kernel_distance", "kernel_target_alignment", "sign_similarity",
+    "representation_alignment", "parameter_distance", "LinearityProbe",
     # data and records
     "Split", "Groups", "yinyang", "RunRecord", "load_runs",
 ]

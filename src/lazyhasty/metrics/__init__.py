@@ -1,0 +1,7 @@
+from .alignment import center, kernel_alignment, kernel_distance, kernel_target_alignment, targets_matrix
+from .linearity import parameter_distance, representation_alignment, sign_similarity
+from .ntk import ntk_gram
+from .probes import LinearityProbe
+
+__all__ = ["ntk_gram", "kernel_alignment", "kernel_distance", "kernel_target_alignment", "center",
+           "targets_matrix", "sign_similarity", "representation_alignment", "parameter_distance", "LinearityProbe"]

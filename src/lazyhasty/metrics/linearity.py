@@ -1,0 +1,105 @@
+"""How far the network has moved from its linearisation: sign similarity of ReLUs, representation alignment,
+parameter distance (George et al., sec. 2 "Linearity measures"; Geiger et al. 2020).
+
+All take the model (plain or a regime wrapper; for a wrapper the underlying network f_theta is measured) and
+theta0 either as a ``{name: tensor}`` dict (the wrapper's or the network's names) or as a module holding theta0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from ..models.activations import Activation
+from .alignment import kernel_alignment
+from .ntk import unwrap
+
+
+def _params0(model: nn.Module, model0_or_params0) -> dict[str, torch.Tensor]:
+    if isinstance(model0_or_params0, nn.Module):
+        net0, _, _ = unwrap(model0_or_params0)
+        return {k: v.detach() for k, v in net0.named_parameters()}
+    _, p, _ = unwrap(model, dict(model0_or_params0))
+    return p
+
+
+def _is_relu(m: nn.Module) -> bool:
+    return isinstance(m, nn.ReLU) or (isinstance(m, Activation) and m.name == "relu")
+
+
+def _capture(net: nn.Module, select, params, x, which: str) -> list[torch.Tensor]:
+    """Inputs (``which="in"``) or outputs of the selected modules, in call order, for one forward pass."""
+    seen: list[torch.Tensor] = []
+
+    def hook(mod, inp, out):
+        seen.append((inp[0] if which == "in" else out).detach())
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if select(m)]
+    try:
+        with torch.no_grad():
+            functional_call(net, params, (x,)) if params is not None else net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def sign_similarity(model: nn.Module, model0_or_params0, x: torch.Tensor) -> float:
+    """Fraction of ReLU pre-activations, over every ReLU layer and example, whose activation status
+    (0 or > 0) is the same as at initialisation. 1 at init; < 1 once features move.
+
+    ReLUs are found as ``nn.ReLU`` modules or lazyhasty ``Activation("relu")`` modules (functional
+    ``torch.relu`` calls are invisible: a model without ReLU modules is an error).
+    """
+    net, _, _ = unwrap(model)
+    p0 = _params0(model, model0_or_params0)
+    now = _capture(net, _is_relu, None, x, "in")
+    then = _capture(net, _is_relu, p0, x, "in")
+    if not now:
+        raise ValueError("sign_similarity found no ReLU module (nn.ReLU or Activation('relu')) in the model")
+    same = sum(int(((a > 0) == (b > 0)).sum()) for a, b in zip(now, then))
+    return same / sum(a.numel() for a in now)
+
+
+def _last_linear_input(net, params, x, layer: str | None) -> torch.Tensor:
+    if layer is not None:
+        mods = dict(net.named_modules())
+        if layer not in mods:
+            raise ValueError(f"no module named {layer!r}; modules: {', '.join(k for k in mods if k)}")
+        target = mods[layer]
+        return _capture(net, lambda m: m is target, params, x, "in")[-1]
+    seen = _capture(net, lambda m: isinstance(m, nn.Linear), params, x, "in")
+    if not seen:
+        raise ValueError("representation_alignment found no nn.Linear layer; pass layer='name'")
+    return seen[-1]  # the input of the last linear layer to run
+
+
+def representation_alignment(model: nn.Module, params0, x: torch.Tensor, layer: str | None = None) -> float:
+    """Kernel alignment of the example Gram matrices R_t R_t^T and R_0 R_0^T, where R (n, h) is the input of
+    the last linear layer (the last non-softmax representation; George et al. sec. 2), or of ``layer``."""
+    net, _, _ = unwrap(model)
+    p0 = _params0(model, params0)
+    R = _last_linear_input(net, None, x, layer).reshape(len(x), -1).double()
+    R0 = _last_linear_input(net, p0, x, layer).reshape(len(x), -1).double()
+    return kernel_alignment(R @ R.T, R0 @ R0.T)
+
+
+def parameter_distance(params: dict[str, torch.Tensor] | nn.Module, params0: dict[str, torch.Tensor]) -> dict:
+    """||theta - theta0|| / ||theta0||: ``{"total": ..., "<layer>": ...}`` with layers named by module
+    (``layers.0`` for ``layers.0.weight`` and ``layers.0.bias``)."""
+    if isinstance(params, nn.Module):
+        params = dict(params.named_parameters())
+    num: dict[str, float] = {}
+    den: dict[str, float] = {}
+    for k, p0 in params0.items():
+        if k not in params:
+            raise KeyError(f"parameter {k!r} of theta0 is missing from theta")
+        layer = k.rsplit(".", 1)[0] if "." in k else k
+        num[layer] = num.get(layer, 0.0) + float((params[k].detach().double() - p0.double()).pow(2).sum())
+        den[layer] = den.get(layer, 0.0) + float(p0.double().pow(2).sum())
+    out = {"total": math.sqrt(sum(num.values()) / sum(den.values())) if sum(den.values()) else math.nan}
+    out.update({k: math.sqrt(num[k] / den[k]) if den[k] else math.nan for k in num})
+    return out

@@ -1,0 +1,209 @@
+"""NTK engine and linearity metrics against a plain reference (per-example backward passes, J J^T), float64."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import small_mlp
+from lazyhasty import (
+    CNN,
+    GD,
+    AlphaScaled,
+    LinearityProbe,
+    Linearized,
+    Split,
+    Stop,
+    fork,
+    kernel_alignment,
+    kernel_distance,
+    kernel_target_alignment,
+    ntk_gram,
+    parameter_distance,
+    representation_alignment,
+    seeded,
+    sign_similarity,
+    train,
+)
+from lazyhasty.metrics.alignment import center
+
+
+def reference_jacobian(model, x):
+    """(n, C, P) by one backward pass per example and output: the textbook construction."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    rows = []
+    for i in range(len(x)):
+        f = model(x[i : i + 1]).reshape(-1)
+        rows.append(torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(fc, params, retain_graph=True)])
+                                 for fc in f]))
+    return torch.stack(rows)
+
+
+def reference_ntk(model, x1, x2):
+    J1, J2 = reference_jacobian(model, x1), reference_jacobian(model, x2)
+    return torch.einsum("icp,jdp->icjd", J1, J2)
+
+
+def layouts(K_full):
+    return {"full": K_full, "trace": torch.einsum("icjc->ij", K_full), "diagonal": torch.einsum("icjc->ijc", K_full)}
+
+
+def rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("outputs_dim", [1, 10])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("parametrization", ["standard", "ntk"])
+@pytest.mark.parametrize("method", ["structured", "jacobian"])
+def test_ntk_methods_equal_reference(gen, outputs_dim, bias, parametrization, method):
+    model = small_mlp(widths=(5, 12, 9, outputs_dim), activation="relu", bias=bias, parametrization=parametrization)
+    x1 = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    x2 = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    ref = layouts(reference_ntk(model, x1, x2))
+    ref_sym = layouts(reference_ntk(model, x1, x1))
+    for outputs in ("full", "trace", "diagonal"):
+        K = ntk_gram(model, x1, x2, outputs=outputs, method=method, block=3)
+        assert K.shape == ref[outputs].shape
+        assert rel(K, ref[outputs]) < 1e-10
+        assert rel(ntk_gram(model, x1, outputs=outputs, method=method, block=5), ref_sym[outputs]) < 1e-10
+
+
+def test_layouts_are_consistent(gen):
+    model = small_mlp(widths=(4, 10, 3))
+    x = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    full = ntk_gram(model, x)
+    torch.testing.assert_close(ntk_gram(model, x, outputs="trace"), torch.einsum("icjc->ij", full))
+    torch.testing.assert_close(ntk_gram(model, x, outputs="diagonal"), torch.einsum("icjc->ijc", full))
+    assert torch.allclose(full, full.permute(2, 3, 0, 1))  # symmetric
+
+
+def test_auto_falls_back_for_convolutions_and_shared_layers(gen):
+    cnn = seeded(lambda: CNN(in_channels=1, num_outputs=2, width=3, depth=2).double(), 0)
+    x = torch.randn(3, 1, 6, 6, generator=gen, dtype=torch.float64)
+    assert rel(ntk_gram(cnn, x), reference_ntk(cnn, x, x)) < 1e-10
+
+    class Shared(nn.Module):  # the same Linear used twice: structured factors would be wrong
+        def __init__(self):
+            super().__init__()
+            self.inp = nn.Linear(3, 6)
+            self.mid = nn.Linear(6, 6)
+            self.out = nn.Linear(6, 1)
+
+        def forward(self, x):
+            return self.out(torch.tanh(self.mid(torch.tanh(self.mid(torch.tanh(self.inp(x)))))))
+
+    net = seeded(lambda: Shared().double(), 0)
+    x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    assert rel(ntk_gram(net, x), reference_ntk(net, x, x)) < 1e-10
+    with pytest.raises(ValueError, match="structured"):
+        ntk_gram(cnn, torch.randn(2, 1, 6, 6, dtype=torch.float64), method="structured")
+
+
+def test_regime_kernels(gen):
+    base = small_mlp(widths=(3, 8, 2))
+    x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    K_base = ntk_gram(base, x)
+    torch.testing.assert_close(ntk_gram(AlphaScaled(fork(base), 4.0), x), 16.0 * K_base)
+    lin = Linearized(fork(base))
+    with torch.no_grad():
+        for p in lin.model.parameters():
+            p.add_(0.5)
+    torch.testing.assert_close(ntk_gram(lin, x), K_base)  # Linearized: always the kernel at theta0
+    assert rel(ntk_gram(lin.model, x), K_base) > 1e-3  # ... though the network itself moved
+    torch.testing.assert_close(ntk_gram(lin.model, x, params=lin.params0()), K_base)
+
+
+def test_alignment_properties(gen):
+    A = torch.randn(8, 5, generator=gen, dtype=torch.float64)
+    B = torch.randn(8, 5, generator=gen, dtype=torch.float64)
+    K1, K2 = A @ A.T, B @ B.T
+    assert kernel_alignment(K1, K1) == pytest.approx(1.0, abs=1e-14)
+    assert kernel_alignment(3.0 * K1, 0.2 * K2) == pytest.approx(kernel_alignment(K1, K2), rel=1e-13)
+    assert kernel_alignment(K1, K2) == pytest.approx(float((K1 * K2).sum() / (K1.norm() * K2.norm())), rel=1e-13)
+    shifted = A + torch.randn(1, 5, generator=gen, dtype=torch.float64)  # the same constant added to every example
+    Ks = shifted @ shifted.T
+    assert kernel_alignment(Ks, K2, centered=True) == pytest.approx(kernel_alignment(K1, K2, centered=True), rel=1e-12)
+    assert kernel_alignment(Ks, K2) != pytest.approx(kernel_alignment(K1, K2), rel=1e-3)
+    # the same holds per output for the full layout (n, C, n, C): features (n, C, p) shifted by a constant per output
+    F = torch.randn(6, 2, 4, generator=gen, dtype=torch.float64)
+    Fs = F + torch.randn(1, 2, 4, generator=gen, dtype=torch.float64)
+    G = torch.randn(6, 2, 4, generator=gen, dtype=torch.float64)
+    full = lambda Z: torch.einsum("icp,jdp->icjd", Z, Z)  # noqa: E731
+    assert kernel_alignment(full(Fs), full(G), centered=True) == pytest.approx(
+        kernel_alignment(full(F), full(G), centered=True), rel=1e-12)
+    H = torch.eye(8, dtype=torch.float64) - 1 / 8
+    torch.testing.assert_close(center(K1), H @ K1 @ H)
+
+
+def test_kernel_distance_and_target_alignment(gen):
+    A = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    K0 = A @ A.T
+    assert kernel_distance(K0, K0) == 0.0
+    assert kernel_distance(2 * K0, K0) == pytest.approx(1.0)
+    y = torch.tensor([1.0, -1, 1, 1, -1, -1], dtype=torch.float64)
+    yc = y - y.mean()
+    assert kernel_target_alignment(K0, y) == pytest.approx(float(yc @ K0 @ yc / (K0.norm() * (yc @ yc))), rel=1e-13)
+    labels = torch.tensor([0, 2, 1, 1, 0, 2])
+    Y = torch.nn.functional.one_hot(labels, 3).double()
+    Y = Y - Y.mean(0)
+    Kd = torch.stack([K0, 2 * K0, K0 + 1], dim=2)  # diagonal layout (n, n, C)
+    expected = sum(float(Y[:, c] @ Kd[:, :, c] @ Y[:, c]) for c in range(3)) / (float(Kd.norm()) * float((Y**2).sum()))
+    assert kernel_target_alignment(Kd, labels) == pytest.approx(expected, rel=1e-13)
+    # y y^T itself is perfectly aligned with y
+    assert kernel_target_alignment(torch.outer(yc, yc), y) == pytest.approx(1.0, rel=1e-13)
+
+
+def test_sign_similarity_and_representation_alignment(gen):
+    base = small_mlp(widths=(3, 32, 32, 1), activation="relu")
+    x = torch.randn(50, 3, generator=gen, dtype=torch.float64)
+    model = AlphaScaled(fork(base), 1.0)
+    assert sign_similarity(model, model.params0(), x) == 1.0
+    assert sign_similarity(model, base, x) == 1.0
+    assert representation_alignment(model, model.params0(), x) == pytest.approx(1.0, abs=1e-14)
+    with torch.no_grad():
+        for p in model.model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen, dtype=torch.float64))
+    s = sign_similarity(model, model.params0(), x)
+    assert 0.3 < s < 1.0
+    # by hand: pre-activations of both hidden layers
+    def pre(m):
+        z1 = m.layers[0](x)
+        return [z1, m.layers[1](torch.relu(z1))]
+    with torch.no_grad():
+        now, then = pre(model.model), pre(base)
+    manual = sum(int(((a > 0) == (b > 0)).sum()) for a, b in zip(now, then)) / sum(a.numel() for a in now)
+    assert s == manual
+    assert representation_alignment(model, model.params0(), x) < 0.999
+    with pytest.raises(ValueError, match="no ReLU"):
+        sign_similarity(small_mlp(activation="tanh"), small_mlp(activation="tanh"), x)
+
+
+def test_parameter_distance(gen):
+    base = small_mlp(widths=(3, 4, 1))
+    p0 = {k: v.detach().clone() for k, v in base.named_parameters()}
+    with torch.no_grad():
+        base.layers[1].weight.mul_(2.0)
+    d = parameter_distance(base, p0)
+    w = p0["layers.1.weight"]
+    l1 = math.sqrt(float((w**2).sum()) / (float((w**2).sum()) + float((p0["layers.1.bias"] ** 2).sum())))
+    assert d["layers.1"] == pytest.approx(l1, rel=1e-13) and d["layers.0"] == 0.0
+    total = math.sqrt(float((w**2).sum()) / sum(float((v**2).sum()) for v in p0.values()))
+    assert d["total"] == pytest.approx(total, rel=1e-13)
+
+
+def test_linearity_probe_in_training(gen):
+    base = small_mlp(widths=(2, 32, 32, 1), activation="relu")
+    x = torch.randn(40, 2, generator=gen, dtype=torch.float64)
+    data = Split(x, torch.sign(x[:, 0] * x[:, 1]))
+    res = {}
+    for name, model in {"1": AlphaScaled(fork(base), 1.0), "lin": Linearized(fork(base))}.items():
+        r = train(model, data, loss="bce", stepper=GD(2.0), stop=Stop(max_steps=150), probes=(LinearityProbe(x[:20]),))
+        m = r.metrics
+        res[name] = m[m.step == m.step.max()].set_index("metric")["value"]
+        first = m[m.step == 0].set_index("metric")["value"]
+        assert first["ntk_alignment"] == pytest.approx(1.0, abs=1e-6) and first["sign_similarity"] == 1.0
+    assert res["lin"]["ntk_alignment"] == pytest.approx(1.0, abs=1e-6)  # the linearized model's kernel never moves
+    assert res["1"]["ntk_alignment"] < 0.99 and res["1"]["ntk_distance"] > 0.05
+    assert res["1"]["sign_similarity"] < 1.0
