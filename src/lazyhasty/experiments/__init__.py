@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import UsageError
 
-_MODULES = ("demo",)
+_MODULES = ("demo", "fig4")
 
 
 @dataclass(frozen=True)

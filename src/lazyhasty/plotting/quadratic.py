@@ -1,0 +1,47 @@
+"""Figures of the quadratic-model experiments (fig4, fig14): per-group loss against mean loss (equal progress)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+TITLES = {"example1": "Example 1: input/label correlation", "example2": "Example 2: label noise",
+          "example3": "Example 3: spurious correlation"}
+
+
+def group_loss_panels(curves: pd.DataFrame, runs: list[str], styles: dict[str, dict], suptitle: str,
+                      marks: dict[str, str] | None = None):
+    """Three panels (one per example): loss of each group vs the mean training loss, one line style per run.
+
+    Args:
+        curves: long table with columns ``example, run, mean_loss, group, loss``.
+        runs: run labels in drawing order; styles: matplotlib kwargs per run (e.g. solid vs dashed).
+        marks: optional text per example drawn in red in the panel (e.g. "ordering NOT reproduced").
+    """
+    examples = [e for e in TITLES if e in set(curves.example)]
+    fig, axes = plt.subplots(1, len(examples), figsize=(5 * len(examples), 4), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for ax, ex in zip(axes[0], examples):
+        df = curves[curves.example == ex]
+        groups = list(dict.fromkeys(df.group))
+        for gi, g in enumerate(groups):
+            color = cmap(gi / max(len(groups) - 1, 1))
+            for run in runs:
+                d = df[(df.group == g) & (df.run == run)].sort_values("mean_loss", ascending=False)
+                if len(d):
+                    ax.plot(d.mean_loss, d.loss, color=color, label=f"{g} ({run})", **styles.get(run, {}))
+        ax.invert_xaxis()
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("mean training loss (equal progress →)")
+        ax.set_ylabel("group loss")
+        ax.set_title(TITLES[ex], fontsize=10)
+        ax.legend(fontsize=6, ncol=2, frameon=False)
+        if marks and marks.get(ex):
+            ax.text(0.02, 0.02, marks[ex], transform=ax.transAxes, color="red", fontsize=8)
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
