@@ -74,6 +74,26 @@ def curves(cfg: Config) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["example", "run", "level", "t", "mean_loss", "group", "loss"])
 
 
+def equal_progress_gap(df: pd.DataFrame, group: str, run_a: str, run_b: str, until: float = 0.2) -> float:
+    """Mean over the first part of training (mean loss from L0 down to ``until`` L0, log-spaced levels) of the
+    group's loss in run_a minus run_b, both interpolated at equal mean loss. df: columns run, mean_loss, group, loss.
+    """
+    d = df[(df.group == group) & np.isfinite(df.mean_loss) & np.isfinite(df.loss)]
+    curves = {}
+    for r in (run_a, run_b):
+        dd = d[d.run == r]
+        dd = dd.sort_values("step" if "step" in dd else "mean_loss", ascending="step" in dd)
+        prog = np.minimum.accumulate(dd.mean_loss.to_numpy())  # progress, made monotone
+        curves[r] = (-np.log(prog), dd.loss.to_numpy())
+    if any(len(c[0]) == 0 for c in curves.values()):
+        return float("nan")
+    L0 = min(np.exp(-c[0][0]) for c in curves.values())
+    reached = max(np.exp(-c[0][-1]) for c in curves.values())  # the deepest level both runs reached
+    grid = np.geomspace(L0, max(L0 * until, reached), 30)
+    interp = {r: np.interp(-np.log(grid), x, y) for r, (x, y) in curves.items()}
+    return float(np.mean(interp[run_a] - interp[run_b]))
+
+
 def claims(cfg: Config, df: pd.DataFrame) -> dict:
     """The paper's three statements, measured on the curves."""
     probs = problems(cfg)
@@ -84,12 +104,8 @@ def claims(cfg: Config, df: pd.DataFrame) -> dict:
     ex2 = df[(df.example == "example2") & (df.group == "noisy")]
     rise = {r: float(d.loss.max() / d.loss.iloc[0]) for r, d in ex2.groupby("run")}
 
-    def mid_gap(ex, group):  # group loss, non-linear minus linear, averaged over the first half of progress
-        d = df[(df.example == ex) & (df.group == group)]
-        grid = np.geomspace(d.mean_loss.max(), d.mean_loss.max() * 0.2, 30)
-        interp = {r: np.interp(-np.log(grid), -np.log(dd.mean_loss.to_numpy()), dd.loss.to_numpy())
-                  for r, dd in d.groupby("run")}
-        return float(np.mean(interp["nonlinear"] - interp["linear"]))
+    def mid_gap(ex, group):
+        return equal_progress_gap(df[df.example == ex], group, "nonlinear", "linear")
 
     out = {
         "example1_order_nonlinear": order["nonlinear"], "example1_order_linear": order["linear"],

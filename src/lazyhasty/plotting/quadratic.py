@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 TITLES = {"example1": "Example 1: input/label correlation", "example2": "Example 2: label noise",
@@ -21,6 +22,7 @@ def group_loss_panels(curves: pd.DataFrame, runs: list[str], styles: dict[str, d
         runs: run labels in drawing order; styles: matplotlib kwargs per run (e.g. solid vs dashed).
         marks: optional text per example drawn in red in the panel (e.g. "ordering NOT reproduced").
     """
+    curves = curves[np.isfinite(curves.mean_loss) & np.isfinite(curves.loss) & (curves.loss > 0)]
     examples = [e for e in TITLES if e in set(curves.example)]
     fig, axes = plt.subplots(1, len(examples), figsize=(5 * len(examples), 4), squeeze=False)
     cmap = plt.get_cmap("viridis")
