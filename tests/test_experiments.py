@@ -28,3 +28,18 @@ def test_fig14_runs_and_reports_orderings(tmp_path, capsys):
     assert len(runs) == 9 and "example2-linearized" in runs  # 3 examples x (2 alphas + linearized)
     cfg = json.loads((tmp_path / "example1-alpha=1" / "config.json").read_text())
     assert cfg["lr"] > 0 and cfg["alpha"] == 1.0
+
+
+def test_fig1_tiny(tmp_path, capsys):
+    code = main(["run", "fig1", "--out", str(tmp_path), "--set", "seeds=3", "--set", "grid=20",
+                 "--set", "max_steps=400", "--set", "thresholds=0.6,0.55", "--set", "bootstrap=100"])
+    assert code == 0
+    import numpy as np
+
+    with np.load(tmp_path / "grid.npz") as z:
+        assert z["losses"].shape == (2, 2, 3, 20, 20)
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    assert {"claim_held", "thresholds", "train_s", "eval_s"} <= set(claims)
+    assert (tmp_path / "fig1.png").stat().st_size > 0
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 6 and all((r / "metrics.parquet").exists() for r in runs)

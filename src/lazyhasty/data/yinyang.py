@@ -67,3 +67,60 @@ def yinyang(n: int = 100, seed: int = 0, radius: float = 0.3, noise_dims: int = 
     if noise_dims:
         x = np.concatenate([x, rng.standard_normal((n, noise_dims))], axis=1)
     return Split(torch.as_tensor(x, dtype=dtype), torch.as_tensor(y, dtype=dtype), Groups(groups, n=n))
+
+
+KRIENER_CLASSES = ("yang", "yin", "dot")
+KRIENER_REGIONS = ("bulk", "near_boundary", "dot")
+
+
+def kriener_class(x: np.ndarray, r_small: float = 0.1, r_big: float = 0.5) -> np.ndarray:
+    """Class (0 yang, 1 yin, 2 dot) of points x (n, 2) in the Yin-Yang dataset of Kriener et al. (2021).
+
+    The symbol lives in the disc of radius r_big centred at (r_big, r_big); the two dots have radius r_small and
+    centres (r_big/2, r_big) and (3 r_big/2, r_big). Yin is the upper half outside the right half-disc of radius
+    r_big/2, plus the left half-disc (without its dot); yang is the rest; the dots are the third class.
+    """
+    left = np.array([0.5 * r_big, r_big])
+    right = np.array([1.5 * r_big, r_big])
+    d_left = np.linalg.norm(x - left, axis=1)
+    d_right = np.linalg.norm(x - right, axis=1)
+    yin = (d_right <= r_small) | ((d_left > r_small) & (d_left <= 0.5 * r_big)) | (
+        (x[:, 1] > r_big) & (d_right > 0.5 * r_big))
+    dots = (d_left < r_small) | (d_right < r_small)
+    return np.where(dots, 2, yin.astype(int))
+
+
+def kriener_yinyang(n: int = 1000, seed: int = 0, r_small: float = 0.1, r_big: float = 0.5, margin: float = 0.03,
+                    dtype: torch.dtype = torch.float32) -> Split:
+    """The three-class Yin-Yang dataset (Kriener et al. 2021): rejection sampling in the big disc, cycling
+    through the classes so that they are balanced; features (x, y, 1 - x, 1 - y).
+
+    Returns a ``Split`` with x (n, 4), integer labels y (n,) in {0 yang, 1 yin, 2 dot}, and groups by class and
+    by region: ``dot``, ``near_boundary`` (within ``margin`` of another class) or ``bulk``.
+    """
+    if n < 3:
+        raise ValueError(f"n must be >= 3, got {n}")
+    rng = np.random.default_rng(seed)
+    pts, labels = [], []
+    centre = np.array([r_big, r_big])
+    while len(pts) < n:
+        want = len(pts) % 3
+        while True:  # draw until a point of the wanted class falls in the big disc
+            p = rng.uniform(0, 2 * r_big, size=(1, 2))
+            if np.linalg.norm(p - centre) <= r_big and kriener_class(p, r_small, r_big)[0] == want:
+                break
+        pts.append(p[0])
+        labels.append(want)
+    xy = np.array(pts)
+    y = np.array(labels)
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    near = np.zeros(n, dtype=bool)
+    for a in angles:  # another class within `margin`
+        moved = xy + margin * np.array([np.cos(a), np.sin(a)])
+        inside = np.linalg.norm(moved - centre, axis=1) <= r_big
+        near |= inside & (kriener_class(moved, r_small, r_big) != y)
+    regions = np.where(y == 2, 2, np.where(near, 1, 0))
+    groups = {name: regions == i for i, name in enumerate(KRIENER_REGIONS)}
+    groups.update({f"class_{c}": y == i for i, c in enumerate(KRIENER_CLASSES)})
+    feats = np.concatenate([xy, 1 - xy], axis=1)
+    return Split(torch.as_tensor(feats, dtype=dtype), torch.as_tensor(y), Groups(groups, n=n))

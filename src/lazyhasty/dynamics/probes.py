@@ -33,6 +33,8 @@ class Schedule:
             ``None`` picks 0 for full-batch steppers and 0.9 for minibatch ones (noisy batch losses).
         every: also measure every ``every`` steps (0: never).
         max_milestones: cap on k (r^k below float resolution is meaningless).
+        levels: absolute loss levels (decreasing) used as milestones instead of L0 r^k: milestone k (1-based)
+            is the first step with loss < levels[k - 1] (e.g. the thresholds of George et al.'s Fig. 1).
     """
 
     points_per_decade: int = 10
@@ -40,6 +42,14 @@ class Schedule:
     smoothing: float | None = None
     every: int = 0
     max_milestones: int = 1000
+    levels: tuple[float, ...] | None = None
+
+    def milestones(self, loss0: float) -> Milestones | None:
+        if self.levels is not None:
+            return Milestones(loss0, levels=self.levels)
+        if self.milestone_ratio is None:
+            return None
+        return Milestones(loss0, self.milestone_ratio, self.max_milestones)
 
     def __post_init__(self):
         if self.milestone_ratio is not None and not 0 < self.milestone_ratio < 1:
@@ -58,13 +68,19 @@ class Schedule:
 
 
 class Milestones:
-    """Tracks equal-progress milestones: k is reached at the first update with loss < L0 * r^k."""
+    """Tracks equal-progress milestones: k is reached at the first update with loss < L0 * r^k
+    (or, with explicit ``levels``, with loss < levels[k - 1])."""
 
-    def __init__(self, loss0: float, ratio: float, max_k: int = 1000):
+    def __init__(self, loss0: float, ratio: float = 0.96, max_k: int = 1000, levels=None):
         self.loss0, self.ratio, self.max_k = float(loss0), float(ratio), int(max_k)
+        self.levels = None if levels is None else [float(v) for v in levels]
+        if self.levels is not None:
+            self.max_k = len(self.levels)
         self.reached = 0  # milestone 0 is the initial point
 
     def threshold(self, k: int) -> float:
+        if self.levels is not None:
+            return self.levels[k - 1]
         return self.loss0 * self.ratio**k
 
     def update(self, loss: float) -> int | None:
@@ -88,6 +104,8 @@ class ProbeContext:
     step: int
     t: float
     params0: dict[str, torch.Tensor]
+    milestone: int | None = None
+    run_id: str = "run"
     batch_size: int = 4096
     _outputs: dict[str, torch.Tensor] = field(default_factory=dict)
 

@@ -22,7 +22,7 @@ from ..data.groups import Split
 from ..models.regimes import initial_params, regime_alpha
 from ..runs.records import RunRecord, metrics_frame
 from .losses import Loss, get_loss
-from .probes import DEFAULT_PROBES, Milestones, Probe, ProbeContext, Schedule
+from .probes import DEFAULT_PROBES, Probe, ProbeContext, Schedule
 from .steppers import Evaluation, Stepper
 
 
@@ -159,7 +159,7 @@ def train(
         t0 = time.perf_counter()
         was_training = model.training
         model.eval()
-        ctx = ProbeContext(model, splits, loss, step, t, params0)
+        ctx = ProbeContext(model, splits, loss, step, t, params0, milestone, run_id)
         try:
             for probe in probes:
                 for split, group, metric, value in probe(ctx):
@@ -181,8 +181,7 @@ def train(
     with torch.no_grad():
         loss0 = float(torch.cat([loss(model(xb), yb) for xb, yb in
                                  zip(train_set.x.split(4096), train_set.y.split(4096))]).double().mean())
-    milestones = Milestones(loss0, schedule.milestone_ratio, schedule.max_milestones) \
-        if schedule.milestone_ratio is not None else None
+    milestones = schedule.milestones(loss0)
 
     wall0 = last_flush = time.perf_counter()
     step, t, dt, smoothed = 0, 0.0, 0.0, loss0

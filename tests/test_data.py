@@ -1,0 +1,41 @@
+"""Toy data generators: labels, balance, determinism, region labels."""
+
+import numpy as np
+import torch
+
+from lazyhasty.data import kriener_class, kriener_yinyang, yinyang, yinyang_labels, yinyang_regions
+
+
+def test_binary_yinyang_rule_and_regions():
+    pts = np.array([[0.5, -0.5], [0.5, -0.85], [-0.5, 0.5], [-0.5, 0.9], [0.9, -0.9], [0.0, 0.05], [0.0, -0.5]])
+    np.testing.assert_array_equal(yinyang_labels(pts), [-1, 1, 1, -1, 1, -1, 1])
+    # disc centres are 'disk', (0.9, -0.9) is bulk, (0, 0.05) is within 0.1 of the line
+    np.testing.assert_array_equal(yinyang_regions(pts)[[0, 2, 4, 5]], [1, 1, 0, 2])
+
+
+def test_binary_yinyang_determinism_groups_and_noise():
+    a, b, c = yinyang(200, seed=4), yinyang(200, seed=4), yinyang(200, seed=5)
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and not torch.equal(a.x, c.x)
+    sizes = sum(len(a.groups[g]) for g in ("half_plane", "disk", "near_boundary"))
+    assert sizes == 200  # regions partition the points
+    assert torch.equal(a.y, torch.as_tensor(yinyang_labels(a.x.numpy().astype(float)), dtype=a.y.dtype))
+    noisy = yinyang(200, seed=4, label_noise=0.1, noise_dims=3)
+    assert noisy.x.shape == (200, 5) and len(noisy.groups["noisy"]) == 20
+    flipped = (noisy.y != a.y).nonzero()[:, 0]
+    assert sorted(flipped.tolist()) == sorted(noisy.groups["noisy"].tolist())
+
+
+def test_kriener_yinyang():
+    d = kriener_yinyang(600, seed=1)
+    assert d.x.shape == (600, 4)
+    np.testing.assert_allclose(d.x[:, 2:].numpy(), 1 - d.x[:, :2].numpy(), atol=1e-6)
+    counts = np.bincount(d.y.numpy(), minlength=3)
+    assert counts.tolist() == [200, 200, 200]  # balanced classes
+    xy = d.x[:, :2].numpy().astype(float)
+    assert (np.linalg.norm(xy - 0.5, axis=1) <= 0.5).all()
+    np.testing.assert_array_equal(kriener_class(xy), d.y.numpy())
+    # the two dots: centres belong to class 2; the upper-right point of the big disc is yin, lower-left yang
+    np.testing.assert_array_equal(kriener_class(np.array([[0.25, 0.5], [0.75, 0.5], [0.5, 0.95], [0.5, 0.05]])),
+                                  [2, 2, 1, 0])
+    assert torch.equal(kriener_yinyang(600, seed=1).x, d.x)
+    assert len(d.groups["dot"]) == 200 and len(d.groups["near_boundary"]) > 0
