@@ -22,17 +22,18 @@ def _cmd_list(args) -> int:
 
     for name, e in sorted(registry().items()):
         print(f"{name:<14} {e.description}")
-        print(f"{'':<14} presets: {', '.join(e.presets)}")
+        print(f"{'':<14} presets: {', '.join(e.presets)} (default: {e.default_preset})")
     return 0
 
 
-def _run(name: str, preset: str, sets: list[str], out: str | None) -> int:
+def _run(name: str, preset: str | None, sets: list[str], out: str | None) -> int:
     from .config import override, to_dict
     from .experiments import get_experiment
     from .runs.output import prepare_output
     from .runs.records import atomic_write_json, environment
 
     exp = get_experiment(name)
+    preset = preset or exp.default_preset
     cfg = override(exp.preset(preset), sets)
     out_dir = prepare_output(out or Path("runs") / name)
     atomic_write_json(out_dir / "experiment.json", {"experiment": name, "preset": preset, "overrides": sets,
@@ -72,7 +73,7 @@ def _cmd_show(args) -> int:
     from .experiments import get_experiment
 
     exp = get_experiment(args.experiment)
-    print(json.dumps(to_dict(exp.preset(args.preset)), indent=2))
+    print(json.dumps(to_dict(exp.preset(args.preset or exp.default_preset)), indent=2))
     return 0
 
 
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_cmd_demo)
     s = sub.add_parser("run", help="run one experiment")
     s.add_argument("experiment", help="experiment name (see `lazyhasty list`)")
-    s.add_argument("--preset", default="quick", help="preset name (default: quick; every experiment has paper too)")
+    s.add_argument("--preset", help="preset name (default: the experiment's, shown by `lazyhasty list`)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
     s.add_argument("--out", help="output folder (default: runs/EXPERIMENT)")
     s.set_defaults(fn=_cmd_run)
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_cmd_list)
     s = sub.add_parser("show", help="print the resolved config of an experiment's preset")
     s.add_argument("experiment")
-    s.add_argument("--preset", default="quick")
+    s.add_argument("--preset")
     s.set_defaults(fn=_cmd_show)
     return p
 

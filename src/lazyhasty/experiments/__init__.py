@@ -21,6 +21,7 @@ class Experiment:
     config: type
     presets: Mapping[str, Any]
     main: Callable[[Any, Path], dict]
+    default_preset: str = "quick"  # what `lazyhasty run NAME` uses without --preset
 
     def preset(self, name: str) -> Any:
         if name not in self.presets:

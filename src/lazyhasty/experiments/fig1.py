@@ -196,4 +196,4 @@ def summarize(out: Path, cfg: Config) -> dict:
 
 
 EXPERIMENT = Experiment("fig1", "yin-yang MLP, 100 seeds x alpha in {1, 100}: where the non-linear regime is ahead "
-                        "(Fig. 1)", Config, PRESETS, main)
+                        "(Fig. 1)", Config, PRESETS, main, default_preset="default")
