@@ -65,7 +65,58 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    return _run("demo", "quick", args.set or [], args.out)
+    """The quick preset of every experiment, then the report (what `make demo` runs)."""
+    from .experiments import registry
+    from .report import build_report
+    from .runs.output import prepare_output
+
+    root = prepare_output(args.out)
+    names = args.only.split(",") if args.only else sorted(registry())
+    t0 = time.perf_counter()
+    codes = {}
+    for i, name in enumerate(names, 1):
+        print(f"=== [{i}/{len(names)}] {name} (quick preset) ===", flush=True)
+        codes[name] = _run(name, "quick", args.set or [], str(root / name))
+    report = build_report(root, title="lazyhasty demo: quick presets of every experiment")
+    failed = [n for n, c in codes.items() if c != 0]
+    print(f"\n[demo] {len(names) - len(failed)}/{len(names)} experiments done in {time.perf_counter() - t0:.0f} s"
+          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    print(f"[demo] report: {report.resolve()}")
+    return 1 if failed else 0
+
+
+def _cmd_sweep(args) -> int:
+    from .runs.output import prepare_output
+    from .runs.sweep import load_sweep_file, plan, run_sweep
+
+    spec = {"experiment": args.experiment, "preset": args.preset, "grid": args.grid or [], "seeds": args.seeds,
+            "set": args.set or []}
+    if args.file:
+        f = load_sweep_file(args.file)
+        spec = {"experiment": args.experiment or f["experiment"], "preset": args.preset or f["preset"],
+                "grid": f["grid"] + spec["grid"], "seeds": args.seeds or f["seeds"], "set": f["set"] + spec["set"]}
+    if not spec["experiment"]:
+        raise UsageError("name an experiment (lazyhasty sweep EXPERIMENT ...) or set 'experiment' in the sweep file")
+    if args.device:
+        spec["set"].append(f"device={args.device}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    out = prepare_output(args.out)
+    jobs = plan(spec["experiment"], spec["preset"], spec["set"], spec["grid"], spec["seeds"], out)
+    result = run_sweep(jobs, out, executor=args.executor, workers=args.workers,
+                       slurm={"partition": args.partition, "time": args.time, "gpus_per_run": args.gpus_per_run})
+    c = result["counts"]
+    print(f"[sweep] {len(jobs)} jobs: {c['complete']} complete, {c['diverged']} diverged, {c['failed']} failed "
+          f"(records in {out})")
+    return 1 if c["failed"] else 0
+
+
+def _cmd_report(args) -> int:
+    from .report import build_report
+
+    path = build_report(args.dir, args.output)
+    print(f"[report] {path.resolve()}")
+    return 0
 
 
 def _cmd_show(args) -> int:
@@ -81,10 +132,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lazyhasty", description="Train networks in the lazy or the feature-learning regime, "
                 "measure them, and reproduce the figures of George et al. and Geiger et al.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    s = sub.add_parser("demo", help="run the default reproduction on CPU and write a report (what `make demo` runs)")
+    s = sub.add_parser("demo", help="run every experiment's quick preset on CPU, then the HTML report "
+                       "(what `make demo` runs)")
     s.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    s.add_argument("--only", help="comma-separated experiments to run (default: all)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
     s.set_defaults(fn=_cmd_demo)
+    s = sub.add_parser("sweep", help="run a grid of configs, skipping completed runs (resumable, fault tolerant)")
+    s.add_argument("experiment", nargs="?", help="experiment name (or 'experiment' in --file)")
+    s.add_argument("--file", help="sweep file (TOML; YAML with PyYAML): experiment, preset, grid, seeds, set")
+    s.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="a grid axis (repeatable); values of "
+                   "list-valued keys are separated by ';'")
+    s.add_argument("--seeds", help="seeds of the 'seed' field, e.g. 0-4 or 0,3,7")
+    s.add_argument("--preset", help="preset of every job (default: the experiment's)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed override for every job")
+    s.add_argument("--out", required=True, help="sweep folder (re-use it to finish an interrupted sweep)")
+    s.add_argument("--workers", type=int, help="parallel jobs (default: number of cores)")
+    s.add_argument("--executor", default="local", choices=["local", "slurm", "submitit-local"],
+                   help="local process pool (default), SLURM through submitit, or submitit's local executor")
+    s.add_argument("--partition", help="SLURM partition")
+    s.add_argument("--time", type=int, help="SLURM time limit per job, minutes (default 60)")
+    s.add_argument("--gpus-per-run", type=int, help="GPUs per SLURM job")
+    s.add_argument("--device", help="device of every run, e.g. cuda (default: the config's, cpu)")
+    s.set_defaults(fn=_cmd_sweep)
+    s = sub.add_parser("report", help="write one self-contained HTML report of every record under DIR")
+    s.add_argument("dir")
+    s.add_argument("--output", help="HTML file (default: DIR/report.html)")
+    s.set_defaults(fn=_cmd_report)
     s = sub.add_parser("run", help="run one experiment")
     s.add_argument("experiment", help="experiment name (see `lazyhasty list`)")
     s.add_argument("--preset", help="preset name (default: the experiment's, shown by `lazyhasty list`)")

@@ -1,0 +1,48 @@
+"""The HTML report: self-contained, and it renders in headless Chromium with every figure visible."""
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from lazyhasty.cli import main
+from lazyhasty.report import build_report
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    assert main(["run", "demo", "--out", str(root / "demo"), "--set", "max_steps=50", "--set", "n_train=30"]) == 0
+    assert main(["run", "fig4", "--out", str(root / "fig4"), "--set", "points=20"]) == 0
+    return build_report(root, title="test report")
+
+
+def test_report_is_self_contained(report):
+    text = report.read_text()
+    assert text.count("data:image/png;base64,") == 2
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", text)  # no external assets
+    for needle in ("demo (preset quick)", "fig4 (preset quick)", "Runs by status: complete: 2", "Provenance",
+                   "Resolved config", "held"):
+        assert needle in text
+
+
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+           report.resolve().as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    body = re.search(r"<body[^>]*>", dom)
+    assert body, "no DOM dumped"
+    assert 'data-errors="0"' in body.group(0), body.group(0)
+    figures = re.search(r'data-figures="(\d+)/(\d+)"', body.group(0))
+    assert figures and figures.group(1) == figures.group(2) == "2", body.group(0)
+
+
+def test_report_of_missing_folder(capsys, tmp_path):
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "no such folder" in capsys.readouterr().err

@@ -1,0 +1,154 @@
+"""Sweeps: planning, skipping completed jobs, and the fault tests (SIGKILL, dead worker, corrupt records)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lazyhasty.cli import main
+from lazyhasty.errors import UsageError
+from lazyhasty.runs.sweep import job_state, load_sweep_file, parse_seeds, plan, run_sweep
+
+FAST = ["n_train=30", "widths=8,8", "max_steps=60", "dtype=float64"]
+
+
+def events(out: Path) -> list[dict]:
+    f = out / "events.jsonl"
+    return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+
+
+def completes_per_job(out: Path) -> dict:
+    c: dict = {}
+    for e in events(out):
+        if e["event"] in ("complete", "diverged"):
+            c[e["job"]] = c.get(e["job"], 0) + 1
+    return c
+
+
+def metrics_by_job(out: Path) -> dict:
+    return {p.parent.parent.name + "/" + p.parent.name: pd.read_parquet(p) for p in out.glob("*/*/metrics.parquet")}
+
+
+def test_plan_ids_grid_and_seeds(tmp_path):
+    assert parse_seeds("0-3") == [0, 1, 2, 3] and parse_seeds("1,5,7") == [1, 5, 7]
+    assert parse_seeds("0-1,4") == [0, 1, 4]
+    for bad in ("a-b", "3-1", ""):
+        with pytest.raises(UsageError):
+            parse_seeds(bad)
+    jobs = plan("demo", "quick", FAST, ["lr=0.1,0.5", "alphas=1,10;1,100"], "0-1", tmp_path)
+    assert len(jobs) == 8 and len({j.id for j in jobs}) == 8
+    again = plan("demo", "quick", FAST, ["lr=0.1,0.5", "alphas=1,10;1,100"], "0-1", tmp_path)
+    assert [j.id for j in jobs] == [j.id for j in again]  # stable ids
+    assert {tuple(j.config["alphas"]) for j in jobs} == {(1.0, 10.0), (1.0, 100.0)}
+    with pytest.raises(UsageError, match="unknown grid key"):
+        plan("demo", "quick", [], ["colour=red"], None, tmp_path)
+    with pytest.raises(UsageError, match="no 'seed' field"):
+        plan("fig1", "quick", [], [], "0-1", tmp_path)
+    f = tmp_path / "sweep.toml"
+    f.write_text('experiment = "demo"\nseeds = "0-1"\nset = ["max_steps=10"]\n[grid]\nlr = [0.1, 0.2]\n'
+                 'alphas = [[1, 10], [1, 100]]\n')
+    spec = load_sweep_file(f)
+    assert spec["experiment"] == "demo" and spec["grid"] == ["lr=0.1,0.2", "alphas=1,10;1,100"]
+
+
+def test_sweep_runs_once_and_skips_completed(tmp_path, capsys):
+    args = ["sweep", "demo", "--grid", "lr=0.2,0.5", "--seeds", "0-1", "--out", str(tmp_path), "--workers", "2"]
+    for a in FAST:
+        args += ["--set", a]
+    assert main(args) == 0
+    assert "4 complete, 0 diverged, 0 failed" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "4 already done, 0 to run" in capsys.readouterr().out
+    assert set(completes_per_job(tmp_path).values()) == {1} and len(completes_per_job(tmp_path)) == 4
+
+
+def _start_sweep(out: Path, extra=()) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "lazyhasty.cli", "sweep", "demo", "--grid", "seed=0,1,2", "--out", str(out),
+           "--workers", "1", "--set", "n_train=60", "--set", "widths=16,16", "--set", "max_steps=1200",
+           "--set", "dtype=float64", *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _wait_for(cond, timeout=120):
+    t0 = time.time()
+    while not cond():
+        if time.time() - t0 > timeout:
+            raise TimeoutError
+        time.sleep(0.1)
+
+
+def test_sigkill_mid_sweep_then_resume_is_exact(tmp_path):
+    ref, out = tmp_path / "ref", tmp_path / "killed"
+    assert _start_sweep(ref).wait(timeout=300) == 0
+    p = _start_sweep(out)
+    # kill everything (sweep and worker) once one job is done and the next one is running
+    _wait_for(lambda: len(completes_per_job(out)) >= 1 and sum(e["event"] == "start" for e in events(out)) >= 2)
+    time.sleep(0.5)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    states = [job_state(j)[0] for j in plan("demo", "quick", ["n_train=60", "widths=16,16", "max_steps=1200",
+                                                               "dtype=float64"], ["seed=0,1,2"], None, out)]
+    assert "interrupted" in states and "complete" in states
+    assert _start_sweep(out).wait(timeout=300) == 0
+    assert completes_per_job(out) == {k: 1 for k in completes_per_job(ref)}  # each job completed exactly once
+    a, b = metrics_by_job(ref), metrics_by_job(out)
+    assert a.keys() == b.keys() and len(a) == 6
+    for k in a:
+        pd.testing.assert_frame_equal(a[k], b[k])  # bit-identical to the uninterrupted sweep
+
+
+def test_killed_worker_fails_only_its_job_and_rerun_finishes(tmp_path):
+    p = _start_sweep(tmp_path, extra=("--workers", "2"))
+
+    def running_pid():
+        for d in tmp_path.iterdir():
+            spec = json.loads((d / "job.json").read_text()) if (d / "job.json").exists() else {}
+            if spec.get("status") == "running" and spec.get("pid"):
+                return spec["pid"], d
+        return None
+
+    _wait_for(lambda: running_pid() is not None)
+    pid, victim = running_pid()
+    os.kill(pid, signal.SIGKILL)
+    assert p.wait(timeout=300) == 1  # a failed job: non-zero exit
+    spec = json.loads((victim / "job.json").read_text())
+    assert spec["status"] == "failed" and "signal 9" in spec["reason"]
+    others = [json.loads((d / "job.json").read_text())["status"] for d in tmp_path.iterdir()
+              if d.is_dir() and d != victim and (d / "job.json").exists()]
+    assert others == ["complete", "complete"]
+    assert _start_sweep(tmp_path).wait(timeout=300) == 0
+    assert json.loads((victim / "job.json").read_text())["status"] == "complete"
+
+
+def test_corrupt_record_is_detected_and_rerun(tmp_path, capsys):
+    args = ["sweep", "demo", "--grid", "lr=0.3", "--out", str(tmp_path)] + sum((["--set", a] for a in FAST), [])
+    assert main(args) == 0
+    victim = next(tmp_path.glob("*/alpha=100/metrics.parquet"))
+    victim.write_bytes(victim.read_bytes()[:50])  # truncated
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "corrupt" in out and "metrics.parquet" in out and "1 to run" in out
+    pd.read_parquet(victim)  # readable again
+
+
+def test_sweep_through_submitit_local_executor(tmp_path):
+    jobs = plan("demo", "quick", FAST, ["lr=0.2,0.4"], None, tmp_path)
+    result = run_sweep(jobs, tmp_path, executor="submitit-local", workers=2, progress=False)
+    assert result["counts"] == {"complete": 2, "diverged": 0, "failed": 0}
+    assert all(json.loads((j.dir / "job.json").read_text())["status"] == "complete" for j in jobs)
+    assert (tmp_path / ".submitit").is_dir()  # submitit's own logs and pickles
+
+
+def test_sweep_bad_input(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["sweep", "demo", "--out", str(tmp_path / "f" / "o")]) == 2
+    assert main(["sweep", "demo", "--out", str(tmp_path / "o"), "--seeds", "x"]) == 2
+    assert main(["sweep", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write to output folder" in err and "--seeds expects" in err and "Traceback" not in err
