@@ -31,6 +31,7 @@ from .dynamics import (  # noqa: E402
 )
 from .metrics import (  # noqa: E402
     LinearityProbe,
+    at_equal_progress,
     kernel_alignment,
     kernel_distance,
     kernel_target_alignment,
@@ -52,7 +53,7 @@ __all__ = [
     "ProbeContext", "Milestones", "loss_probe", "parameter_distance_probe",
     # linearity metrics
     "ntk_gram", "kernel_alignment", "kernel_distance", "kernel_target_alignment", "sign_similarity",
-    "representation_alignment", "parameter_distance", "LinearityProbe",
+    "representation_alignment", "parameter_distance", "LinearityProbe", "at_equal_progress",
     # data and records
     "Split", "Groups", "yinyang", "RunRecord", "load_runs",
 ]

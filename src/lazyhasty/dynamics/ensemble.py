@@ -143,11 +143,14 @@ def train_ensemble(
     records: Sequence[RunRecord] | None = None,
     progress: bool | None = None,
     flush_every_s: float = 5.0,
+    weights: torch.Tensor | None = None,
 ) -> list[TrainResult]:
     """Train every member of ``ensemble`` at once; returns one :class:`TrainResult` per member.
 
     Arguments as in :func:`lazyhasty.train`, with ``run_ids`` and ``records`` given per member. Probes see each
     member as an ``AlphaScaled`` module (``ctx.model``) with its outputs precomputed in one vectorised pass.
+    ``weights`` (E, n) gives each member its own example weights (0/1: its own training subset, as in C-score
+    estimation); a member's loss is then sum_i w_i l_i / sum_i w_i over the batch.
     """
     loss = get_loss(loss)
     schedule = schedule or Schedule()
@@ -178,7 +181,11 @@ def train_ensemble(
         x, y = (train_set.x, train_set.y) if index is None else (train_set.x[index], train_set.y[index])
         out = ensemble(x)  # (E, n, C)
         per = per_member_loss(out, y)  # (E, n)
-        mean = per.mean(1)  # (E,)
+        if weights is None:
+            mean = per.mean(1)  # (E,)
+        else:
+            w = weights if index is None else weights[:, index]
+            mean = (per * w).sum(1) / w.sum(1).clamp_min(1e-12)
         ok = active & finite
         total = torch.where(ok, mean, torch.zeros_like(mean)).sum()
         grads = torch.autograd.grad(total, params)
@@ -188,7 +195,9 @@ def train_ensemble(
         return Evaluation(float(total.detach()), grads, out, per.detach(), index)
 
     with torch.no_grad():
-        loss0 = per_member_loss(ensemble(train_set.x), train_set.y).double().mean(1).cpu().numpy()
+        per0 = per_member_loss(ensemble(train_set.x), train_set.y).double()
+        w0 = None if weights is None else weights.double()
+        loss0 = (per0.mean(1) if w0 is None else (per0 * w0).sum(1) / w0.sum(1).clamp_min(1e-12)).cpu().numpy()
     milestones = [schedule.milestones(float(l0)) for l0 in loss0]
     smoothed = loss0.copy()
     rows: list[list[tuple]] = [[] for _ in range(E)]
@@ -247,7 +256,11 @@ def train_ensemble(
         while True:
             if cur is None:
                 cur = evaluate(next(batches))
-            losses = cur.per_example.double().mean(1).cpu().numpy()  # (E,) per-member mean loss
+            if weights is None:
+                losses = cur.per_example.double().mean(1).cpu().numpy()  # (E,) per-member mean loss
+            else:
+                w = (weights if cur.index is None else weights[:, cur.index]).double()
+                losses = ((cur.per_example.double() * w).sum(1) / w.sum(1).clamp_min(1e-12)).cpu().numpy()
             to_measure: dict[int, int | None] = {}
             stopping: list[int] = []
             for k in np.nonzero(active.numpy())[0]:

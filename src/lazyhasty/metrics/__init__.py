@@ -2,6 +2,8 @@ from .alignment import center, kernel_alignment, kernel_distance, kernel_target_
 from .linearity import parameter_distance, representation_alignment, sign_similarity
 from .ntk import ntk_gram
 from .probes import LinearityProbe
+from .progress import at_equal_progress, relative_difference
 
 __all__ = ["ntk_gram", "kernel_alignment", "kernel_distance", "kernel_target_alignment", "center",
-           "targets_matrix", "sign_similarity", "representation_alignment", "parameter_distance", "LinearityProbe"]
+           "targets_matrix", "sign_similarity", "representation_alignment", "parameter_distance", "LinearityProbe",
+           "at_equal_progress", "relative_difference"]

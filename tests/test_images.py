@@ -1,0 +1,129 @@
+"""Image dataset loaders on fixture files written in exactly the standard formats, plus the real files."""
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lazyhasty.data.images import (
+    DEBIAN_FASHION_MNIST,
+    DatasetError,
+    cifar10,
+    cscores,
+    fashion_mnist,
+    label_noise,
+    quantile_groups,
+)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cscores"
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int, gz: bool):
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    blob = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(blob) if gz else blob)
+
+
+@pytest.fixture
+def fmnist_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n, gz in (("train", 20, True), ("t10k", 8, False)):
+        suffix = ".gz" if gz else ""
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n, 28, 28)), 2051, gz)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte{suffix}", np.arange(n) % 10, 2049, gz)
+    return tmp_path
+
+
+def test_fashion_mnist_fixture_gz_and_plain(fmnist_dir):
+    tr = fashion_mnist(fmnist_dir, "train")
+    te = fashion_mnist(fmnist_dir, "test")
+    assert tr.x.shape == (20, 1, 28, 28) and te.x.shape == (8, 1, 28, 28)
+    assert tr.x.dtype == torch.float32 and 0 <= float(tr.x.min()) and float(tr.x.max()) <= 1
+    assert tr.y.tolist() == [i % 10 for i in range(20)]
+    raw = gzip.decompress((fmnist_dir / "train-images-idx3-ubyte.gz").read_bytes())
+    assert float(tr.x[3, 0, 5, 7]) == pytest.approx(raw[16 + 3 * 784 + 5 * 28 + 7] / 255)
+
+
+def test_fashion_mnist_errors(fmnist_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("LAZYHASTY_DATA", raising=False)
+    f = fmnist_dir / "t10k-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:-100])  # truncated
+    with pytest.raises(DatasetError, match="truncated or corrupt"):
+        fashion_mnist(fmnist_dir, "test")
+    write_idx(f, np.zeros((8, 28, 28)), 2049, gz=False)  # a labels magic in an images file
+    with pytest.raises(DatasetError, match="magic number 2049"):
+        fashion_mnist(fmnist_dir, "test")
+    (fmnist_dir / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(DatasetError, match="not a valid gzip"):
+        fashion_mnist(fmnist_dir, "train")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr("lazyhasty.data.images.DEBIAN_FASHION_MNIST", tmp_path / "no-such-dir")
+    with pytest.raises(DatasetError) as e:
+        fashion_mnist(empty)
+    assert str(empty) in str(e.value) and "apt-get install dataset-fashion-mnist" in str(e.value)
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_real_fashion_mnist():
+    te = fashion_mnist(split="test")
+    assert te.x.shape == (10000, 1, 28, 28)
+    assert np.bincount(te.y.numpy()).tolist() == [1000] * 10
+    assert 0.2 < float(te.x.mean()) < 0.4  # mean pixel of Fashion-MNIST is about 0.29
+
+
+def write_cifar(root: Path, n_per_batch=6):
+    rng = np.random.default_rng(1)
+    root.mkdir(parents=True, exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+                 b"labels": list(rng.integers(0, 10, n_per_batch)), b"batch_label": name.encode()}
+        with open(root / name, "wb") as f:
+            pickle.dump(batch, f)
+
+
+def test_cifar10_fixture_batches(tmp_path):
+    write_cifar(tmp_path / "c")
+    tr, te = cifar10(tmp_path / "c", "train"), cifar10(tmp_path / "c", "test")
+    assert tr.x.shape == (30, 3, 32, 32) and te.x.shape == (6, 3, 32, 32)
+    with open(tmp_path / "c" / "data_batch_2", "rb") as f:
+        b2 = pickle.load(f, encoding="bytes")
+    # original order: example 6 is the first of batch 2; channel-major layout (R plane, then G, then B)
+    assert tr.y[6] == b2[b"labels"][0]
+    assert float(tr.x[6, 1, 0, 3]) == pytest.approx(b2[b"data"][0][1024 + 3] / 255)
+    (tmp_path / "c" / "data_batch_3").write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match="not a CIFAR-10 python batch"):
+        cifar10(tmp_path / "c")
+    with pytest.raises(DatasetError, match="not found"):
+        cifar10(tmp_path / "nope")
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared C-score files not present")
+def test_public_cscores():
+    with np.load(SHARED / "cifar10-cscores-orig-order.npz") as z:
+        labels = z["labels"]
+    s = cscores(SHARED / "cifar10-cscores-orig-order.npz", labels=labels)
+    assert s.shape == (50000,) and 0 <= s.min() and s.max() <= 1
+    wrong = labels.copy()
+    wrong[:3] = (wrong[:3] + 1) % 10
+    with pytest.raises(DatasetError, match="differ from the dataset's at 3 positions"):
+        cscores(SHARED / "cifar10-cscores-orig-order.npz", labels=wrong)
+    assert cscores(SHARED / "mnist-cscores.npy").shape == (60000,)
+    with pytest.raises(DatasetError, match="60000 scores for a dataset of 10"):
+        cscores(SHARED / "mnist-cscores.npy", labels=np.zeros(10))
+
+
+def test_label_noise_and_quantile_groups():
+    y = torch.arange(1000) % 10
+    noisy, mask = label_noise(y, 0.15, 10, seed=3)
+    assert int(mask.sum()) == 150
+    assert bool((noisy[mask] != y[mask]).all()) and bool((noisy[~mask] == y[~mask]).all())
+    counts = np.bincount(((noisy[mask] - y[mask]) % 10).numpy(), minlength=10)
+    assert counts[0] == 0 and counts[1:].min() > 5  # every other class is used
+    assert torch.equal(label_noise(y, 0.15, 10, seed=3)[0], noisy)
+    g = quantile_groups(np.linspace(1, 0, 100), q=10)
+    assert len(g) == 10 and all(len(v) == 10 for v in g.values())
+    assert sorted(g["decile_1"].tolist()) == list(range(90, 100))  # lowest scores
