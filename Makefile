@@ -18,7 +18,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist; installed here when we can (root + apt), otherwise the
+# demo skips the experiments that need it and says how to get it.
+FMNIST := /usr/share/datasets/fashion-mnist
+
 demo: $(STAMP)
+	@if [ ! -d $(FMNIST) ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = "0" ]; then \
+	  echo "installing Debian's dataset-fashion-mnist ..."; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+	    || echo "could not install dataset-fashion-mnist; the Fashion-MNIST experiments will be skipped"; \
+	fi
 	$(BIN)/lazyhasty demo
 
 test: $(STAMP)

@@ -1,0 +1,101 @@
+"""Shared machinery of the example-difficulty experiments (fig2_noise, fig2_cscores, fig5_lr) on Fashion-MNIST.
+
+Each seed varies both the initialisation and the minibatch order (George et al., appendix F). Within a seed the
+regimes are forked: one ``Ensemble`` whose members share theta0 and see the same minibatches, differing only in
+alpha. Runs stop at a training-loss target or an epoch budget (flagged unconverged in status.json).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.groups import Groups, Split
+from ..data.images import fashion_mnist
+from ..dynamics.ensemble import Ensemble, train_ensemble
+from ..dynamics.probes import Schedule, loss_probe, parameter_distance_probe
+from ..dynamics.steppers import SGD
+from ..dynamics.train import Stop
+from ..metrics.probes import LinearityProbe
+from ..metrics.progress import at_equal_progress
+from ..models.cnn import CNN
+from ..models.mlp import MLP
+from ..runs.records import RunRecord
+
+
+def load_fmnist(root: str | None, n_train: int, n_test: int, seed: int, device: str) -> tuple[Split, Split]:
+    """A class-balanced random subset of Fashion-MNIST train (n_train) and test (n_test), deterministic in seed."""
+    tr, te = fashion_mnist(root, "train"), fashion_mnist(root, "test")
+    g = torch.Generator().manual_seed(seed)
+
+    def subset(s: Split, n: int) -> Split:
+        per = n // 10
+        idx = torch.cat([(s.y == c).nonzero()[:, 0][torch.randperm(int((s.y == c).sum()), generator=g)[:per]]
+                         for c in range(10)])
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        return Split(s.x[idx].to(device), s.y[idx].to(device))
+
+    return subset(tr, n_train), subset(te, n_test)
+
+
+def model_factory(arch: str, width: int):
+    if arch == "mlp":
+        return lambda: torch.nn.Sequential(torch.nn.Flatten(), MLP([784, width, width, 10]))
+    if arch == "cnn":
+        return lambda: CNN(in_channels=1, num_outputs=10, width=width // 8, depth=3)
+    raise ValueError(f"arch must be 'mlp' or 'cnn', got {arch!r}")
+
+
+def run_regimes(cfg, train: Split, splits: dict[str, Split], out: Path, seed: int, alphas=None,
+                lr: float | None = None, tag: str = "") -> list[str]:
+    """Train the regimes of one seed as one forked ensemble; returns the run ids. Records under out/runs/."""
+    alphas = list(alphas or cfg.alphas)
+    lr = cfg.lr if lr is None else lr
+    steps_per_epoch = -(-len(train) // cfg.batch_size)
+    ids = [f"{tag}alpha={a:g}-seed={seed}" for a in alphas]
+    recs = [RunRecord(out / "runs" / rid).start({**_cfg_dict(cfg), "alpha": a, "seed": seed, "lr": lr},
+                                                seed=seed, device=cfg.device) for a, rid in zip(alphas, ids)]
+    ens = Ensemble(model_factory(cfg.arch, cfg.width), [seed] * len(alphas), alphas).to(cfg.device)
+    g = torch.Generator().manual_seed(10_000 + seed)
+    probe_x = train.x[torch.randperm(len(train), generator=g)[: cfg.probe_size]]
+    probes = [loss_probe, parameter_distance_probe]
+    if cfg.linearity:
+        probes.append(LinearityProbe(probe_x, split="probe", outputs="trace", per_layer=False))
+    train_ensemble(ens, train, loss="cross_entropy", splits=splits,
+                   stepper=SGD(lr, momentum=cfg.momentum, batch_size=cfg.batch_size),
+                   stop=Stop(max_steps=cfg.max_epochs * steps_per_epoch, loss_below=cfg.loss_target),
+                   schedule=Schedule(milestone_ratio=cfg.milestone_ratio, points_per_decade=5),
+                   data_seed=seed, run_ids=ids, records=recs, progress=True, probes=probes)
+    return ids
+
+
+def _cfg_dict(cfg) -> dict:
+    from ..config import to_dict
+
+    return to_dict(cfg)
+
+
+def gap_at_equal_progress(metrics: pd.DataFrame, run_a: str, run_b: str, progress, value,
+                          points: int = 40) -> float:
+    """Mean over the shared progress range of value(run_a) - value(run_b), interpolated at equal progress."""
+    m = metrics[metrics.run_id.isin([run_a, run_b])]
+    t = at_equal_progress(m, progress=progress, grid=points)
+    t = t[(t.split == value[0]) & (t.group == value[1]) & (t.metric == value[2])]
+    piv = t.pivot_table(index="progress", columns="run_id", values="value").dropna()
+    return float((piv[run_a] - piv[run_b]).mean()) if len(piv) else float("nan")
+
+
+def mean_spread(values) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{np.nanmean(v):+.4f} ± {np.nanstd(v, ddof=1) if len(v) > 1 else 0.0:.4f} (n = {len(v)})"
+
+
+def noisy_split(cfg, train: Split, seed: int) -> tuple[Split, torch.Tensor]:
+    from ..data.images import label_noise
+
+    y_noisy, mask = label_noise(train.y.cpu(), cfg.noise, 10, seed=cfg.data_seed * 7919 + seed)
+    groups = Groups({"clean": (~mask).numpy(), "noisy": mask.numpy()}, n=len(train))
+    return Split(train.x, y_noisy.to(train.y.device), groups), mask

@@ -1,0 +1,66 @@
+"""The Fashion-MNIST experiments end to end at tiny sizes: on the real Debian files when installed (CI installs
+them), else on IDX fixture files written in the same format."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lazyhasty.cli import main
+from lazyhasty.data.images import DEBIAN_FASHION_MNIST
+from test_images import write_idx
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    if DEBIAN_FASHION_MNIST.is_dir():
+        return None  # the real data
+    root = tmp_path_factory.mktemp("fmnist")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 1200), ("t10k", 400)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 60, (n, 28, 28))
+        images[np.arange(n), labels * 2, :] = 255  # a learnable stripe per class
+        write_idx(root / f"{split}-images-idx3-ubyte.gz", images, 2051, gz=True)
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels, 2049, gz=True)
+    return str(root)
+
+
+def sets(data_root, *extra):
+    out = [] if data_root is None else ["--set", f"data_root={data_root}"]
+    for e in extra:
+        out += ["--set", e]
+    return out
+
+
+def test_fig2_noise_tiny(tmp_path, data_root, capsys):
+    assert main(["run", "fig2_noise", "--out", str(tmp_path), *sets(data_root, "n_train=500", "n_test=200",
+                 "seeds=2", "max_epochs=3", "probe_size=40", "width=32")]) == 0
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    assert len(claims["noisy_gap_per_seed"]) == 2 and isinstance(claims["claim_held"], bool)
+    assert (tmp_path / "fig2_noise.png").stat().st_size > 0
+    m = __import__("lazyhasty").load_runs(tmp_path / "runs")
+    assert {"clean", "noisy"} <= set(m.group) and {"ntk_alignment", "sign_similarity"} <= set(m.metric)
+    assert set(m.run_id) == {"alpha=1-seed=0", "alpha=100-seed=0", "alpha=1-seed=1", "alpha=100-seed=1"}
+
+
+def test_fig2_cscores_and_fig5_tiny(tmp_path, data_root, capsys):
+    assert main(["run", "fig2_cscores", "--out", str(tmp_path / "c"), *sets(
+        data_root, "n_pool=600", "ratios=0.3,0.7", "runs_per_ratio=2", "estimator_epochs=2", "seeds=1",
+        "max_epochs=2", "width=32")]) == 0
+    claims = json.loads((tmp_path / "c" / "claims.json").read_text())
+    assert set(claims["mean_cscore_per_class"]) and -1 <= claims["cscore_speed_spearman"] <= 1
+    with np.load(tmp_path / "c" / "cscores.npz") as z:
+        assert z["scores"].shape == (600,)
+    assert main(["run", "fig5_lr", "--out", str(tmp_path / "l"), *sets(
+        data_root, "n_train=400", "n_test=100", "seeds=1", "max_epochs=2", "width=32", "lrs=0.04,0.02")]) == 0
+    claims = json.loads((tmp_path / "l" / "claims.json").read_text())
+    assert len(claims["lr_spread"]) == 1 and isinstance(claims["claim_held"], bool)
+
+
+def test_missing_dataset_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("lazyhasty.data.images.DEBIAN_FASHION_MNIST", tmp_path / "none")
+    monkeypatch.delenv("LAZYHASTY_DATA", raising=False)
+    code = main(["run", "fig2_noise", "--out", str(tmp_path / "o"), "--set", f"data_root={tmp_path / 'empty'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not found" in err and "dataset-fashion-mnist" in err and "Traceback" not in err
