@@ -64,3 +64,15 @@ def test_missing_dataset_is_a_usage_error(tmp_path, capsys, monkeypatch):
     code = main(["run", "fig2_noise", "--out", str(tmp_path / "o"), "--set", f"data_root={tmp_path / 'empty'}"])
     err = capsys.readouterr().err
     assert code == 2 and "not found" in err and "dataset-fashion-mnist" in err and "Traceback" not in err
+
+
+def test_fig3_tiny(tmp_path, data_root, capsys):
+    assert main(["run", "fig3", "--out", str(tmp_path), *sets(data_root, "n_train=600", "k_balanced=10",
+                 "n_test=200", "seeds=1", "max_epochs=2", "width=32", "probe_size=40")]) == 0
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    assert 0.5 <= claims["linear_probe_accuracy"] <= 1 and isinstance(claims["claim_held"], bool)
+    assert set(claims["gaps"]) == {"alpha=0.5/bal_train", "alpha=0.5/bal_test", "alpha=1/bal_train", "alpha=1/bal_test"}
+    m = __import__("lazyhasty").load_runs(tmp_path / "runs")
+    assert {"with_spurious", "without_spurious", "y=+1,a=-1"} <= set(m.group)
+    assert {"bal_train", "bal_test"} <= set(m.split)
+    assert main(["run", "fig3", "--preset", "paper-waterbirds", "--out", str(tmp_path / "w")]) == 2

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import UsageError
 
-_MODULES = ("demo", "fig1", "fig2_noise", "fig2_cscores", "fig5_lr", "fig4", "fig14")
+_MODULES = ("demo", "fig1", "fig2_noise", "fig2_cscores", "fig5_lr", "fig3", "fig4", "fig14")
 
 
 @dataclass(frozen=True)

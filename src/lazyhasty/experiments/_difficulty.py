@@ -41,16 +41,16 @@ def load_fmnist(root: str | None, n_train: int, n_test: int, seed: int, device: 
     return subset(tr, n_train), subset(te, n_test)
 
 
-def model_factory(arch: str, width: int):
+def model_factory(arch: str, width: int, outputs: int = 10):
     if arch == "mlp":
-        return lambda: torch.nn.Sequential(torch.nn.Flatten(), MLP([784, width, width, 10]))
+        return lambda: torch.nn.Sequential(torch.nn.Flatten(), MLP([784, width, width, outputs]))
     if arch == "cnn":
-        return lambda: CNN(in_channels=1, num_outputs=10, width=width // 8, depth=3)
+        return lambda: CNN(in_channels=1, num_outputs=outputs, width=width // 8, depth=3)
     raise ValueError(f"arch must be 'mlp' or 'cnn', got {arch!r}")
 
 
 def run_regimes(cfg, train: Split, splits: dict[str, Split], out: Path, seed: int, alphas=None,
-                lr: float | None = None, tag: str = "") -> list[str]:
+                lr: float | None = None, tag: str = "", loss: str = "cross_entropy", outputs: int = 10) -> list[str]:
     """Train the regimes of one seed as one forked ensemble; returns the run ids. Records under out/runs/."""
     alphas = list(alphas or cfg.alphas)
     lr = cfg.lr if lr is None else lr
@@ -58,13 +58,13 @@ def run_regimes(cfg, train: Split, splits: dict[str, Split], out: Path, seed: in
     ids = [f"{tag}alpha={a:g}-seed={seed}" for a in alphas]
     recs = [RunRecord(out / "runs" / rid).start({**_cfg_dict(cfg), "alpha": a, "seed": seed, "lr": lr},
                                                 seed=seed, device=cfg.device) for a, rid in zip(alphas, ids)]
-    ens = Ensemble(model_factory(cfg.arch, cfg.width), [seed] * len(alphas), alphas).to(cfg.device)
+    ens = Ensemble(model_factory(cfg.arch, cfg.width, outputs), [seed] * len(alphas), alphas).to(cfg.device)
     g = torch.Generator().manual_seed(10_000 + seed)
     probe_x = train.x[torch.randperm(len(train), generator=g)[: cfg.probe_size]]
     probes = [loss_probe, parameter_distance_probe]
     if cfg.linearity:
         probes.append(LinearityProbe(probe_x, split="probe", outputs="trace", per_layer=False))
-    train_ensemble(ens, train, loss="cross_entropy", splits=splits,
+    train_ensemble(ens, train, loss=loss, splits=splits,
                    stepper=SGD(lr, momentum=cfg.momentum, batch_size=cfg.batch_size),
                    stop=Stop(max_steps=cfg.max_epochs * steps_per_epoch, loss_below=cfg.loss_target),
                    schedule=Schedule(milestone_ratio=cfg.milestone_ratio, points_per_decade=5),
@@ -79,10 +79,10 @@ def _cfg_dict(cfg) -> dict:
 
 
 def gap_at_equal_progress(metrics: pd.DataFrame, run_a: str, run_b: str, progress, value,
-                          points: int = 40) -> float:
+                          points: int = 40, decreasing: bool = True) -> float:
     """Mean over the shared progress range of value(run_a) - value(run_b), interpolated at equal progress."""
     m = metrics[metrics.run_id.isin([run_a, run_b])]
-    t = at_equal_progress(m, progress=progress, grid=points)
+    t = at_equal_progress(m, progress=progress, grid=points, decreasing=decreasing)
     t = t[(t.split == value[0]) & (t.group == value[1]) & (t.metric == value[2])]
     piv = t.pivot_table(index="progress", columns="run_id", values="value").dropna()
     return float((piv[run_a] - piv[run_b]).mean()) if len(piv) else float("nan")

@@ -1,0 +1,39 @@
+"""Fig. 3 of George et al.: test accuracy vs progress, and without- vs with-spurious accuracy per alpha."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def fig3_figure(metrics: pd.DataFrame, alphas, title: str):
+    """(a) balanced test accuracy vs mean training loss; (b, c) without-spurious vs with-spurious accuracy on the
+    balanced train and test sets, one colour per alpha, one thin line per seed."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    colors = {f"alpha={a:g}": c for a, c in zip(alphas, ("tab:red", "tab:purple", "tab:blue", "tab:green"))}
+    acc = metrics[metrics.metric == "accuracy"]
+    for rid, d in acc.groupby("run_id"):
+        regime = rid.split("-seed=")[0]
+        c = colors.get(regime, "k")
+        lab = regime if rid.endswith("seed=0") else None
+        train_loss = metrics[(metrics.run_id == rid) & (metrics.split == "train") & (metrics.group == "all")
+                             & (metrics.metric == "loss")].drop_duplicates("step").set_index("step").value
+        test = d[(d.split == "bal_test") & (d.group == "all")].drop_duplicates("step").set_index("step").value
+        axes[0].plot(train_loss.reindex(test.index), test, color=c, lw=0.8, label=lab)
+        for ax, split in ((axes[1], "bal_train"), (axes[2], "bal_test")):
+            w = d[(d.split == split) & (d.group == "with_spurious")].drop_duplicates("step").set_index("step").value
+            wo = d[(d.split == split) & (d.group == "without_spurious")].drop_duplicates("step").set_index("step").value
+            ax.plot(w, wo.reindex(w.index), color=c, lw=0.8, label=lab)
+    axes[0].set(xlabel="mean training loss", ylabel="balanced test accuracy", title="(a) test accuracy")
+    axes[0].invert_xaxis()
+    for ax, name in ((axes[1], "balanced train"), (axes[2], "balanced test")):
+        ax.set(xlabel="accuracy with spurious", ylabel="accuracy without spurious", title=f"({name})")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.5, ls=":")
+    for ax in axes:
+        ax.legend(frameon=False, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

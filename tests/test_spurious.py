@@ -1,0 +1,111 @@
+"""Spurious-correlation data: the Fashion-MNIST benchmark, and CelebA / Waterbirds loaders on fixture folders."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lazyhasty.data.images import DatasetError
+from lazyhasty.data.spurious import celeba, plant, spurious_fashion_mnist, waterbirds
+from lazyhasty.models import ResNet18
+from lazyhasty.models.pretrained import FrozenBatchNorm2d, freeze_batchnorm, load_pretrained
+from test_fmnist_experiments import data_root  # noqa: F401  (fixture: real data or IDX fixtures)
+
+
+def test_spurious_fashion_mnist(data_root):  # noqa: F811
+    tr = spurious_fashion_mnist(data_root, "train", rho=0.9, n=400, seed=1)
+    y, a = tr.y.numpy(), tr.a
+    assert len(tr) == 400 and (y == 1).sum() == 200
+    assert abs((a == y).mean() - 0.9) < 0.05
+    assert len(tr.groups["with_spurious"]) + len(tr.groups["without_spurious"]) == 400
+    patch = tr.x[:, 0, :4, :4].flatten(1).mean(1).numpy()
+    assert (patch[a > 0] == 1.0).all()  # the feature is planted exactly where a = +1
+    assert torch.equal(plant(tr.clean, -np.ones(400)), tr.clean)
+    bal = spurious_fashion_mnist(data_root, "test", n=200, balanced=True, seed=2)
+    assert (bal.a == bal.y.numpy()).mean() == 0.5
+    assert sorted(len(bal.groups[g]) for g in bal.groups if g.startswith("y=")) == [50, 50, 50, 50]
+    again = spurious_fashion_mnist(data_root, "train", rho=0.9, n=400, seed=1)
+    assert torch.equal(again.x, tr.x)
+
+
+def make_celeba(root, fmt="txt"):
+    (root / "img_align_celeba").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names, attrs = ["Blond_Hair", "Smiling", "Male"], []
+    for i in range(16):
+        Image.fromarray(rng.integers(0, 255, (218, 178, 3), dtype=np.uint8)).save(root / "img_align_celeba" /
+                                                                                   f"{i:06d}.jpg")
+        attrs.append((f"{i:06d}.jpg", 1 if i % 2 else -1, -1, 1 if (i // 2) % 2 else -1))
+    if fmt == "txt":
+        lines = [str(len(attrs)), " ".join(names)] + [f"{f} {b:2d} {s:2d} {m:2d}" for f, b, s, m in attrs]
+        (root / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+        (root / "list_eval_partition.txt").write_text("".join(f"{f} {0 if i < 8 else 2}\n" for i, (f, *_) in
+                                                              enumerate(attrs)))
+    else:
+        (root / "list_attr_celeba.csv").write_text("image_id," + ",".join(names) + "\n" + "".join(
+            f"{f},{b},{s},{m}\n" for f, b, s, m in attrs))
+        (root / "list_eval_partition.csv").write_text("image_id,partition\n" + "".join(
+            f"{f},{0 if i < 8 else 2}\n" for i, (f, *_) in enumerate(attrs)))
+
+
+@pytest.mark.parametrize("fmt", ["txt", "csv"])
+def test_celeba_fixture(tmp_path, fmt):
+    make_celeba(tmp_path, fmt)
+    t = celeba(tmp_path)
+    assert len(t.files) == 16 and t.y.tolist()[:4] == [-1, 1, -1, 1] and t.a.tolist()[:4] == [-1, -1, 1, 1]
+    assert t.group_id.tolist()[:4] == [0, 2, 1, 3]  # g = 2y + a
+    assert len(t.of_split("train").files) == 8 and len(t.of_split("test").files) == 8
+    b = t.balanced(2, seed=0)
+    assert np.bincount(b.group_id).tolist() == [2, 2, 2, 2]
+    x = b.images([0, 1])
+    assert x.shape == (2, 3, 224, 224) and x.dtype == torch.float32
+    with pytest.raises(DatasetError, match="fewer than k"):
+        t.balanced(5)
+    with pytest.raises(DatasetError, match="'Eyeglasses' not in"):
+        celeba(tmp_path, target="Eyeglasses")
+    (tmp_path / "img_align_celeba" / "000003.jpg").unlink()
+    with pytest.raises(DatasetError, match="missing"):
+        t.images([3])
+
+
+def test_waterbirds_fixture(tmp_path):
+    rows = ["img_id,img_filename,y,split,place,place_filename"]
+    rng = np.random.default_rng(1)
+    (tmp_path / "001.Black_footed_Albatross").mkdir()
+    for i in range(8):
+        f = f"001.Black_footed_Albatross/img_{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(tmp_path / f)
+        rows.append(f"{i},{f},{i % 2},{i // 4},{(i // 2) % 2},/x/y.jpg")
+    (tmp_path / "metadata.csv").write_text("\n".join(rows) + "\n")
+    t = waterbirds(tmp_path)
+    assert t.y.tolist() == [-1, 1] * 4 and t.a.tolist()[:4] == [-1, -1, 1, 1]
+    assert sorted(t.groups) == sorted(["with_spurious", "without_spurious", "y=+1,a=+1", "y=+1,a=-1", "y=-1,a=+1",
+                                       "y=-1,a=-1"])
+    assert t.groups["with_spurious"].tolist() == [0, 3, 4, 7]
+    assert t.images([0]).shape == (1, 3, 224, 224)
+    (tmp_path / "metadata.csv").write_text("img_id,img_filename,y,split\n0,a.jpg,1,0\n")
+    with pytest.raises(DatasetError, match="missing column"):
+        waterbirds(tmp_path)
+    with pytest.raises(DatasetError, match="not found"):
+        waterbirds(tmp_path / "nope")
+
+
+def test_pretrained_and_frozen_batchnorm(tmp_path):
+    src = ResNet18(num_outputs=1000)
+    src.blocks[0].bn1.running_mean.fill_(0.5)
+    torch.save(src.state_dict(), tmp_path / "w.pt")
+    dst = ResNet18(num_outputs=2)
+    info = load_pretrained(dst, tmp_path / "w.pt")
+    assert "head.weight" in info["skipped"] and "head.weight" in info["missing"]
+    assert torch.equal(dst.stem[0].weight, src.stem[0].weight)
+    freeze_batchnorm(dst)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in dst.modules())
+    bn = dst.blocks[0].bn1
+    assert isinstance(bn, FrozenBatchNorm2d) and float(bn.running_mean[0]) == 0.5
+    dst.train()
+    x = torch.randn(2, 3, 32, 32)
+    dst(x)
+    assert float(bn.running_mean[0]) == 0.5  # statistics never move, even in train mode
+    assert bn.weight.requires_grad
+    with pytest.raises(Exception, match="not found"):
+        load_pretrained(dst, tmp_path / "none.pt")
