@@ -76,3 +76,30 @@ def test_fig3_tiny(tmp_path, data_root, capsys):
     assert {"with_spurious", "without_spurious", "y=+1,a=-1"} <= set(m.group)
     assert {"bal_train", "bal_test"} <= set(m.split)
     assert main(["run", "fig3", "--preset", "paper-waterbirds", "--out", str(tmp_path / "w")]) == 2
+
+
+def test_cifar10_paths_on_fixture_batches(tmp_path, capsys):
+    """The paper presets' code path (CIFAR-10 batches, ResNet18, published C-scores) at a tiny size, on CPU."""
+    from test_images import write_cifar
+
+    write_cifar(tmp_path / "cifar", n_per_batch=60)
+    root = str(tmp_path / "cifar")
+    common = ["--set", "dataset=cifar10", "--set", f"data_root={root}", "--set", "arch=resnet18",
+              "--set", "width=4", "--set", "seeds=1", "--set", "max_epochs=1", "--set", "device=cpu"]
+    assert main(["run", "fig2_noise", "--out", str(tmp_path / "n"), *common, "--set", "n_train=100",
+                 "--set", "n_test=40", "--set", "probe_size=10"]) == 0
+    m = __import__("lazyhasty").load_runs(tmp_path / "n" / "runs")
+    assert {"clean", "noisy"} <= set(m.group)
+    from lazyhasty.data.images import cifar10
+
+    labels = cifar10(root).y.numpy()
+    np.savez(tmp_path / "cs.npz", scores=np.linspace(0, 1, len(labels)), labels=labels)
+    assert main(["run", "fig2_cscores", "--out", str(tmp_path / "c"), *common, "--set", "n_pool=200",
+                 "--set", f"cscore_file={tmp_path / 'cs.npz'}", "--set", "linearity=false",
+                 "--set", "estimator_epochs=2"]) == 0
+    with np.load(tmp_path / "c" / "cscores.npz") as z:
+        assert z["scores"].shape == (200,)
+    np.savez(tmp_path / "bad.npz", scores=np.zeros(len(labels)), labels=(labels + 1) % 10)
+    assert main(["run", "fig2_cscores", "--out", str(tmp_path / "b"), *common, "--set", "n_pool=200",
+                 "--set", f"cscore_file={tmp_path / 'bad.npz'}"]) == 2
+    assert "not in this dataset's order" in capsys.readouterr().err

@@ -14,21 +14,35 @@ import pandas as pd
 import torch
 
 from ..data.groups import Groups, Split
-from ..data.images import fashion_mnist
+from ..data.images import cifar10, fashion_mnist
 from ..dynamics.ensemble import Ensemble, train_ensemble
 from ..dynamics.probes import Schedule, loss_probe, parameter_distance_probe
 from ..dynamics.steppers import SGD
 from ..dynamics.train import Stop
+from ..errors import UsageError
 from ..metrics.probes import LinearityProbe
 from ..metrics.progress import at_equal_progress
-from ..models.cnn import CNN
+from ..models.cnn import CNN, ResNet18
 from ..models.mlp import MLP
 from ..runs.records import RunRecord
 
 
-def load_fmnist(root: str | None, n_train: int, n_test: int, seed: int, device: str) -> tuple[Split, Split]:
-    """A class-balanced random subset of Fashion-MNIST train (n_train) and test (n_test), deterministic in seed."""
-    tr, te = fashion_mnist(root, "train"), fashion_mnist(root, "test")
+def load_fmnist(root: str | None, n_train: int, n_test: int, seed: int, device: str,
+                dataset: str = "fashion_mnist") -> tuple[Split, Split]:
+    """A class-balanced random subset of the train (n_train) and test (n_test) sets, deterministic in seed.
+
+    ``dataset``: ``"fashion_mnist"`` (Debian's copy or ``root``) or ``"cifar10"`` (the python batches in ``root``).
+    The subsets keep track of their positions in the original training order (``split.index``), so that
+    per-example scores published in that order (C-scores) can be attached.
+    """
+    if dataset == "fashion_mnist":
+        tr, te = fashion_mnist(root, "train"), fashion_mnist(root, "test")
+    elif dataset == "cifar10":
+        if root is None:
+            raise UsageError("dataset=cifar10 needs data_root=<your cifar-10-batches-py folder>")
+        tr, te = cifar10(root, "train"), cifar10(root, "test")
+    else:
+        raise UsageError(f"dataset must be fashion_mnist or cifar10, got {dataset!r}")
     g = torch.Generator().manual_seed(seed)
 
     def subset(s: Split, n: int) -> Split:
@@ -36,17 +50,24 @@ def load_fmnist(root: str | None, n_train: int, n_test: int, seed: int, device: 
         idx = torch.cat([(s.y == c).nonzero()[:, 0][torch.randperm(int((s.y == c).sum()), generator=g)[:per]]
                          for c in range(10)])
         idx = idx[torch.randperm(len(idx), generator=g)]
-        return Split(s.x[idx].to(device), s.y[idx].to(device))
+        out = Split(s.x[idx].to(device), s.y[idx].to(device))
+        out.index = idx.numpy()
+        return out
 
     return subset(tr, n_train), subset(te, n_test)
 
 
-def model_factory(arch: str, width: int, outputs: int = 10):
+def model_factory(arch: str, width: int, outputs: int = 10, in_shape: tuple[int, ...] = (1, 28, 28)):
+    """mlp (flatten, two hidden layers of ``width``), cnn (3 conv layers) or resnet18 (CIFAR variant, batch norm
+    off: ensembles evaluate members with vmap, which cannot update batch-norm statistics in place)."""
     if arch == "mlp":
-        return lambda: torch.nn.Sequential(torch.nn.Flatten(), MLP([784, width, width, outputs]))
+        d = int(torch.tensor(in_shape).prod())
+        return lambda: torch.nn.Sequential(torch.nn.Flatten(), MLP([d, width, width, outputs]))
     if arch == "cnn":
-        return lambda: CNN(in_channels=1, num_outputs=outputs, width=width // 8, depth=3)
-    raise ValueError(f"arch must be 'mlp' or 'cnn', got {arch!r}")
+        return lambda: CNN(in_channels=in_shape[0], num_outputs=outputs, width=max(1, width // 8), depth=3)
+    if arch == "resnet18":
+        return lambda: ResNet18(num_outputs=outputs, in_channels=in_shape[0], width=width, batchnorm=False)
+    raise UsageError(f"arch must be mlp, cnn or resnet18, got {arch!r}")
 
 
 def run_regimes(cfg, train: Split, splits: dict[str, Split], out: Path, seed: int, alphas=None,
@@ -58,7 +79,8 @@ def run_regimes(cfg, train: Split, splits: dict[str, Split], out: Path, seed: in
     ids = [f"{tag}alpha={a:g}-seed={seed}" for a in alphas]
     recs = [RunRecord(out / "runs" / rid).start({**_cfg_dict(cfg), "alpha": a, "seed": seed, "lr": lr},
                                                 seed=seed, device=cfg.device) for a, rid in zip(alphas, ids)]
-    ens = Ensemble(model_factory(cfg.arch, cfg.width, outputs), [seed] * len(alphas), alphas).to(cfg.device)
+    ens = Ensemble(model_factory(cfg.arch, cfg.width, outputs, tuple(train.x.shape[1:])), [seed] * len(alphas),
+                   alphas).to(cfg.device)
     g = torch.Generator().manual_seed(10_000 + seed)
     probe_x = train.x[torch.randperm(len(train), generator=g)[: cfg.probe_size]]
     probes = [loss_probe, parameter_distance_probe]

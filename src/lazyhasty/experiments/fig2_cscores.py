@@ -33,7 +33,9 @@ from ._difficulty import load_fmnist, mean_spread, model_factory, run_regimes
 
 @dataclass(frozen=True)
 class Config:
-    data_root: str | None = None  # Fashion-MNIST folder (default: $LAZYHASTY_DATA/fashion-mnist, then Debian's)
+    dataset: str = "fashion_mnist"  # fashion_mnist (offline) or cifar10 (your local copy)
+    data_root: str | None = None  # dataset folder (Fashion-MNIST default: $LAZYHASTY_DATA/fashion-mnist, Debian's)
+    cscore_file: str | None = None  # published C-scores (in the dataset's original order) instead of estimating
     n_pool: int = 6_000  # examples whose C-scores are estimated
     held_out_fraction: float = 0.2  # part of the pool kept out of the regime comparison's training
     ratios: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # subset ratios of the estimator
@@ -63,18 +65,28 @@ class Config:
 
 PRESETS = {
     "quick": Config(),
-    "paper": Config(n_pool=60_000, ratios=tuple(np.round(np.arange(0.1, 1.0, 0.1), 2)), runs_per_ratio=4,
-                    estimator_epochs=20, arch="cnn", width=512, max_epochs=200, lr=0.01),
+    # the paper's setting: CIFAR-10, ResNet18, the published scores (cifar10-cscores-orig-order.npz); GPU
+    "paper": Config(dataset="cifar10", n_pool=50_000, cscore_file="cifar10-cscores-orig-order.npz",
+                    arch="resnet18", width=64, max_epochs=200, lr=0.01, device="cuda"),
 }
 
 
 def main(cfg: Config, out: Path) -> dict:
-    pool, _ = load_fmnist(cfg.data_root, cfg.n_pool, 10, cfg.data_seed, cfg.device)
-    factory = model_factory(cfg.arch, cfg.width)
-    print(f"[fig2_cscores] estimating C-scores of {len(pool)} examples: {len(cfg.ratios)} ratios x "
-          f"{cfg.runs_per_ratio} runs, {cfg.estimator_epochs} epochs", flush=True)
-    est = estimate_cscores(pool, factory, cfg.ratios, cfg.runs_per_ratio, cfg.estimator_epochs, seed=cfg.data_seed,
-                           lr=cfg.lr, momentum=cfg.momentum, batch_size=cfg.batch_size, progress=True)
+    pool, _ = load_fmnist(cfg.data_root, cfg.n_pool, 10, cfg.data_seed, cfg.device, cfg.dataset)
+    factory = model_factory(cfg.arch, cfg.width, 10, tuple(pool.x.shape[1:]))
+    if cfg.cscore_file:  # published scores, checked against the dataset's labels in its original order
+        from ..data.images import cifar10, cscores
+
+        full = fashion_mnist_labels(cfg) if cfg.dataset == "fashion_mnist" else cifar10(cfg.data_root).y.numpy()
+        published = cscores(cfg.cscore_file, labels=full)
+        est = {"scores": published[pool.index], "per_ratio": np.full((1, len(pool)), np.nan)}
+        print(f"[fig2_cscores] using published C-scores from {cfg.cscore_file}", flush=True)
+    else:
+        print(f"[fig2_cscores] estimating C-scores of {len(pool)} examples: {len(cfg.ratios)} ratios x "
+              f"{cfg.runs_per_ratio} runs, {cfg.estimator_epochs} epochs", flush=True)
+        est = estimate_cscores(pool, factory, cfg.ratios, cfg.runs_per_ratio, cfg.estimator_epochs,
+                               seed=cfg.data_seed, lr=cfg.lr, momentum=cfg.momentum, batch_size=cfg.batch_size,
+                               progress=True)
     speed = learning_speed(pool, factory, epochs=max(2, cfg.estimator_epochs // 2), seeds=(0, 1), lr=cfg.lr,
                            momentum=cfg.momentum, batch_size=cfg.batch_size, progress=True)
     scores = np.nan_to_num(est["scores"], nan=float(np.nanmean(est["scores"])))
@@ -93,6 +105,12 @@ def main(cfg: Config, out: Path) -> dict:
         print(f"[fig2_cscores] seed {seed}: regimes {cfg.alphas} on {n_tr} examples", flush=True)
         run_regimes(cfg, train, {"held_out": held}, out, seed)
     return summarize(cfg, out, scores, speed, pool.y.cpu().numpy())
+
+
+def fashion_mnist_labels(cfg) -> np.ndarray:
+    from ..data.images import fashion_mnist
+
+    return fashion_mnist(cfg.data_root, "train").y.numpy()
 
 
 def decile_gap(m, run_id: str, split: str) -> float:

@@ -28,7 +28,8 @@ from ._difficulty import gap_at_equal_progress, load_fmnist, mean_spread, noisy_
 
 @dataclass(frozen=True)
 class Config:
-    data_root: str | None = None  # Fashion-MNIST folder (default: $LAZYHASTY_DATA/fashion-mnist, then Debian's)
+    dataset: str = "fashion_mnist"  # fashion_mnist (offline, Debian's copy) or cifar10 (your local copy)
+    data_root: str | None = None  # dataset folder (Fashion-MNIST default: $LAZYHASTY_DATA/fashion-mnist, Debian's)
     n_train: int = 10_000  # class-balanced training subset
     n_test: int = 2_000
     noise: float = 0.15  # fraction of training labels replaced by another class
@@ -56,12 +57,14 @@ class Config:
 
 PRESETS = {
     "quick": Config(),
-    "paper": Config(n_train=60_000, n_test=10_000, arch="cnn", width=512, max_epochs=200, lr=0.01),
+    # the paper's setting (CIFAR-10, ResNet18, SGD + momentum, 200 epochs): needs data_root and a GPU
+    "paper": Config(dataset="cifar10", n_train=50_000, n_test=10_000, arch="resnet18", width=64, max_epochs=200,
+                    lr=0.01, batch_size=128, loss_target=0.01, device="cuda"),
 }
 
 
 def main(cfg: Config, out: Path) -> dict:
-    train_all, test = load_fmnist(cfg.data_root, cfg.n_train, cfg.n_test, cfg.data_seed, cfg.device)
+    train_all, test = load_fmnist(cfg.data_root, cfg.n_train, cfg.n_test, cfg.data_seed, cfg.device, cfg.dataset)
     for seed in range(cfg.seeds):
         train, _ = noisy_split(cfg, train_all, cfg.data_seed)  # the same noisy labels for every seed
         print(f"[fig2_noise] seed {seed}: alpha in {cfg.alphas}, {cfg.n_train} examples, {cfg.noise:.0%} noisy",
@@ -91,7 +94,7 @@ def summarize(cfg: Config, out: Path) -> dict:
     text = "\n".join(lines) + "\n"
     fig = equal_progress_figure(m, cfg.alphas, progress=("train", "clean", "loss"),
                                 groups=[("train", "clean"), ("train", "noisy"), ("test", "all")],
-                                title=f"Fashion-MNIST, {cfg.noise:.0%} label noise: solid alpha={a_nl:g}, "
+                                title=f"{cfg.dataset}, {cfg.noise:.0%} label noise: solid alpha={a_nl:g}, "
                                       f"dashed alpha={a_lin:g}", xlabel="clean-example training loss")
     save_figure(fig, out / "fig2_noise")
     atomic_write_text(out / "summary.txt", text)
