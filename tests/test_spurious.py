@@ -109,3 +109,30 @@ def test_pretrained_and_frozen_batchnorm(tmp_path):
     assert bn.weight.requires_grad
     with pytest.raises(Exception, match="not found"):
         load_pretrained(dst, tmp_path / "none.pt")
+
+
+def test_fig3_waterbirds_path_on_fixture(tmp_path, capsys):
+    """The paper-waterbirds code path (metadata, image decoding, pretrained ResNet18 with frozen batch norm) at a
+    tiny size on the CPU."""
+    import json
+
+    from lazyhasty.cli import main
+
+    rows = ["img_id,img_filename,y,split,place"]
+    rng = np.random.default_rng(2)
+    (tmp_path / "wb" / "birds").mkdir(parents=True)
+    for i in range(16):
+        f = f"birds/{i}.png"
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "wb" / f)
+        rows.append(f"{i},{f},{i % 2},{0 if i < 8 else 2},{(i // 2) % 2}")
+    (tmp_path / "wb" / "metadata.csv").write_text("\n".join(rows) + "\n")
+    torch.save(ResNet18(num_outputs=1000, width=4).state_dict(), tmp_path / "w.pt")
+    code = main(["run", "fig3", "--preset", "paper-waterbirds", "--out", str(tmp_path / "o"),
+                 "--set", f"data_root={tmp_path / 'wb'}", "--set", f"pretrained={tmp_path / 'w.pt'}",
+                 "--set", "device=cpu", "--set", "width=4", "--set", "image_size=32", "--set", "k_balanced=1",
+                 "--set", "seeds=1", "--set", "max_epochs=1", "--set", "batch_size=4", "--set", "probe_size=4"])
+    assert code == 0, capsys.readouterr().err
+    claims = json.loads((tmp_path / "o" / "claims.json").read_text())
+    assert "alpha=1/bal_test" in claims["gaps"]
+    st = json.loads((tmp_path / "o" / "runs" / "alpha=100-seed=0" / "status.json").read_text())
+    assert st["status"] == "complete"

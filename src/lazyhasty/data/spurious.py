@@ -108,18 +108,19 @@ def _to_tensor(img) -> torch.Tensor:
     return (t - mean) / std
 
 
-def celeba_transform(img) -> torch.Tensor:
-    """Centre crop 178, resize to 224 (the usual CelebA setup), ImageNet normalisation -> (3, 224, 224)."""
+def celeba_transform(img, size: int = 224) -> torch.Tensor:
+    """Centre crop 178, resize to ``size`` (224: the usual CelebA setup), ImageNet normalisation."""
     from PIL import Image
 
-    return _to_tensor(_center_crop(img, 178).resize((224, 224), Image.BILINEAR))
+    return _to_tensor(_center_crop(img, 178).resize((size, size), Image.BILINEAR))
 
 
-def waterbirds_transform(img) -> torch.Tensor:
-    """Resize to 256 x 256, centre crop 224 (the group-DRO evaluation setup), ImageNet normalisation."""
+def waterbirds_transform(img, size: int = 224) -> torch.Tensor:
+    """Resize to 256/224 x ``size``, centre crop ``size`` (224: the group-DRO setup), ImageNet normalisation."""
     from PIL import Image
 
-    return _to_tensor(_center_crop(img.resize((256, 256), Image.BILINEAR), 224))
+    big = round(size * 256 / 224)
+    return _to_tensor(_center_crop(img.resize((big, big), Image.BILINEAR), size))
 
 
 @dataclass
@@ -132,6 +133,7 @@ class ImageTable:
     a: np.ndarray  # {-1, +1}
     split: np.ndarray  # 0 train, 1 validation, 2 test
     transform: object
+    size: int = 224  # output image size (smaller sizes for quick checks)
 
     @property
     def groups(self) -> Groups:
@@ -145,7 +147,7 @@ class ImageTable:
     def subset(self, idx) -> ImageTable:
         idx = np.asarray(idx)
         return ImageTable(self.folder, [self.files[i] for i in idx], self.y[idx], self.a[idx], self.split[idx],
-                          self.transform)
+                          self.transform, self.size)
 
     def of_split(self, name: str) -> ImageTable:
         code = {"train": 0, "val": 1, "valid": 1, "test": 2}.get(name)
@@ -164,24 +166,29 @@ class ImageTable:
             picks.append(rng.choice(cell, size=k, replace=False))
         return self.subset(np.sort(np.concatenate(picks)))
 
-    def images(self, indices=None) -> torch.Tensor:
+    def images(self, indices=None, progress: bool | None = None) -> torch.Tensor:
         from PIL import Image, UnidentifiedImageError
+        from tqdm.auto import tqdm
 
         indices = range(len(self.files)) if indices is None else indices
         out = []
-        for i in indices:
+        for i in tqdm(indices, desc="decoding images", disable=(None if progress is None else not progress),
+                      leave=False):
             path = self.folder / self.files[i]
             if not path.is_file():
                 raise DatasetError(f"image {path} listed in the metadata is missing")
             try:
                 with Image.open(path) as img:
-                    out.append(self.transform(img))
+                    out.append(self.transform(img, self.size))
             except UnidentifiedImageError:
                 raise DatasetError(f"{path} is not a readable image") from None
         return torch.stack(out)
 
-    def to_split(self) -> Split:
-        return Split(self.images(), torch.tensor(self.y, dtype=torch.float32), self.groups)
+    def to_split(self, progress: bool | None = None) -> Split:
+        """All images decoded in memory (3 x size x size float32 each), labels y, groups; ``.a`` kept."""
+        out = Split(self.images(progress=progress), torch.tensor(self.y, dtype=torch.float32), self.groups)
+        out.a = self.a
+        return out
 
 
 def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:

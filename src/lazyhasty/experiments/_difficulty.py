@@ -71,7 +71,8 @@ def model_factory(arch: str, width: int, outputs: int = 10, in_shape: tuple[int,
 
 
 def run_regimes(cfg, train: Split, splits: dict[str, Split], out: Path, seed: int, alphas=None,
-                lr: float | None = None, tag: str = "", loss: str = "cross_entropy", outputs: int = 10) -> list[str]:
+                lr: float | None = None, tag: str = "", loss: str = "cross_entropy", outputs: int = 10,
+                factory=None) -> list[str]:
     """Train the regimes of one seed as one forked ensemble; returns the run ids. Records under out/runs/."""
     alphas = list(alphas or cfg.alphas)
     lr = cfg.lr if lr is None else lr
@@ -79,8 +80,8 @@ def run_regimes(cfg, train: Split, splits: dict[str, Split], out: Path, seed: in
     ids = [f"{tag}alpha={a:g}-seed={seed}" for a in alphas]
     recs = [RunRecord(out / "runs" / rid).start({**_cfg_dict(cfg), "alpha": a, "seed": seed, "lr": lr},
                                                 seed=seed, device=cfg.device) for a, rid in zip(alphas, ids)]
-    ens = Ensemble(model_factory(cfg.arch, cfg.width, outputs, tuple(train.x.shape[1:])), [seed] * len(alphas),
-                   alphas).to(cfg.device)
+    factory = factory or model_factory(cfg.arch, cfg.width, outputs, tuple(train.x.shape[1:]))
+    ens = Ensemble(factory, [seed] * len(alphas), alphas).to(cfg.device)
     g = torch.Generator().manual_seed(10_000 + seed)
     probe_x = train.x[torch.randperm(len(train), generator=g)[: cfg.probe_size]]
     probes = [loss_probe, parameter_distance_probe]
@@ -104,15 +105,29 @@ def gap_at_equal_progress(metrics: pd.DataFrame, run_a: str, run_b: str, progres
                           points: int = 40, decreasing: bool = True) -> float:
     """Mean over the shared progress range of value(run_a) - value(run_b), interpolated at equal progress."""
     m = metrics[metrics.run_id.isin([run_a, run_b])]
-    t = at_equal_progress(m, progress=progress, grid=points, decreasing=decreasing)
+    try:
+        t = at_equal_progress(m, progress=progress, grid=points, decreasing=decreasing)
+    except ValueError:  # the runs share no range of progress (e.g. far too short): nothing to compare
+        return float("nan")
     t = t[(t.split == value[0]) & (t.group == value[1]) & (t.metric == value[2])]
     piv = t.pivot_table(index="progress", columns="run_id", values="value").dropna()
     return float((piv[run_a] - piv[run_b]).mean()) if len(piv) else float("nan")
 
 
-def mean_spread(values) -> str:
+def finite_mean(values) -> float:
+    """Mean of the finite values, nan (without a warning) when there are none."""
     v = np.asarray(values, dtype=float)
-    return f"{np.nanmean(v):+.4f} ± {np.nanstd(v, ddof=1) if len(v) > 1 else 0.0:.4f} (n = {len(v)})"
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def mean_spread(values) -> str:
+    """"mean ± sample std (n = number of finite values)"; "n/a" when no value is finite."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return "n/a (no comparable range)"
+    return f"{v.mean():+.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f} (n = {len(v)})"
 
 
 def noisy_split(cfg, train: Split, seed: int) -> tuple[Split, torch.Tensor]:
