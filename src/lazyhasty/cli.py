@@ -136,7 +136,7 @@ def _cmd_show(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lazyhasty", description="Train networks in the lazy or the feature-learning regime, "
-                "measure them, and reproduce the figures of George et al. and Geiger et al.")
+                "measure them, and reproduce the figures of George et al. (lazy vs hasty)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     s = sub.add_parser("demo", help="run every experiment's quick preset on CPU, then the HTML report "
                        "(what `make demo` runs)")
