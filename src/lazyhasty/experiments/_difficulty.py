@@ -7,6 +7,7 @@ alpha. Runs stop at a training-loss target or an epoch budget (flagged unconverg
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,34 @@ from ..metrics.progress import at_equal_progress
 from ..models.cnn import CNN, ResNet18
 from ..models.mlp import MLP
 from ..runs.records import RunRecord
+
+
+@dataclass(frozen=True)
+class RegimeConfig:
+    """Fields shared by the experiments that train forked regimes with SGD (fig2_noise, fig2_cscores, fig3,
+    fig5_lr); each experiment adds its own and may change these defaults."""
+
+    data_root: str | None = None  # dataset folder (Fashion-MNIST default: $LAZYHASTY_DATA/fashion-mnist, Debian's)
+    arch: str = "mlp"  # mlp (two hidden layers of `width`), cnn or resnet18
+    width: int = 256
+    alphas: tuple[float, ...] = (1.0, 100.0)  # forked from one initialisation; the last is the lazy reference
+    lr: float = 0.02  # eta; each run steps with eta / alpha^2
+    momentum: float = 0.9
+    batch_size: int = 128
+    max_epochs: int = 40  # budget per run
+    loss_target: float = 0.3  # stop a run once its (smoothed) mean training loss is below this
+    milestone_ratio: float = 0.9  # equal-progress measurement points at L0 * r^k
+    seeds: int = 3  # each seed varies the initialisation and the minibatch order
+    data_seed: int = 0  # data subset, noisy labels, planted features
+    probe_size: int = 500  # examples for the linearity metrics
+    linearity: bool = True  # NTK alignment, sign similarity, representation alignment at every measurement
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if len(self.alphas) < 2 or min(self.alphas) <= 0:
+            raise ValueError(f"alphas must be at least two numbers > 0, got {self.alphas}")
+        if self.seeds < 1 or self.max_epochs < 1 or not self.lr > 0:
+            raise ValueError("seeds and max_epochs must be >= 1 and lr > 0")
 
 
 def load_fmnist(root: str | None, n_train: int, n_test: int, seed: int, device: str,

@@ -28,39 +28,25 @@ from ..plotting.curves import save_figure
 from ..plotting.difficulty import equal_progress_figure
 from ..runs.records import atomic_write, atomic_write_json, atomic_write_text, load_runs
 from . import Experiment
-from ._difficulty import load_fmnist, mean_spread, model_factory, run_regimes
+from ._difficulty import RegimeConfig, load_fmnist, mean_spread, model_factory, run_regimes
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RegimeConfig):
     dataset: str = "fashion_mnist"  # fashion_mnist (offline) or cifar10 (your local copy)
-    data_root: str | None = None  # dataset folder (Fashion-MNIST default: $LAZYHASTY_DATA/fashion-mnist, Debian's)
     cscore_file: str | None = None  # published C-scores (in the dataset's original order) instead of estimating
     n_pool: int = 6_000  # examples whose C-scores are estimated
     held_out_fraction: float = 0.2  # part of the pool kept out of the regime comparison's training
     ratios: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # subset ratios of the estimator
     runs_per_ratio: int = 3
     estimator_epochs: int = 8
-    arch: str = "mlp"
-    width: int = 256
-    alphas: tuple[float, ...] = (1.0, 100.0)
-    lr: float = 0.02
-    momentum: float = 0.9
-    batch_size: int = 128
-    max_epochs: int = 40
     loss_target: float = 0.05
-    milestone_ratio: float = 0.9
-    seeds: int = 3
-    data_seed: int = 0
-    probe_size: int = 500
     linearity: bool = False  # fig2_noise reports them; off here to keep the quick preset quick
-    device: str = "cpu"
 
     def __post_init__(self):
-        if min(self.alphas) <= 0 or len(self.alphas) < 2:
-            raise ValueError(f"alphas must be at least two numbers > 0, got {self.alphas}")
-        if not 0 < self.held_out_fraction < 1 or self.n_pool < 200 or self.seeds < 1:
-            raise ValueError("held_out_fraction must be in (0, 1), n_pool >= 200 and seeds >= 1")
+        super().__post_init__()
+        if not 0 < self.held_out_fraction < 1 or self.n_pool < 200:
+            raise ValueError("held_out_fraction must be in (0, 1) and n_pool >= 200")
 
 
 PRESETS = {

@@ -21,36 +21,28 @@ from ..plotting.curves import save_figure
 from ..plotting.difficulty import equal_progress_figure
 from ..runs.records import atomic_write_json, atomic_write_text, load_runs
 from . import Experiment
-from ._difficulty import finite_mean, gap_at_equal_progress, load_fmnist, mean_spread, noisy_split, run_regimes
+from ._difficulty import (
+    RegimeConfig,
+    finite_mean,
+    gap_at_equal_progress,
+    load_fmnist,
+    mean_spread,
+    noisy_split,
+    run_regimes,
+)
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RegimeConfig):
     dataset: str = "fashion_mnist"  # fashion_mnist (offline, Debian's copy) or cifar10 (your local copy)
-    data_root: str | None = None  # dataset folder (Fashion-MNIST default: $LAZYHASTY_DATA/fashion-mnist, Debian's)
     n_train: int = 10_000  # class-balanced training subset
     n_test: int = 2_000
     noise: float = 0.15  # fraction of training labels replaced by another class
-    arch: str = "mlp"  # mlp (784-width-width-10) or cnn
-    width: int = 256
-    alphas: tuple[float, ...] = (1.0, 100.0)
-    lr: float = 0.02  # eta; each run steps with eta / alpha^2
-    momentum: float = 0.9
-    batch_size: int = 128
-    max_epochs: int = 40  # budget per run
-    loss_target: float = 0.3  # stop a run once its (smoothed) mean training loss is below this
-    milestone_ratio: float = 0.9  # equal-progress measurement points at L0 * r^k
-    seeds: int = 3  # each seed varies the initialisation and the minibatch order
-    data_seed: int = 0  # subset and noisy labels
-    probe_size: int = 500  # examples for the linearity metrics
-    linearity: bool = True
-    device: str = "cpu"
 
     def __post_init__(self):
-        if min(self.alphas) <= 0 or len(self.alphas) < 2:
-            raise ValueError(f"alphas must be at least two numbers > 0, got {self.alphas}")
-        if not 0 < self.noise < 1 or self.seeds < 1 or self.n_train < 100:
-            raise ValueError("noise must be in (0, 1), seeds >= 1 and n_train >= 100")
+        super().__post_init__()
+        if not 0 < self.noise < 1 or self.n_train < 100:
+            raise ValueError("noise must be in (0, 1) and n_train >= 100")
 
 
 PRESETS = {

@@ -28,13 +28,12 @@ from ..plotting.curves import save_figure
 from ..plotting.spurious import fig3_figure
 from ..runs.records import atomic_write_json, atomic_write_text, load_runs
 from . import Experiment
-from ._difficulty import gap_at_equal_progress, mean_spread, run_regimes
+from ._difficulty import RegimeConfig, gap_at_equal_progress, mean_spread, run_regimes
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RegimeConfig):
     dataset: str = "fashion_mnist"  # fashion_mnist (offline); celeba / waterbirds need data_root and a GPU
-    data_root: str | None = None
     pretrained: str | None = None  # ResNet18 state dict (local file, e.g. ImageNet weights); read-out replaced
     image_size: int = 224  # CelebA / Waterbirds image size
     rho: float = 0.95  # fraction of training examples whose spurious feature agrees with the label
@@ -44,26 +43,17 @@ class Config:
     n_train: int = 4_000
     k_balanced: int = 90  # examples per (label, feature) cell in the balanced training set
     n_test: int = 1_000  # balanced test set
-    arch: str = "mlp"
-    width: int = 256
     alphas: tuple[float, ...] = (0.5, 1.0, 100.0)
     lr: float = 0.01
-    momentum: float = 0.9
     batch_size: int = 100
     max_epochs: int = 15
     loss_target: float = 0.02
-    milestone_ratio: float = 0.9
-    seeds: int = 3
-    data_seed: int = 0
     probe_size: int = 300
-    linearity: bool = True
-    device: str = "cpu"
 
     def __post_init__(self):
-        if min(self.alphas) <= 0 or len(self.alphas) < 2:
-            raise ValueError(f"alphas must be at least two numbers > 0, got {self.alphas}")
-        if not 0.5 < self.rho < 1 or self.k_balanced < 1 or self.seeds < 1:
-            raise ValueError("rho must be in (0.5, 1), k_balanced >= 1 and seeds >= 1")
+        super().__post_init__()
+        if not 0.5 < self.rho < 1 or self.k_balanced < 1:
+            raise ValueError("rho must be in (0.5, 1) and k_balanced >= 1")
 
 
 PRESETS = {
