@@ -29,6 +29,15 @@ class Experiment:
         return self.presets[name]
 
 
+def write_claims(out: Path, text: str, claims: dict, figure: Path | None = None, name: str = "") -> None:
+    """Every experiment's closing step: summary.txt and claims.json (atomically), and the summary printed."""
+    from ..runs.records import atomic_write_json, atomic_write_text
+
+    atomic_write_text(out / "summary.txt", text)
+    atomic_write_json(out / "claims.json", claims)
+    print(text + (f"[{name}] figure: {figure}" if figure is not None else ""))
+
+
 def registry() -> dict[str, Experiment]:
     """Every registered experiment by name."""
     exps = {}

@@ -41,8 +41,8 @@ from ..models.mlp import MLP
 from ..models.regimes import AlphaScaled, Linearized
 from ..plotting.curves import save_figure
 from ..plotting.quadratic import group_loss_panels
-from ..runs.records import RunRecord, atomic_write_json, atomic_write_parquet, atomic_write_text, load_runs
-from . import Experiment
+from ..runs.records import RunRecord, atomic_write_parquet, load_runs
+from . import Experiment, write_claims
 from .fig4 import Config as Fig4Config
 from .fig4 import equal_progress_gap, problems
 
@@ -161,9 +161,7 @@ def main(cfg: Config, out: Path) -> dict:
                  + ", ".join(f"{r} {v:+.4f}" for r, v in summary["example3_minority_gap_vs_linearized"].items())
                  + f" -> held: {summary['example3_held']}")
     text = "\n".join(lines) + "\n"
-    atomic_write_text(out / "summary.txt", text)
-    atomic_write_json(out / "claims.json", summary)
-    print(text + f"[fig14] figure: {paths[0]}")
+    write_claims(out, text, summary, paths[0], "fig14")
     return summary
 
 

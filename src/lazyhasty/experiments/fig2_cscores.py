@@ -26,8 +26,8 @@ from ..dynamics.cscores import estimate_cscores, learning_speed, rank_correlatio
 from ..metrics.progress import at_equal_progress
 from ..plotting.curves import save_figure
 from ..plotting.difficulty import equal_progress_figure
-from ..runs.records import atomic_write, atomic_write_json, atomic_write_text, load_runs
-from . import Experiment
+from ..runs.records import atomic_write, load_runs
+from . import Experiment, write_claims
 from ._difficulty import RegimeConfig, load_fmnist, mean_spread, model_factory, run_regimes
 
 
@@ -134,12 +134,10 @@ def summarize(cfg: Config, out: Path, scores, speed, labels) -> dict:
                                 title=f"Fashion-MNIST C-score deciles: solid alpha={a_nl:g}, dashed alpha={a_lin:g}",
                                 xlabel="mean training loss")
     save_figure(fig, out / "fig2_cscores")
-    atomic_write_text(out / "summary.txt", text)
     claims = {"decile_gap": {s: {f"alpha={a:g}": v for a, v in g.items()} for s, g in gaps.items()},
               "gap_difference": diff, "claim_held": held, "cscore_speed_spearman": rho,
               "mean_cscore_per_class": per_class}
-    atomic_write_json(out / "claims.json", claims)
-    print(text)
+    write_claims(out, text, claims)
     return claims
 
 

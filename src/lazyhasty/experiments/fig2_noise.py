@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ..plotting.curves import save_figure
 from ..plotting.difficulty import equal_progress_figure
-from ..runs.records import atomic_write_json, atomic_write_text, load_runs
-from . import Experiment
+from ..runs.records import load_runs
+from . import Experiment, write_claims
 from ._difficulty import (
     RegimeConfig,
     finite_mean,
@@ -87,11 +87,9 @@ def summarize(cfg: Config, out: Path) -> dict:
                                 title=f"{cfg.dataset}, {cfg.noise:.0%} label noise: solid alpha={a_nl:g}, "
                                       f"dashed alpha={a_lin:g}", xlabel="clean-example training loss")
     save_figure(fig, out / "fig2_noise")
-    atomic_write_text(out / "summary.txt", text)
     claims = {"noisy_gap_per_seed": gaps, "noisy_gap_mean": finite_mean(gaps), "claim_held": held,
               "best_test_loss": {f"alpha={a:g}": v for a, v in best.items()}}
-    atomic_write_json(out / "claims.json", claims)
-    print(text)
+    write_claims(out, text, claims)
     return claims
 
 

@@ -26,8 +26,8 @@ from ..data.spurious import spurious_fashion_mnist, spurious_groups
 from ..errors import UsageError
 from ..plotting.curves import save_figure
 from ..plotting.spurious import fig3_figure
-from ..runs.records import atomic_write_json, atomic_write_text, load_runs
-from . import Experiment
+from ..runs.records import load_runs
+from . import Experiment, write_claims
 from ._difficulty import RegimeConfig, gap_at_equal_progress, mean_spread, run_regimes
 
 
@@ -183,11 +183,9 @@ def summarize(cfg: Config, out: Path, probe_acc: float) -> dict:
                  + ("held" if held else "NOT held"))
     text = "\n".join(lines) + "\n"
     save_figure(fig3_figure(m, cfg.alphas, f"spurious Fashion-MNIST, rho = {cfg.rho}"), out / "fig3")
-    atomic_write_text(out / "summary.txt", text)
     claims = {"linear_probe_accuracy": probe_acc, "claim_held": held,
               "gaps": {f"alpha={a:g}/{split}": v for (a, split), v in gaps.items()}}
-    atomic_write_json(out / "claims.json", claims)
-    print(text)
+    write_claims(out, text, claims)
     return claims
 
 

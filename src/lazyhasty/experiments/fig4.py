@@ -18,9 +18,9 @@ import pandas as pd
 
 from ..plotting.curves import save_figure
 from ..plotting.quadratic import group_loss_panels
-from ..runs.records import atomic_write_json, atomic_write_parquet, atomic_write_text
+from ..runs.records import atomic_write_parquet
 from ..theory import QuadraticModel, examples
-from . import Experiment
+from . import Experiment, write_claims
 
 
 @dataclass(frozen=True)
@@ -140,9 +140,7 @@ def main(cfg: Config, out: Path) -> dict:
         f"{summary['example3_minority_gap_at_equal_progress']:+.4f} -> held: {summary['example3_held']}",
     ]
     text = "\n".join(lines) + "\n"
-    atomic_write_text(out / "summary.txt", text)
-    atomic_write_json(out / "claims.json", summary)
-    print(text + f"[fig4] figure: {paths[0]}")
+    write_claims(out, text, summary, paths[0], "fig4")
     return summary
 
 

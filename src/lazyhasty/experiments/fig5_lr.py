@@ -17,8 +17,8 @@ from pathlib import Path
 from ..metrics.progress import at_equal_progress
 from ..plotting.curves import save_figure
 from ..plotting.difficulty import equal_progress_figure
-from ..runs.records import atomic_write_json, atomic_write_text, load_runs
-from . import Experiment
+from ..runs.records import load_runs
+from . import Experiment, write_claims
 from ._difficulty import load_fmnist, mean_spread, noisy_split, run_regimes
 from .fig2_noise import Config as NoiseConfig
 
@@ -90,10 +90,8 @@ def summarize(cfg: Config, out: Path, mid: float) -> dict:
                                 title="learning-rate control: alpha = 1 at several rates (one line style each), "
                                       "alpha = 100 dashed", xlabel="clean-example training loss")
     save_figure(fig, out / "fig5_lr")
-    atomic_write_text(out / "summary.txt", text)
     claims = {"lr_spread": lr_spread, "alpha_gap": alpha_gap, "claim_held": held, "seeds_held": wins}
-    atomic_write_json(out / "claims.json", claims)
-    print(text)
+    write_claims(out, text, claims)
     return claims
 
 

@@ -113,14 +113,13 @@ class _Regime(nn.Module):
     def f0(self, *args, **kwargs) -> torch.Tensor:
         """f_theta0(x): the wrapped model at its initial parameters, without gradients (cached per batch)."""
         cacheable = _InputCache.cacheable(args, kwargs)
-        if cacheable:
-            hit = self._cache.get(args, kwargs, self.training)
-            if hit is not None and "f0" in hit:
-                return hit["f0"]
+        entry = self._cache.get(args, kwargs, self.training) if cacheable else None
+        if entry is not None and "f0" in entry:
+            return entry["f0"]
         with torch.no_grad():
             out = functional_call(self.model, (self.params0(), self.buffers0()), args, kwargs)
         if cacheable:
-            entry = self._cache.get(args, kwargs, self.training) or {}
+            entry = entry if entry is not None else {}
             entry["f0"] = out
             self._cache.put(args, kwargs, self.training, entry)
         return out

@@ -269,7 +269,7 @@ class SubmititJob:
         return submitit.helpers.DelayedSubmission(SubmititJob(self.job_dir))
 
 
-def _run_local(todo: list[Job], workers: int, bar, device: str | None) -> None:
+def _run_local(todo: list[Job], workers: int, bar) -> None:
     threads = max(1, (os.cpu_count() or 1) // workers)
     env = {**os.environ, "LAZYHASTY_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     queue = list(todo)
@@ -357,7 +357,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int 
         bar = tqdm(total=len(todo), desc="sweep", unit="job", disable=(None if progress is None else not progress))
         if todo:
             if executor == "local":
-                _run_local(todo, workers, bar, None)
+                _run_local(todo, workers, bar)
             elif executor in ("slurm", "submitit-local"):
                 _run_submitit(todo, executor, out, bar, {**(slurm or {}), "workers": workers})
             else:

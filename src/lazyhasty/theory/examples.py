@@ -26,6 +26,15 @@ def _labels(n: int, rng) -> np.ndarray:
     return y
 
 
+def _labels_and_flips(n: int, q: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced labels y and kappa with q entries -1 (noisy / minority examples), drawn in this order."""
+    rng = np.random.default_rng(seed)
+    y = _labels(n, rng)
+    kappa = np.ones(n)
+    kappa[rng.choice(n, size=q, replace=False)] = -1.0
+    return y, kappa
+
+
 def example2(n: int = 20, q: int = 5, eta: float = 0.5, d: int = 200, seed: int = 0):
     """Eq. 17, label noise: x_i = kappa_i y_i e_1 + eta e_{i+1}, with q 'noisy' examples (kappa_i = -1).
 
@@ -34,10 +43,7 @@ def example2(n: int = 20, q: int = 5, eta: float = 0.5, d: int = 200, seed: int 
     """
     if not (d > n and 1 <= q < -(-n // 2) and eta > 0):
         raise ValueError("example2 needs d > n, 1 <= q < ceil(n/2) and eta > 0")
-    rng = np.random.default_rng(seed)
-    y = _labels(n, rng)
-    kappa = np.ones(n)
-    kappa[rng.choice(n, size=q, replace=False)] = -1.0
+    y, kappa = _labels_and_flips(n, q, seed)
     X = np.zeros((n, d))
     X[:, 0] = kappa * y
     X[np.arange(n), np.arange(n) + 1] = eta
@@ -52,10 +58,7 @@ def example3(n: int = 20, q: int = 5, lam: float = 0.5, eta: float = 0.5, d: int
     """
     if not (d > n + 1 and 1 <= q < -(-n // 2) and 0 < lam < 1 and eta > 0):
         raise ValueError("example3 needs d > n + 1, 1 <= q < ceil(n/2), 0 < lam < 1 and eta > 0")
-    rng = np.random.default_rng(seed)
-    y = _labels(n, rng)
-    kappa = np.ones(n)
-    kappa[rng.choice(n, size=q, replace=False)] = -1.0
+    y, kappa = _labels_and_flips(n, q, seed)
     X = np.zeros((n, d))
     X[:, 0] = kappa * y
     X[:, 1] = lam * y
