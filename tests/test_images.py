@@ -127,3 +127,40 @@ def test_label_noise_and_quantile_groups():
     g = quantile_groups(np.linspace(1, 0, 100), q=10)
     assert len(g) == 10 and all(len(v) == 10 for v in g.values())
     assert sorted(g["decile_1"].tolist()) == list(range(90, 100))  # lowest scores
+
+
+def test_mnist_and_emnist_fixture_files(tmp_path, monkeypatch):
+    from lazyhasty.data.images import emnist, mnist
+
+    monkeypatch.delenv("LAZYHASTY_DATA", raising=False)
+    rng = np.random.default_rng(1)
+    imgs = rng.integers(0, 256, (12, 28, 28))
+    for split in ("train", "t10k"):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", imgs, 2051, gz=True)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", np.arange(12) % 10, 2049, gz=True)
+    for kind in ("train", "test"):  # EMNIST's own names; its images are stored transposed
+        write_idx(tmp_path / f"emnist-digits-{kind}-images-idx3-ubyte.gz", imgs, 2051, gz=True)
+        write_idx(tmp_path / f"emnist-digits-{kind}-labels-idx1-ubyte.gz", np.arange(12) % 10, 2049, gz=True)
+    m = mnist(tmp_path, "test")
+    assert m.x.shape == (12, 1, 28, 28) and m.y.tolist() == [i % 10 for i in range(12)]
+    np.testing.assert_allclose(m.x[3, 0].numpy(), imgs[3] / 255.0, rtol=1e-6)
+    e = emnist(tmp_path, "train")
+    np.testing.assert_allclose(e.x[3, 0].numpy(), imgs[3].T / 255.0, rtol=1e-6)  # upright
+    with pytest.raises(DatasetError, match=r"MNIST file train-images-idx3-ubyte\[.gz\] not found; looked in: .*nope"):
+        mnist(tmp_path / "nope", "train")
+    with pytest.raises(DatasetError, match="EMNIST \\(letters\\)"):
+        emnist(tmp_path, "train", subset="letters")
+
+
+def test_binary_task_from_mnist_images_keeps_the_pixel_layout(tmp_path):
+    from lazyhasty.data.parity import binary_task
+
+    rng = np.random.default_rng(2)
+    for split, n in (("train", 40), ("t10k", 20)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), 2051, gz=False)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", np.arange(n) % 10, 2049, gz=False)
+    tr, te = binary_task("mnist", ptr=20, pte=10, d=None, root=tmp_path, images=True)
+    assert tr.x.shape == (20, 1, 28, 28) and te.x.shape == (10, 1, 28, 28)
+    np.testing.assert_allclose(tr.x.flatten(1).norm(dim=1).numpy(), 28.0, rtol=1e-5)  # ||x|| = sqrt(784)
+    with pytest.raises(ValueError, match="d=None"):
+        binary_task("mnist", d=10, root=tmp_path, images=True)

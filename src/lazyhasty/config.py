@@ -90,3 +90,19 @@ def override(config: Any, assignments: typing.Iterable[str]) -> Any:
 def to_dict(config: Any) -> dict:
     """A JSON-ready dict of a config dataclass (tuples become lists)."""
     return dataclasses.asdict(config)
+
+
+def to_assignments(config: Any) -> list[str]:
+    """``key=value`` strings that rebuild ``config`` exactly with :func:`override` from any instance of its class
+    (tuples as comma lists, None as ``none``, floats in their shortest exact ``repr``)."""
+
+    def fmt(v) -> str:
+        if v is None:
+            return "none"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (tuple, list)):
+            return ",".join(fmt(x) for x in v)
+        return repr(v) if isinstance(v, float) else str(v)
+
+    return [f"{f.name}={fmt(getattr(config, f.name))}" for f in dataclasses.fields(config)]

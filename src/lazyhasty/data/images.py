@@ -2,6 +2,7 @@
 
 * Fashion-MNIST: the four IDX files (gzip or not), from ``root``, ``$LAZYHASTY_DATA/fashion-mnist``, or
   ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``).
+* MNIST and EMNIST: their IDX files (gzip or not), from ``root`` or ``$LAZYHASTY_DATA/mnist`` / ``emnist``.
 * CIFAR-10: the python-pickle batches ``data_batch_1..5`` and ``test_batch`` (``cifar-10-batches-py``).
 * C-scores of Jiang et al. (2021): ``cifar10-cscores-orig-order.npz`` / ``cifar100-...`` (keys ``scores``,
   ``labels``) and ``mnist-cscores.npy``, from a user path.
@@ -63,19 +64,39 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _find(root, name: str) -> tuple[Path | None, list[Path]]:
-    """The first existing ``name`` or ``name.gz`` in the search path, and the folders looked in."""
+def _find(root, name: str, sub: str = "fashion-mnist", default: Path | None = DEBIAN_FASHION_MNIST
+          ) -> tuple[Path | None, list[Path]]:
+    """The first existing ``name`` or ``name.gz`` in the search path (``root``, ``$LAZYHASTY_DATA/<sub>``,
+    ``default``), and the folders looked in."""
     places = []
     if root is not None:
         places.append(Path(root))
     if os.environ.get("LAZYHASTY_DATA"):
-        places.append(Path(os.environ["LAZYHASTY_DATA"]) / "fashion-mnist")
-    places.append(DEBIAN_FASHION_MNIST)
+        places.append(Path(os.environ["LAZYHASTY_DATA"]) / sub)
+    if default is not None:
+        places.append(default)
     for d in places:
         for cand in (d / name, d / f"{name}.gz"):
             if cand.is_file():
                 return cand, places
     return None, places
+
+
+def _idx_pair(root, names: tuple[str, str], sub: str, default: Path | None, what: str, howto: str
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(images (n, H, W) uint8, labels (n,) uint8) from an IDX image file and its label file."""
+    arrays = []
+    for name, magic in zip(names, (2051, 2049)):
+        path, places = _find(root, name, sub, default)
+        if path is None:
+            raise DatasetError(f"{what} file {name}[.gz] not found; looked in: "
+                               f"{', '.join(map(str, places)) or '(no folder given)'}. {howto}")
+        arrays.append(read_idx(path, magic))
+    images, labels = arrays
+    if images.ndim != 3 or images.shape[0] != labels.shape[0]:
+        raise DatasetError(f"{what}: {images.shape[0]} images of shape {images.shape[1:]} for "
+                           f"{labels.shape[0]} labels; the files do not belong together")
+    return images, labels
 
 
 def fashion_mnist(root: str | Path | None = None, split: str = "train", dtype: torch.dtype = torch.float32) -> Split:
@@ -88,25 +109,50 @@ def fashion_mnist(root: str | Path | None = None, split: str = "train", dtype: t
     """
     if split not in _IDX_FILES:
         raise DatasetError(f"split must be 'train' or 'test', got {split!r}")
-    arrays = []
-    for name, magic in zip(_IDX_FILES[split], (2051, 2049)):
-        path, places = _find(root, name)
-        if path is None:
-            raise DatasetError(
-                f"Fashion-MNIST file {name}[.gz] not found; looked in: {', '.join(map(str, places))}. "
-                "Install it with `sudo apt-get install dataset-fashion-mnist`, or download the four IDX files "
-                "from https://github.com/zalandoresearch/fashion-mnist into a folder and pass it as root "
-                "(or set LAZYHASTY_DATA=<folder containing fashion-mnist/>)")
-        arrays.append(read_idx(path, magic))
-    images, labels = arrays
-    if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
-        raise DatasetError(f"Fashion-MNIST {split}: {images.shape[0]} images of shape {images.shape[1:]} for "
-                           f"{labels.shape[0]} labels; the files do not belong together")
+    images, labels = _idx_pair(
+        root, _IDX_FILES[split], "fashion-mnist", DEBIAN_FASHION_MNIST, "Fashion-MNIST",
+        "Install it with `sudo apt-get install dataset-fashion-mnist`, or download the four IDX files "
+        "from https://github.com/zalandoresearch/fashion-mnist into a folder and pass it as root "
+        "(or set LAZYHASTY_DATA=<folder containing fashion-mnist/>)")
+    if images.shape[1:] != (28, 28):
+        raise DatasetError(f"Fashion-MNIST {split}: images of shape {images.shape[1:]}, expected (28, 28)")
     if labels.max() > 9:
         raise DatasetError(f"Fashion-MNIST {split}: label {labels.max()} out of range 0..9")
     x = torch.tensor(images, dtype=dtype).div_(255.0).unsqueeze(1)
     y = torch.tensor(labels.astype(np.int64))
     return Split(x, y, Groups.from_labels(labels, names={i: f"class_{i}" for i in range(10)}))
+
+
+def mnist(root: str | Path | None = None, split: str = "train", dtype: torch.dtype = torch.float32) -> Split:
+    """MNIST (LeCun et al. 1998) from its four IDX files (gzip or not) in ``root`` or ``$LAZYHASTY_DATA/mnist``:
+    x (n, 1, 28, 28) in [0, 1], y (n,) int64 in 0..9. ``split``: ``"train"`` (60000) or ``"test"`` (10000)."""
+    if split not in _IDX_FILES:
+        raise DatasetError(f"split must be 'train' or 'test', got {split!r}")
+    images, labels = _idx_pair(root, _IDX_FILES[split], "mnist", None, "MNIST",
+                               "Download the four IDX files (train-images-idx3-ubyte.gz, ...) from "
+                               "http://yann.lecun.com/exdb/mnist/ into a folder and pass it as root "
+                               "(or set LAZYHASTY_DATA=<folder containing mnist/>)")
+    x = torch.tensor(images, dtype=dtype).div_(255.0).unsqueeze(1)
+    return Split(x, torch.tensor(labels.astype(np.int64)),
+                 Groups.from_labels(labels, names={int(i): f"class_{int(i)}" for i in np.unique(labels)}))
+
+
+def emnist(root: str | Path | None = None, split: str = "train", subset: str = "digits",
+           dtype: torch.dtype = torch.float32) -> Split:
+    """EMNIST (Cohen et al. 2017), one subset of the IDX release (``gzip/emnist-<subset>-train-images-idx3-ubyte.gz``
+    etc.), from ``root`` or ``$LAZYHASTY_DATA/emnist``. The IDX images are stored transposed; they are returned
+    upright. x (n, 1, 28, 28) in [0, 1], y (n,) int64 as in the files (``letters`` counts from 1)."""
+    if split not in _IDX_FILES:
+        raise DatasetError(f"split must be 'train' or 'test', got {split!r}")
+    kind = "train" if split == "train" else "test"
+    names = (f"emnist-{subset}-{kind}-images-idx3-ubyte", f"emnist-{subset}-{kind}-labels-idx1-ubyte")
+    images, labels = _idx_pair(root, names, "emnist", None, f"EMNIST ({subset})",
+                               "Download gzip.zip from https://www.nist.gov/itl/products-and-services/emnist-dataset, "
+                               "unzip it and pass the gzip folder as root (or set LAZYHASTY_DATA=<folder containing "
+                               "emnist/>)")
+    x = torch.tensor(np.ascontiguousarray(images.transpose(0, 2, 1)), dtype=dtype).div_(255.0).unsqueeze(1)
+    return Split(x, torch.tensor(labels.astype(np.int64)),
+                 Groups.from_labels(labels, names={int(i): f"class_{int(i)}" for i in np.unique(labels)}))
 
 
 def cifar10(root: str | Path, split: str = "train", dtype: torch.dtype = torch.float32) -> Split:

@@ -1,7 +1,8 @@
 """Binary tasks of Geiger, Spigler, Jacot & Wyart (2020): preprocessing as in their setup, done on the training set.
 
 ``binary_task`` returns ptr training and pte test points with labels +-1 and balanced classes:
-* ``"fashion_mnist"``: the parity of the class index (even -> +1, odd -> -1), as in the paper's "parity" tasks;
+* ``"fashion_mnist"``, ``"mnist"``, ``"emnist"`` (digits subset), ``"cifar10"``: the parity of the class index
+  (even -> +1, odd -> -1), as in the paper's "parity" tasks ("reduced to 2 classes"); read from local files;
 * ``"teacher"``: x ~ N(0, I_D), y = the sign of a random one-hidden-layer tanh teacher, thresholded at its
   median so that the classes are balanced (a synthetic task for the fastest checks).
 Preprocessing (both): centre with the *training* mean, optionally project on the first d principal components
@@ -15,7 +16,10 @@ import numpy as np
 import torch
 
 from .groups import Groups, Split
-from .images import DatasetError, fashion_mnist
+from .images import DatasetError, cifar10, emnist, fashion_mnist, mnist
+
+IMAGE_SOURCES = {"fashion_mnist": fashion_mnist, "mnist": mnist, "emnist": emnist, "cifar10": cifar10}
+SOURCES = (*IMAGE_SOURCES, "teacher")
 
 
 class Preprocess:
@@ -54,19 +58,30 @@ def _balanced(labels: np.ndarray, n: int, rng) -> np.ndarray:
 
 def binary_task(source: str = "fashion_mnist", ptr: int = 500, pte: int = 1000, d: int | None = 10,
                 whiten: bool = False, seed: int = 0, root=None, input_dim: int = 30,
-                dtype: torch.dtype = torch.float32) -> tuple[Split, Split]:
+                dtype: torch.dtype = torch.float32, images: bool = False) -> tuple[Split, Split]:
     """(train, test) Splits with x (n, d) and y (n,) in {-1., +1.}; groups ``positive`` / ``negative``.
 
     Args:
-        source: ``"fashion_mnist"`` (class parity) or ``"teacher"``.
+        source: one of :data:`SOURCES`: an image dataset (class parity) or ``"teacher"``.
         ptr, pte: training and test set sizes (balanced classes).
         d: PCA dimension fitted on the training set (None: keep all input dimensions).
         whiten: divide each principal component by its training standard deviation.
         input_dim: dimension D of the teacher task's Gaussian inputs.
+        root: folder of the image files (see :mod:`lazyhasty.data.images`; CIFAR-10 needs it).
+        images: return x with the images' shape (n, C, H, W) (for a CNN; needs ``d=None``).
+    Shapes: x (n, d) (or (n, C, H, W) with ``images``), y (n,).
     """
+    if images and d is not None:
+        raise ValueError("images=True keeps the pixel layout: it needs d=None (no PCA)")
     rng = np.random.default_rng(seed)
-    if source == "fashion_mnist":
-        tr, te = fashion_mnist(root, "train"), fashion_mnist(root, "test")
+    shape = None
+    if source in IMAGE_SOURCES:
+        load = IMAGE_SOURCES[source]
+        if source == "cifar10" and root is None:
+            raise DatasetError("CIFAR-10 is read from a local copy: pass its cifar-10-batches-py folder as root "
+                               "(data_root=...)")
+        tr, te = load(root, "train"), load(root, "test")
+        shape = tuple(tr.x.shape[1:])
         xtr_all, xte_all = tr.x.flatten(1).numpy(), te.x.flatten(1).numpy()
         ytr_all = np.where(tr.y.numpy() % 2 == 0, 1.0, -1.0)
         yte_all = np.where(te.y.numpy() % 2 == 0, 1.0, -1.0)
@@ -80,12 +95,15 @@ def binary_task(source: str = "fashion_mnist", ptr: int = 500, pte: int = 1000, 
         half = n_all // 2
         xtr_all, ytr_all, xte_all, yte_all = x_all[:half], y_all[:half], x_all[half:], y_all[half:]
     else:
-        raise ValueError(f"source must be 'fashion_mnist' or 'teacher', got {source!r}")
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if images and shape is None:
+        raise ValueError(f"images=True needs an image source, not {source!r}")
     itr, ite = _balanced(ytr_all, ptr, rng), _balanced(yte_all, pte, rng)
     prep = Preprocess(xtr_all[itr], d, whiten)
 
     def split(x, y):
-        return Split(torch.tensor(prep(x), dtype=dtype), torch.tensor(y, dtype=dtype),
+        z = torch.tensor(prep(x), dtype=dtype)
+        return Split(z.view(-1, *shape) if images else z, torch.tensor(y, dtype=dtype),
                      Groups({"positive": y > 0, "negative": y < 0}, n=len(y)))
 
     return split(xtr_all[itr], ytr_all[itr]), split(xte_all[ite], yte_all[ite])

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import UsageError
 
-_MODULES = ("demo", "fig1", "fig2_noise", "fig2_cscores", "fig5_lr", "fig3", "fig4", "fig14")
+_MODULES = ("demo", "fig1", "fig2_noise", "fig2_cscores", "fig5_lr", "fig3", "fig4", "fig14", "phase")
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Experiment:
     presets: Mapping[str, Any]
     main: Callable[[Any, Path], dict]
     default_preset: str = "quick"  # what `lazyhasty run NAME` uses without --preset
+    demo_preset: str = "quick"  # what `lazyhasty demo` runs
 
     def preset(self, name: str) -> Any:
         if name not in self.presets:

@@ -1,0 +1,344 @@
+"""phase: the feature-vs-lazy phase diagram of Geiger, Spigler, Jacot & Wyart (2020), an α × width sweep.
+
+Setup (the issue's; the seed's slides): a binary task (class parity of Fashion-MNIST by default; MNIST, EMNIST,
+CIFAR-10 from local copies, or a Gaussian teacher), centred with the training mean, PCA to ``pca`` dimensions
+fitted on the training set, ||x|| = sqrt(d). Network: ``depth`` hidden layers of width h in the NTK
+parametrisation (N(0, 1) weights, 1/sqrt(fan_in) per layer, last layer 1/sqrt(h)), normalised softplus
+(beta = 5) or sqrt(2) ReLU, no bias; or a CNN (base width h) in the same parametrisation. Output
+F = α (f_θ(x) − f_θ0(x)) (``AlphaScaled(center="zero")``), soft hinge with beta = 20 on y F.
+
+Conventions. The trainer minimises the mean soft hinge of F with the step η/α² (see ``lazyhasty.train``): this is
+exactly gradient flow on Geiger et al.'s L(w) = (1/α²) mean ℓ(α (f − f0), y), so our ``loss`` column is their
+α²·L and our time t is theirs. Our α is the paper's α; the sweep's axis is √h·α (``sqrt_h_alphas``), the
+collapse variable (α* ~ 1/√h). Paired runs: member ``seed`` has the same θ0 at every α (one ``seeded`` factory
+per width).
+
+Dynamics: gradient flow with Geiger et al.'s adaptive step (their published window 1e-4 < dgrad < 1e-2: a step
+is rejected above ``max_dgrad``, dt grows by 1.1 below ``min_dgrad``, halves on rejection) or momentum flow
+with τ = ``tau`` · min(1, √h·α) (the feature regime's time scale shrinks as √h·α). Stop when every training
+margin is >= 1, or at ``max_steps`` / ``max_time``; unconverged runs are kept and flagged.
+
+Equal progress. Within a CPU budget the lazy runs do not reach "every margin >= 1" (their last points are fitted
+on a time scale > 1e4), so the scaling fits compare runs when the training loss first falls to ``progress``·L(0)
+(every run in the quick preset gets there); end-of-run values are recorded and plotted too.
+
+Layout: each (h, √h·α) cell is one vectorised ensemble over seeds, run as one job of the sweep runner (in its own
+process; an interrupted sweep resumes with the cells that are not complete). Then the aggregation reads every
+cell's ``cell.parquet`` / ``outputs.npz``, fits the scaling laws, draws ``phase.png`` and writes
+``phase_runs.parquet``, ``phase_cells.parquet``, ``fits.csv``, ``summary.txt`` and ``claims.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config import to_assignments, to_dict
+from ..data.parity import SOURCES, binary_task
+from ..data.yinyang import kriener_yinyang
+from ..dynamics.ensemble import Ensemble, train_ensemble
+from ..dynamics.losses import SoftHinge
+from ..dynamics.probes import Schedule, loss_probe, parameter_distance_probe
+from ..dynamics.steppers import GradientFlow, MomentumFlow
+from ..dynamics.train import Stop
+from ..errors import UsageError
+from ..metrics.probes import LinearityProbe
+from ..metrics.scaling import crossing_time
+from ..models.cnn import CNN
+from ..models.mlp import MLP
+from ..runs.records import RunRecord, atomic_write, atomic_write_parquet
+from . import Experiment, write_claims
+
+HALF_DECADES = tuple(float(f"{10 ** (k / 2):.6g}") for k in range(-4, 6))  # 0.01 ... 316
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str = "fashion_mnist"  # fashion_mnist | mnist | emnist | cifar10 (class parity) | teacher | yinyang
+    data_root: str | None = None  # folder of the dataset's files (needed for mnist, emnist, cifar10)
+    ptr: int = 500  # training points (balanced)
+    pte: int = 1000  # test points (balanced)
+    pca: int | None = 10  # PCA dimension fitted on the training set (none: all pixels; the CNN needs none)
+    whiten: bool = False
+    arch: str = "fc"  # fc | cnn
+    depth: int = 3  # hidden layers L (conv layers for the CNN)
+    widths: tuple[int, ...] = (32, 64, 128, 256)  # h
+    sqrt_h_alphas: tuple[float, ...] = HALF_DECADES  # the x axis, sqrt(h) * alpha
+    activation: str = "softplus"  # softplus (normalised, beta) | relu (normalised: sqrt(2) relu)
+    beta: float = 5.0  # softplus sharpness
+    bias: bool = False
+    hinge_beta: float = 20.0  # soft hinge sharpness
+    seeds: int = 3  # initialisations per cell (members of one ensemble), seeds seed .. seed + seeds - 1
+    seed: int = 0
+    data_seed: int = 0  # which training / test points
+    dynamics: str = "gradient_flow"  # gradient_flow | momentum_flow
+    tau: float = 1.0  # momentum time scale at sqrt(h) alpha >= 1 (tau * min(1, sqrt(h) alpha))
+    max_dgrad: float = 1e-2  # reject a step above this squared relative gradient change (Geiger et al.)
+    min_dgrad: float = 1e-4  # grow dt below this
+    max_steps: int = 2500
+    max_time: float | None = None
+    progress: float = 0.03  # equal-progress point for the fits: train loss <= progress * L(0)
+    n_probe: int = 200  # training points on which the tangent kernel is measured
+    dtype: str = "float32"  # float32 | float64
+    workers: int = 2  # cells run in parallel (local sweep runner)
+    device: str = "cpu"
+
+    def __post_init__(self):
+        checks = [
+            (self.source in (*SOURCES, "yinyang"),
+             f"source must be one of {', '.join((*SOURCES, 'yinyang'))}, got {self.source!r}"),
+            (self.source != "yinyang" or (self.pca is None and self.arch == "fc"),
+             "yinyang has 4 features (Kriener et al.): set pca=none (and arch=fc)"),
+            (self.arch in ("fc", "cnn"), f"arch must be fc or cnn, got {self.arch!r}"),
+            (self.arch == "fc" or self.pca is None, "the CNN sees images: set pca=none"),
+            (self.arch == "fc" or self.source != "teacher", "the CNN needs an image source, not the teacher"),
+            (self.activation in ("softplus", "relu"), f"activation must be softplus or relu, got {self.activation!r}"),
+            (self.dynamics in ("gradient_flow", "momentum_flow"), "dynamics must be gradient_flow or momentum_flow"),
+            (self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}"),
+            (len(self.widths) >= 1 and min(self.widths) >= 1, "widths must be integers >= 1"),
+            (len(self.sqrt_h_alphas) >= 1 and min(self.sqrt_h_alphas) > 0, "sqrt_h_alphas must be numbers > 0"),
+            (all(math.isfinite(a) for a in self.sqrt_h_alphas), "sqrt_h_alphas must be finite"),
+            (self.seeds >= 1 and self.depth >= 1 and min(self.ptr, self.pte) >= 2, "seeds, depth >= 1; ptr, pte >= 2"),
+            (0 < self.progress < 0.1, f"progress must be in (0, 0.1), got {self.progress}"),
+            (0 < self.min_dgrad <= self.max_dgrad, "need 0 < min_dgrad <= max_dgrad"),
+            (self.max_steps >= 1 and self.workers >= 1 and self.n_probe >= 2, "max_steps, workers >= 1; n_probe >= 2"),
+            (self.tau > 0 and self.beta > 0 and self.hinge_beta > 0, "tau, beta and hinge_beta must be > 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+    @property
+    def is_cell(self) -> bool:
+        return len(self.widths) == 1 and len(self.sqrt_h_alphas) == 1
+
+
+PRESETS = {
+    "quick": Config(),
+    "tiny": Config(widths=(16, 64), sqrt_h_alphas=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0), seeds=2, ptr=100,
+                   pte=200, max_steps=600, n_probe=50),
+    # the paper's scale: 10k points, 16 widths from 10 to ~1400, 10 seeds, sqrt(h) alpha from 1e-4 to 1e6
+    "paper": Config(ptr=10_000, pte=10_000, pca=None, seeds=10, max_steps=1_000_000, n_probe=500,
+                    widths=tuple(int(round(w)) for w in np.geomspace(10, 1400, 16)),
+                    sqrt_h_alphas=tuple(float(f"{10 ** (k / 2):.6g}") for k in range(-8, 13))),
+    # the slides' CNN on CIFAR-10 (two classes by parity): pass data_root=<cifar-10-batches-py>
+    "cnn": Config(source="cifar10", arch="cnn", pca=None, widths=(16, 32, 64), depth=3, ptr=2000, pte=2000,
+                  seeds=3, max_steps=20_000, n_probe=200),
+}
+
+L0_NOTE = "L(0) = softplus_beta(1)/beta: F = 0 at initialisation (center='zero'), identical for every run"
+
+
+def num_outputs(cfg: Config) -> int:
+    return 3 if cfg.source == "yinyang" else 1
+
+
+def factory(cfg: Config, h: int, x_shape: tuple[int, ...]):
+    """The architecture at width h (called under ``seeded`` once per seed: θ0 depends on (seed, h) only)."""
+    c = num_outputs(cfg)
+    if cfg.arch == "fc":
+        return lambda: MLP([x_shape[0], *([h] * cfg.depth), c], activation=cfg.activation, beta=cfg.beta,
+                           parametrization="ntk", bias=cfg.bias, normalize_activation=True)
+    return lambda: CNN(in_channels=x_shape[0], num_outputs=c, width=h, depth=cfg.depth, activation=cfg.activation,
+                       parametrization="ntk", bias=cfg.bias, beta=cfg.beta, normalize_activation=True)
+
+
+def load_task(cfg: Config):
+    """(train, test) Splits. Binary tasks: y in {-1, +1}, one output. ``yinyang``: Kriener et al.'s three classes
+    (features (x, y, 1 - x, 1 - y) as published, no centring or PCA), integer labels, three outputs and the
+    multi-class soft hinge on f_y − max_{c≠y} f_c."""
+    dtype = getattr(torch, cfg.dtype)
+    if cfg.source == "yinyang":
+        return (kriener_yinyang(cfg.ptr, seed=cfg.data_seed, dtype=dtype),
+                kriener_yinyang(cfg.pte, seed=cfg.data_seed + 10_000, dtype=dtype))
+    return binary_task(cfg.source, ptr=cfg.ptr, pte=cfg.pte, d=cfg.pca, whiten=cfg.whiten, seed=cfg.data_seed,
+                       root=cfg.data_root, dtype=dtype, images=cfg.arch == "cnn")
+
+
+def initial_loss(cfg: Config) -> float:
+    return float(torch.nn.functional.softplus(torch.tensor(1.0, dtype=torch.float64), beta=cfg.hinge_beta))
+
+
+def stepper(cfg: Config, sqrt_h_alpha: float):
+    """The flow for one cell; the initial dt and momentum τ follow the feature regime's time scale min(1, √hα)."""
+    scale = min(1.0, sqrt_h_alpha)
+    common = dict(dt=1e-2 * scale, max_dgrad=cfg.max_dgrad, min_dgrad=cfg.min_dgrad, grow=1.1, shrink=2.0)
+    if cfg.dynamics == "momentum_flow":
+        return MomentumFlow(tau=cfg.tau * scale, **common)
+    return GradientFlow(**common)
+
+
+class OutputProbe:
+    """Keeps the test outputs F = α (f − f0), (n, C), at every measurement (for the ensemble predictor and the
+    variance over seeds) and reports ||f − f0|| as the RMS over test points (and outputs) of F / α."""
+
+    def __init__(self):
+        self.outputs: dict[str, list[tuple[int, float, int | None, np.ndarray]]] = {}
+
+    def __call__(self, ctx):
+        out = ctx.outputs("test").reshape(len(ctx.splits["test"].y), -1).double()
+        alpha = float(ctx.model.alpha)
+        self.outputs.setdefault(ctx.run_id, []).append((ctx.step, ctx.t, ctx.milestone, out.cpu().numpy()))
+        rms = float(out.pow(2).mean().sqrt())
+        return [("test", "all", "f_change", rms / alpha), ("test", "all", "output_rms", rms)]
+
+
+def run_id(h: int, sqrt_h_alpha: float, seed: int) -> str:
+    return f"h={h}-sqrt_h_alpha={sqrt_h_alpha:g}-seed={seed}"
+
+
+def _value(m: pd.DataFrame, metric: str, split: str = "test") -> float:
+    sel = m[(m.metric == metric) & (m.split == split) & (m.group.isin(["all", "-"]))]
+    return float(sel.value.iloc[-1]) if len(sel) else float("nan")
+
+
+def run_cell(cfg: Config, out: Path) -> pd.DataFrame:
+    """Train one (h, √h·α) cell: an ensemble over seeds. Writes one run record per seed, ``outputs.npz`` and
+    ``cell.parquet`` (one row per seed). Returns the rows."""
+    torch.set_flush_denormal(True)  # softplus far in its tails makes denormal floats: 5x slower without this
+    h, sa = cfg.widths[0], cfg.sqrt_h_alphas[0]
+    alpha = sa / math.sqrt(h)
+    train_set, test_set = load_task(cfg)
+    train_set, test_set = train_set.to(cfg.device), test_set.to(cfg.device)
+    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+    ens = Ensemble(factory(cfg, h, tuple(train_set.x.shape[1:])), seeds, alpha, center="zero").to(
+        device=cfg.device, dtype=getattr(torch, cfg.dtype))
+    ids = [run_id(h, sa, s) for s in seeds]
+    recs = [RunRecord(out / "runs" / rid).start({**to_dict(cfg), "h": h, "sqrt_h_alpha": sa, "alpha": alpha,
+                                                  "seed": s}, seed=s, device=cfg.device) for s, rid in zip(seeds, ids)]
+    l0 = initial_loss(cfg)
+    levels = (0.5 * l0, 0.1 * l0, cfg.progress * l0)
+    outputs = OutputProbe()
+    probes = (loss_probe, parameter_distance_probe, outputs,
+              LinearityProbe(train_set.x[: cfg.n_probe], split="probe", outputs="trace", signs=False,
+                             representation=False, per_layer=False))
+    print(f"[phase] h = {h}, sqrt(h) alpha = {sa:g} (alpha = {alpha:.4g}): {len(seeds)} seeds, {cfg.dynamics}, "
+          f"up to {cfg.max_steps} steps", flush=True)
+    loss = SoftHinge(cfg.hinge_beta)
+    res = train_ensemble(ens, train_set, loss=loss, stepper=stepper(cfg, sa),
+                         stop=Stop(max_steps=cfg.max_steps, max_time=cfg.max_time, min_margin=1.0),
+                         splits={"test": test_set}, probes=probes, run_ids=ids, records=recs, data_seed=cfg.data_seed,
+                         schedule=Schedule(levels=levels, points_per_decade=4))
+    rows, f_end, f_prog = [], [], []
+    for s, rid, r in zip(seeds, ids, res):
+        m = r.metrics
+        last = m[m.step == m.step.max()]
+        prog = m[m.milestone == len(levels)]
+        reached = len(prog) > 0
+        seen = outputs.outputs[rid]
+        f_end.append(seen[-1][3])
+        hit = [o for o in seen if o[2] == len(levels)]
+        f_prog.append(hit[0][3] if hit else np.full_like(seen[-1][3], np.nan))
+        nan = float("nan")
+        rows.append({
+            "h": h, "sqrt_h_alpha": sa, "alpha": alpha, "seed": s, "run_id": rid, "status": r.status,
+            "converged": bool(r.converged), "reason": r.reason, "steps": r.steps, "t_end": r.t,
+            "train_loss_end": _value(last, "loss", "train"), "train_err_end": 1 - _value(last, "accuracy", "train"),
+            "test_err_end": 1 - _value(last, "accuracy"), "kernel_change_end": _value(last, "ntk_distance", "probe"),
+            "param_change_end": _value(last, "param_distance", "-"), "f_change_end": _value(last, "f_change"),
+            "t_half": crossing_time(r.trace.t, r.trace.loss, levels[0]),
+            "reached_progress": reached,
+            "t_progress": float(prog.t.iloc[0]) if reached else nan,
+            "test_err_progress": 1 - _value(prog, "accuracy") if reached else nan,
+            "kernel_change_progress": _value(prog, "ntk_distance", "probe") if reached else nan,
+            "param_change_progress": _value(prog, "param_distance", "-") if reached else nan,
+            "f_change_progress": _value(prog, "f_change") if reached else nan,
+            "wall_s": r.wall_s,
+        })
+    df = pd.DataFrame(rows)
+    with torch.no_grad():
+        members = [ens.member(k) for k in range(ens.E)]
+        df["min_margin_end"] = [float(loss.margin(m(train_set.x), train_set.y).min()) for m in members]
+    y = test_set.y.cpu().numpy()
+
+    def write_npz(path):
+        with open(path, "wb") as f:
+            np.savez_compressed(f, f_end=np.stack(f_end), f_progress=np.stack(f_prog), y=y, seeds=np.array(seeds))
+
+    atomic_write(out / "outputs.npz", write_npz)
+    atomic_write_parquet(out / "cell.parquet", df)
+    return df
+
+
+def cell_configs(cfg: Config) -> list[Config]:
+    """One config per (h, √h·α), the widest first (the longest jobs start first)."""
+    return [replace(cfg, widths=(h,), sqrt_h_alphas=(sa,), workers=1)
+            for h in sorted(cfg.widths, reverse=True) for sa in cfg.sqrt_h_alphas]
+
+
+def run_cells(cfg: Config, out: Path) -> dict:
+    """Every cell as a job of the sweep runner under ``out/cells`` (resumable: complete cells are kept)."""
+    from ..runs.sweep import Job, job_id, run_sweep
+
+    jobs = []
+    for c in cell_configs(cfg):
+        d = to_dict(c)
+        jid = job_id("phase", d)
+        jobs.append(Job(jid, "phase", "quick", tuple(to_assignments(c)), d, out / "cells" / jid))
+    return run_sweep(jobs, out / "cells", workers=min(cfg.workers, len(jobs)))
+
+
+def predict(F: np.ndarray) -> np.ndarray:
+    """Predicted labels from outputs (..., n, C): the sign for one output (labels +-1), else the arg-max."""
+    return np.sign(F[..., 0]) if F.shape[-1] == 1 else F.argmax(-1)
+
+
+def collect(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, cells): every run's row, and per cell the ensemble predictor and the variance over seeds."""
+    runs, cells = [], []
+    for f in sorted((out / "cells").glob("*/cell.parquet")):
+        df = pd.read_parquet(f)
+        runs.append(df)
+        with np.load(f.parent / "outputs.npz") as z:
+            f_end, f_prog, y = z["f_end"], z["f_progress"], z["y"]
+        h, sa = int(df.h.iloc[0]), float(df.sqrt_h_alpha.iloc[0])
+        row = {"h": h, "sqrt_h_alpha": sa, "alpha": float(df.alpha.iloc[0]), "seeds": len(df),
+               "converged": int(df.converged.sum())}
+        for when, F in (("end", f_end), ("progress", f_prog)):  # F: (seeds, n, C)
+            Fk = F[np.isfinite(F).reshape(len(F), -1).all(axis=1)]
+            nan = float("nan")
+            row[f"ensemble_test_err_{when}"] = float((predict(Fk.mean(0)) != y).mean()) if len(Fk) else nan
+            row[f"single_test_err_{when}"] = float((predict(Fk) != y).mean()) if len(Fk) else nan
+            var = float(Fk.var(axis=0, ddof=1).mean()) if len(Fk) >= 2 else nan
+            row[f"var_{when}"] = var
+            row[f"h_var_{when}"] = h * var
+        cells.append(row)
+    if not runs:
+        return pd.DataFrame(), pd.DataFrame()
+    return (pd.concat(runs, ignore_index=True).sort_values(["h", "sqrt_h_alpha", "seed"], ignore_index=True),
+            pd.DataFrame(cells).sort_values(["h", "sqrt_h_alpha"], ignore_index=True))
+
+
+def main(cfg: Config, out: Path) -> dict:
+    if cfg.is_cell:
+        df = run_cell(cfg, out)
+        return {"cell": df.drop(columns=["reason"]).to_dict(orient="records")}
+    wall0 = time.perf_counter()
+    load_task(cfg)  # a missing or corrupt dataset is a clear error here, before any worker starts
+    counts = run_cells(cfg, out)["counts"]
+    if counts["failed"]:
+        print(f"[phase] {counts['failed']} cells failed (see cells/*/worker.log); the analysis uses the others. "
+              "Run the same command again to retry them.", flush=True)
+    runs, cells = collect(out)
+    if runs.empty:
+        raise UsageError(f"no cell finished; see the worker logs under {out / 'cells'}")
+    atomic_write_parquet(out / "phase_runs.parquet", runs)
+    atomic_write_parquet(out / "phase_cells.parquet", cells)
+    from .phase_analysis import analyse
+
+    summary = analyse(out, cfg)
+    summary["wall_s"] = round(time.perf_counter() - wall0, 1)
+    summary["cells_failed"] = counts["failed"]
+    write_claims(out, (out / "summary.txt").read_text() + f"wall time: {summary['wall_s']:.0f} s\n", summary,
+                 out / "phase.png", "phase")
+    return summary
+
+
+EXPERIMENT = Experiment("phase", "feature vs lazy phase diagram (Geiger et al. 2020): alpha x width sweep, scaling "
+                        "fits, ensemble predictor", Config, PRESETS, main, demo_preset="tiny")

@@ -1,0 +1,189 @@
+"""The analysis of ``phase``: scaling fits, the fit table, the claim summary and the figure, from the tables only
+(``phase_runs.parquet``, ``phase_cells.parquet`` and the cells' run records; nothing is trained here)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..metrics.scaling import broken_power_law, consistent, power_law, seed_bootstrap
+from ..plotting.curves import save_figure
+from ..plotting.phase import phase_figure
+from ..runs.records import atomic_write_text, load_runs
+
+HALF_DECADE = math.sqrt(10.0)
+
+
+def _side(x: np.ndarray, x_star: float) -> tuple[np.ndarray, np.ndarray]:
+    """(feature, lazy) masks: at least half a decade below / above the crossover."""
+    if not math.isfinite(x_star):
+        return np.zeros(len(x), bool), np.zeros(len(x), bool)
+    return x <= x_star / HALF_DECADE, x >= x_star * HALF_DECADE
+
+
+def _entry(name, value, ci, theory, n, tol=None, note=""):
+    ok = None if theory is None else consistent(value, ci, theory, tol)
+    return {"quantity": name, "value": value, "ci_low": ci[0], "ci_high": ci[1], "theory": theory,
+            "tolerance": tol, "consistent": ok, "n": n, "note": note}
+
+
+def _crossover(x, y, seeds, reps):
+    b = broken_power_law(x, y, grid=200)
+    ci = seed_bootstrap(lambda i: broken_power_law(x[i], y[i], grid=100), seeds, ["x_star"], reps=reps)
+    return b, ci["x_star"]
+
+
+def fit_table(runs: pd.DataFrame, cells: pd.DataFrame, reps: int = 300) -> tuple[pd.DataFrame, dict]:
+    """Every fitted number with its interval, the theory value and whether they agree; plus the crossovers.
+
+    The crossover √h·α* is where the two time scales meet: t_1/2 is O(1) in the lazy regime and ~ t1 ~ √h·α in
+    the feature regime (the slides: "when the dynamics stops before t1 we are in the lazy regime"), so it is the
+    breakpoint of a two-piece power law fitted to t_1/2 (pooled over widths, and per width for α*(h)). The
+    power laws of each regime are then fitted on the points at least half a decade away from it.
+    """
+    rows = []
+    th = runs[np.isfinite(runs.t_half)]
+    tx, ty, ts = th.sqrt_h_alpha.to_numpy(), th.t_half.to_numpy(), th.seed.to_numpy()
+    bp, bci = _crossover(tx, ty, ts, reps)
+    xs = bp["x_star"]
+    rows.append(_entry("crossover sqrt(h)*alpha* (all widths, from t_1/2)", xs, bci, None, len(tx),
+                       note="breakpoint of a two-piece power law fitted to t_1/2; interval: bootstrap over seeds"))
+    per_h = []
+    for h, g in th.groupby("h"):
+        gx, gy, gs = g.sqrt_h_alpha.to_numpy(), g.t_half.to_numpy(), g.seed.to_numpy()
+        b, ci = _crossover(gx, gy, gs, max(reps // 2, 50))
+        per_h.append({"h": int(h), "sqrt_h_alpha_star": b["x_star"], "ci": ci,
+                      "alpha_star": b["x_star"] / math.sqrt(h)})
+        rows.append(_entry(f"crossover sqrt(h)*alpha* at h = {int(h)}", b["x_star"], ci, None, len(gx)))
+    hs = np.array([p["h"] for p in per_h], float)
+    xh = np.array([p["sqrt_h_alpha_star"] for p in per_h], float)
+    flat = power_law(hs, xh)
+    rows.append(_entry("slope of sqrt(h)*alpha* vs h (flat: alpha* ~ h^-1/2)", flat["slope"], flat["slope_ci"], 0.0,
+                       flat["n"], 0.15, "95% t interval over the widths"))
+    tf_, tl_ = _side(tx, xs)
+    tl, tf = power_law(tx[tl_], ty[tl_]), power_law(tx[tf_], ty[tf_])
+    rows.append(_entry("t_1/2 slope vs sqrt(h)*alpha, lazy side", tl["slope"], tl["slope_ci"], 0.0, tl["n"], 0.15,
+                       "theory: O(1) in the paper's time; 95% t interval"))
+    rows.append(_entry("t_1/2 slope vs sqrt(h)*alpha, feature side", tf["slope"], tf["slope_ci"], 1.0, tf["n"], 0.2,
+                       "theory: t ~ sqrt(h)*alpha"))
+    ok = runs[runs.reached_progress & np.isfinite(runs.kernel_change_progress)]
+    x, y = ok.sqrt_h_alpha.to_numpy(), ok.kernel_change_progress.to_numpy()
+    feat, lazy = _side(x, xs)
+    kl, kf = power_law(x[lazy], y[lazy]), power_law(x[feat], y[feat])
+    rows.append(_entry("kernel change slope vs sqrt(h)*alpha, lazy side", kl["slope"], kl["slope_ci"], -1.0,
+                       kl["n"], 0.15, "points >= half a decade above the crossover; 95% t interval"))
+    rows.append(_entry("kernel change slope vs sqrt(h)*alpha, feature side", kf["slope"], kf["slope_ci"], None,
+                       kf["n"], note="points >= half a decade below the crossover"))
+    kb, kci = _crossover(x, y, ok.seed.to_numpy(), reps)
+    rows.append(_entry("breakpoint of the kernel change (secondary crossover estimate)", kb["x_star"], kci, None,
+                       len(x)))
+    table = pd.DataFrame(rows)
+    return table, {"x_star": xs, "broken": bp, "kernel_lazy": kl, "kernel_feature": kf, "per_h": per_h,
+                   "t_lazy": tl, "t_feature": tf}
+
+
+def regime_winner(runs: pd.DataFrame) -> dict:
+    """Test error (end of run) at the smallest vs the largest sqrt(h)*alpha, paired by (h, seed)."""
+    lo, hi = runs.sqrt_h_alpha.min(), runs.sqrt_h_alpha.max()
+    a = runs[runs.sqrt_h_alpha == lo].set_index(["h", "seed"]).test_err_end
+    b = runs[runs.sqrt_h_alpha == hi].set_index(["h", "seed"]).test_err_end
+    d = (a - b).dropna().to_numpy()  # feature minus lazy
+    out = {"feature_sqrt_h_alpha": float(lo), "lazy_sqrt_h_alpha": float(hi), "pairs": len(d),
+           "feature_err": float(a.mean()), "lazy_err": float(b.mean()), "diff": float(d.mean()) if len(d) else math.nan}
+    if len(d) >= 2 and d.std(ddof=1) > 0:
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+        out["diff_ci"] = (out["diff"] - half, out["diff"] + half)
+    else:
+        out["diff_ci"] = (out["diff"], out["diff"])
+    lo_ci, hi_ci = out["diff_ci"]
+    out["winner"] = "feature" if hi_ci < 0 else "lazy" if lo_ci > 0 else "neither (difference not significant)"
+    return out
+
+
+def variance_collapse(cells: pd.DataFrame, when: str = "end") -> dict:
+    """Spread across widths of log10(h Var) vs of log10(Var) at each sqrt(h)*alpha (smaller = better collapse)."""
+    c = cells[np.isfinite(cells[f"var_{when}"]) & (cells[f"var_{when}"] > 0)]
+    s_hv, s_v = [], []
+    for _, g in c.groupby("sqrt_h_alpha"):
+        if len(g) >= 2:
+            s_hv.append(np.log10(g[f"h_var_{when}"]).std(ddof=1))
+            s_v.append(np.log10(g[f"var_{when}"]).std(ddof=1))
+    return {"spread_h_var": float(np.mean(s_hv)) if s_hv else math.nan,
+            "spread_var": float(np.mean(s_v)) if s_v else math.nan, "points": len(s_hv)}
+
+
+def _fmt_ci(r) -> str:
+    lo, hi = r["ci_low"], r["ci_high"]
+    ci = f" [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) and np.isfinite(hi) else " [no interval]"
+    return f"{r['value']:.3g}{ci}"
+
+
+def analyse(out: Path, cfg) -> dict:
+    runs = pd.read_parquet(out / "phase_runs.parquet")
+    cells = pd.read_parquet(out / "phase_cells.parquet")
+    table, fits = fit_table(runs, cells)
+    table.to_csv(out / "fits.csv", index=False)
+    win = regime_winner(runs)
+    coll = variance_collapse(cells)
+    hmax = int(runs.h.max())
+    curves = load_runs(out / "cells", table="metrics")
+    if len(curves):
+        curves = curves[(curves.metric == "ntk_distance") & (curves.h == hmax)]
+    fig = phase_figure(runs, cells, fits, curves, cfg.progress)
+    save_figure(fig, out / "phase")
+    n_conv, n = int(runs.converged.sum()), len(runs)
+    n_div = int((runs.status == "diverged").sum())
+    n_prog = int(runs.reached_progress.sum())
+    widths = list(map(int, sorted(runs.h.unique())))
+    sas = runs.sqrt_h_alpha
+    lines = [f"phase: {cfg.source} parity, {cfg.arch.upper()} L = {cfg.depth}, {cfg.activation}, ptr = {cfg.ptr}, "
+             f"widths {widths}, {runs.seed.nunique()} seeds, {sas.nunique()} values of sqrt(h)*alpha from "
+             f"{sas.min():g} to {sas.max():g}, {cfg.dynamics}",
+             f"runs: {n}; converged (every training margin >= 1): {n_conv}; stopped at the budget and flagged: "
+             f"{n - n_conv - n_div}; diverged: {n_div}",
+             f"fits use the equal-progress point (training loss <= {cfg.progress:g} L(0)), reached by {n_prog}/{n}"
+             " runs", "", "Fitted numbers (95% intervals):"]
+    for _, r in table.iterrows():
+        verdict = "" if r["theory"] is None or pd.isna(r["theory"]) else \
+            f"  theory {r['theory']:g}: {'consistent' if r['consistent'] else 'NOT consistent'}"
+        lines.append(f"  {r['quantity']}: {_fmt_ci(r)} (n = {r['n']}){verdict}")
+    get = {r["quantity"]: r for _, r in table.iterrows()}
+    lazy_ok = bool(get["kernel change slope vs sqrt(h)*alpha, lazy side"]["consistent"])
+    flat_ok = bool(get["slope of sqrt(h)*alpha* vs h (flat: alpha* ~ h^-1/2)"]["consistent"])
+    tl_ok = bool(get["t_1/2 slope vs sqrt(h)*alpha, lazy side"]["consistent"])
+    tf_ok = bool(get["t_1/2 slope vs sqrt(h)*alpha, feature side"]["consistent"])
+
+    def held(ok: bool) -> str:
+        return "holds" if ok else "does NOT hold"
+
+    collapse = coll["spread_h_var"] < coll["spread_var"]
+    lo, hi = win["diff_ci"]
+    lines += ["", "Plain statements:",
+              f"- Lazy regime: the kernel change falls as (sqrt(h) alpha)^-1: {held(lazy_ok)} in this run.",
+              f"- The crossover alpha* scales as h^-1/2 (sqrt(h) alpha* flat in h): {held(flat_ok)} in this run "
+              f"({len(fits['per_h'])} widths).",
+              f"- t_1/2 is O(1) in the lazy regime: {held(tl_ok)}; t_1/2 ~ sqrt(h) alpha in the feature regime: "
+              f"{held(tf_ok)}.",
+              f"- h * Var(alpha (f - f0)) over seeds: spread across widths {coll['spread_h_var']:.3g} decades vs "
+              f"{coll['spread_var']:.3g} for Var itself -> "
+              + ("h*Var collapses better than Var." if collapse else "no collapse of h*Var."),
+              f"- Test error ({cfg.arch.upper()}, {cfg.source}): feature (sqrt(h) alpha = "
+              f"{win['feature_sqrt_h_alpha']:g}) {win['feature_err']:.4f} vs lazy ({win['lazy_sqrt_h_alpha']:g}) "
+              f"{win['lazy_err']:.4f}; difference {win['diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] over {win['pairs']} "
+              f"paired runs -> better regime: {win['winner']}."]
+    ens = cells.groupby("sqrt_h_alpha")[["ensemble_test_err_end", "single_test_err_end"]].mean()
+    lines.append("- Ensemble predictor (mean of alpha (f - f0) over seeds) vs single networks, test error averaged "
+                 "over widths: " + ", ".join(f"{sa:g}: {r.ensemble_test_err_end:.3f} vs {r.single_test_err_end:.3f}"
+                                             for sa, r in ens.iterrows()))
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(out / "summary.txt", text)
+    clean = table.astype(object).where(pd.notna(table), None)
+    return {"fits": clean.to_dict(orient="records"), "regime_winner": win, "variance_collapse": coll,
+            "runs": n, "converged": n_conv, "reached_progress": n_prog,
+            "crossover_per_width": fits["per_h"],
+            "claims": {"lazy_kernel_slope_minus_one": lazy_ok, "alpha_star_h_minus_half": flat_ok,
+                       "t_half_lazy_order_one": tl_ok, "t_half_feature_linear": tf_ok}}

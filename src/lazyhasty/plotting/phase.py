@@ -1,0 +1,127 @@
+"""The phase experiment's figure: eight panels drawn from the run and cell tables (never from a model)."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _by_width(ax, df: pd.DataFrame, col: str, colors, label=True, **kw):
+    for h, g in df.groupby("h"):
+        s = g.groupby("sqrt_h_alpha")[col].agg(["mean", "sem", "count"])
+        s = s[np.isfinite(s["mean"])]
+        ax.errorbar(s.index, s["mean"], yerr=s["sem"].fillna(0), color=colors[h], marker="o", ms=3, capsize=2,
+                    label=f"h = {h}" if label else None, **kw)
+
+
+def _fit_line(ax, fit: dict, xs: np.ndarray, color="k", style="--", label=None):
+    if not (fit and math.isfinite(fit.get("slope", math.nan))) or len(xs) == 0:
+        return
+    u = np.geomspace(xs.min(), xs.max(), 20)
+    ax.plot(u, 10 ** fit["log10_c"] * u ** fit["slope"], style, color=color, lw=1.5,
+            label=label or f"slope {fit['slope']:.2f}")
+
+
+def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd.DataFrame | None,
+                 progress: float):
+    widths = sorted(int(h) for h in runs.h.unique())
+    cmap = plt.get_cmap("viridis")
+    colors = {h: cmap(i / max(len(widths) - 1, 1)) for i, h in enumerate(widths)}
+    fig, axes = plt.subplots(2, 4, figsize=(20, 9.5))
+    xs = fits.get("x_star", math.nan)
+    x_lab = r"$\sqrt{h}\,\alpha$"
+
+    ax = axes[0, 0]
+    _by_width(ax, runs, "test_err_end", colors)
+    ax.set(xscale="log", xlabel=x_lab, ylabel="test error (end of run)", title="(a) test error: collapse in √h·α")
+    ax.legend(fontsize=8)
+
+    ax = axes[0, 1]
+    for h, g in cells.groupby("h"):
+        ax.plot(g.sqrt_h_alpha, g.ensemble_test_err_end, "-o", ms=3, color=colors[h], label=f"ensemble, h = {h}")
+        ax.plot(g.sqrt_h_alpha, g.single_test_err_end, ":", color=colors[h])
+    ax.set(xscale="log", xlabel=x_lab, ylabel="test error",
+           title="(b) ensemble of seeds (solid) vs single nets (dotted)")
+    ax.legend(fontsize=7)
+
+    ax = axes[0, 2]
+    prog = runs[runs.reached_progress]
+    _by_width(ax, prog, "kernel_change_progress", colors)
+    x_all = prog.sqrt_h_alpha.to_numpy()
+    if math.isfinite(xs):
+        _fit_line(ax, fits["kernel_lazy"], x_all[x_all >= xs * math.sqrt(10)], "k", "--",
+                  f"lazy fit, slope {fits['kernel_lazy']['slope']:.2f} (theory -1)")
+        _fit_line(ax, fits["kernel_feature"], x_all[x_all <= xs / math.sqrt(10)], "r", "--",
+                  f"feature fit, slope {fits['kernel_feature']['slope']:.2f}")
+        ax.axvline(xs, color="grey", lw=0.8, ls=":")
+    ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$\|\Theta-\Theta_0\|_F/\|\Theta_0\|_F$",
+           title=f"(c) kernel change at loss = {progress:g} L(0)")
+    ax.legend(fontsize=7)
+
+    ax = axes[0, 3]
+    if curves is not None and len(curves):
+        sas = sorted(curves.sqrt_h_alpha.unique())
+        cm2 = plt.get_cmap("plasma")
+        for i, sa in enumerate(sas):
+            c = curves[(curves.sqrt_h_alpha == sa) & (curves.t > 0)]
+            for j, (_, g) in enumerate(c.groupby("run_id")):
+                g = g.sort_values("t")
+                ax.plot(g.t, g.value, color=cm2(i / max(len(sas) - 1, 1)), lw=1,
+                        label=f"√h·α = {sa:g}" if j == 0 else None)
+        ax.set(xscale="log", yscale="log", xlabel="t (theory time)", ylabel="kernel change",
+               title=f"(d) kernel change along training, h = {int(curves.h.max())}")
+        ax.legend(fontsize=6, ncol=2)
+
+    ax = axes[1, 0]
+    th = runs[np.isfinite(runs.t_half)]
+    _by_width(ax, th, "t_half", colors)
+    tx = th.sqrt_h_alpha.to_numpy()
+    if math.isfinite(xs):
+        _fit_line(ax, fits["t_lazy"], tx[tx >= xs * math.sqrt(10)], "k", "--",
+                  f"lazy fit, slope {fits['t_lazy']['slope']:.2f} (theory 0)")
+        _fit_line(ax, fits["t_feature"], tx[tx <= xs / math.sqrt(10)], "r", "--",
+                  f"feature fit, slope {fits['t_feature']['slope']:.2f} (theory 1)")
+    ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$t_{1/2}$", title="(e) time to halve α²L")
+    ax.legend(fontsize=7)
+
+    ax = axes[1, 1]
+    cell_k = prog.groupby(["h", "alpha"]).kernel_change_progress.mean().reset_index()
+    if len(cell_k):
+        sc = ax.scatter(cell_k.h, cell_k.alpha, c=np.log10(cell_k.kernel_change_progress), cmap="coolwarm",
+                        s=90, marker="s")
+        fig.colorbar(sc, ax=ax, label="log10 kernel change")
+    per_h = [p for p in fits.get("per_h", []) if math.isfinite(p["sqrt_h_alpha_star"])]
+    if per_h:
+        hh = np.array([p["h"] for p in per_h], float)
+        a_star = np.array([p["alpha_star"] for p in per_h])
+        lo = np.array([p["ci"][0] for p in per_h]) / np.sqrt(hh)
+        hi = np.array([p["ci"][1] for p in per_h]) / np.sqrt(hh)
+        err = np.where(np.isfinite(lo) & np.isfinite(hi), np.stack([a_star - lo, hi - a_star]), 0)
+        ax.errorbar(hh, a_star, yerr=np.clip(err, 0, None), fmt="k*", ms=10, capsize=3, label="measured α*(h)")
+    if math.isfinite(xs):
+        hg = np.geomspace(min(widths) / 1.5, max(widths) * 1.5, 20)
+        ax.plot(hg, xs / np.sqrt(hg), "k--", label=f"α* = {xs:.2g}/√h")
+    ax.set(xscale="log", yscale="log", xlabel="width h", ylabel="α",
+           title="(f) phase diagram (α* from t_1/2): lazy above")
+    ax.legend(fontsize=7)
+
+    ax = axes[1, 2]
+    for h, g in cells.groupby("h"):
+        ax.plot(g.sqrt_h_alpha, g.h_var_end, "-o", ms=3, color=colors[h], label=f"h = {h}")
+    ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$h\cdot\mathrm{Var}_{seeds}[\alpha(f-f_0)]$",
+           title="(g) variance over initialisations × h")
+    ax.legend(fontsize=8)
+
+    ax = axes[1, 3]
+    _by_width(ax, prog, "param_change_progress", colors)
+    ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$\|w-w_0\|/\|w_0\|$",
+           title=f"(h) weight change at loss = {progress:g} L(0)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,211 @@
+"""The phase experiment (Geiger et al. 2020): scaling fits against exact data, paired initialisations, the lazy
+regime's kernel-change slope on a tiny configuration, end to end through the CLI, and bad input."""
+
+import dataclasses
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lazyhasty.config import override, to_assignments
+from lazyhasty.dynamics.ensemble import Ensemble
+from lazyhasty.dynamics.train import seeded
+from lazyhasty.experiments import registry
+from lazyhasty.experiments.phase import PRESETS, Config, cell_configs, factory, run_cell
+from lazyhasty.experiments.phase_analysis import regime_winner, variance_collapse
+from lazyhasty.metrics.scaling import broken_power_law, consistent, crossing_time, power_law, seed_bootstrap
+
+# ---------------------------------------------------------------- fits against exact and noisy synthetic data
+
+
+def test_power_law_exact_and_interval():
+    x = np.geomspace(0.1, 1000, 9)
+    fit = power_law(x, 3.0 * x**-1.0)
+    assert abs(fit["slope"] + 1) < 1e-12 and abs(fit["log10_c"] - math.log10(3)) < 1e-12
+    rng = np.random.default_rng(0)
+    xs = np.repeat(x, 5)
+    hits = 0
+    for _ in range(200):  # the 95% interval covers the true slope about 95% of the time
+        y = 2.0 * xs**0.5 * np.exp(0.2 * rng.standard_normal(len(xs)))
+        lo, hi = power_law(xs, y)["slope_ci"]
+        hits += lo <= 0.5 <= hi
+    assert 0.88 <= hits / 200 <= 0.995
+    assert math.isnan(power_law([1, 1], [2, 3])["slope"])  # one distinct x: no fit
+    assert power_law([1, 2, -1, np.nan], [1, 2, 3, 4])["n"] == 2  # non-positive / non-finite points dropped
+
+
+def test_broken_power_law_recovers_the_breakpoint():
+    x = np.geomspace(0.01, 1000, 11)
+    x_star = 2.0
+    y = np.where(x < x_star, (x / x_star) ** 1.0, (x / x_star) ** 0.0) * 4.0  # t ~ x below, flat above
+    b = broken_power_law(x, y, grid=2000)
+    assert abs(math.log10(b["x_star"] / x_star)) < 0.01
+    assert abs(b["slope_low"] - 1) < 1e-2 and abs(b["slope_high"]) < 1e-2
+    assert abs(b["log10_y_star"] - math.log10(4)) < 1e-2
+    assert math.isnan(broken_power_law([1, 2, 3], [1, 2, 3])["x_star"])  # too few distinct x
+
+
+def test_seed_bootstrap_resamples_whole_seeds():
+    seeds = np.repeat([0, 1, 2, 3], 5)
+    value = np.array([10.0, 20.0, 30.0, 40.0])[seeds]
+    drawn = []
+
+    def fit(idx):
+        drawn.append(idx)
+        return {"m": float(value[idx].mean())}
+
+    ci = seed_bootstrap(fit, seeds, ["m"], reps=300)
+    assert 10 <= ci["m"][0] < 25 < ci["m"][1] <= 40
+    for idx in drawn[:20]:  # every seed drawn contributes all its rows
+        counts = np.bincount(seeds[idx], minlength=4)
+        assert set(counts) <= {0, 5, 10, 15, 20}
+
+
+def test_crossing_time_and_consistent():
+    t = np.array([0.0, 1.0, 2.0, 3.0])
+    loss = 1.0 - t / 4  # linear: reaches 0.5 at t = 2 exactly, 0.4 at 2.4
+    assert crossing_time(t, loss, 0.5) == 2.0
+    assert abs(crossing_time(t, loss, 0.4) - 2.4) < 1e-12
+    assert math.isnan(crossing_time(t, loss, 0.1))
+    assert consistent(-0.9, (-1.2, -0.8), -1, 0.01) and consistent(-0.95, (math.nan, math.nan), -1, 0.1)
+    assert not consistent(-0.5, (-0.7, -0.3), -1, 0.15)
+
+
+def test_regime_winner_and_variance_collapse_on_tables():
+    rows = [{"h": h, "seed": s, "sqrt_h_alpha": sa, "test_err_end": err + 0.001 * s}
+            for h in (16, 64) for s in range(3) for sa, err in ((0.01, 0.10), (1.0, 0.2), (100.0, 0.05))]
+    w = regime_winner(pd.DataFrame(rows))
+    assert w["winner"] == "lazy" and abs(w["diff"] - 0.05) < 1e-12 and w["pairs"] == 6
+    cells = pd.DataFrame([{"sqrt_h_alpha": sa, "h": h, "var_end": c / h, "h_var_end": c}
+                          for sa, c in ((0.1, 2.0), (1.0, 5.0)) for h in (16, 64, 256)])
+    v = variance_collapse(cells)
+    assert v["spread_h_var"] == 0 and v["spread_var"] > 0.5 and v["points"] == 2
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_every_preset_round_trips_through_assignments():
+    for exp in registry().values():
+        for name, cfg in exp.presets.items():
+            base = next(iter(exp.presets.values()))
+            assert override(base, to_assignments(cfg)) == cfg, (exp.name, name)
+
+
+def test_cells_split_the_grid_widest_first():
+    cfg = dataclasses.replace(PRESETS["tiny"], widths=(8, 32), sqrt_h_alphas=(0.1, 10.0))
+    cells = cell_configs(cfg)
+    assert [(c.widths, c.sqrt_h_alphas) for c in cells] == [((32,), (0.1,)), ((32,), (10.0,)), ((8,), (0.1,)),
+                                                            ((8,), (10.0,))]
+    assert all(c.is_cell for c in cells) and not cfg.is_cell
+
+
+@pytest.mark.parametrize("bad, msg", [(["arch=cnn"], "pca=none"), (["progress=0.5"], "progress"),
+                                      (["sqrt_h_alphas=0,1"], "sqrt_h_alphas"), (["source=svhn"], "source")])
+def test_bad_config_is_a_usage_error(bad, msg):
+    from lazyhasty.errors import UsageError
+
+    with pytest.raises(UsageError, match=msg):
+        override(PRESETS["quick"], bad)
+
+
+# ---------------------------------------------------------------- paired initialisations
+
+
+@pytest.mark.parametrize("arch", ["fc", "cnn"])
+def test_same_seed_same_theta0_at_every_alpha(arch):
+    cfg = Config(arch=arch, pca=None if arch == "cnn" else 10, source="fashion_mnist", depth=2)
+    shape = (1, 12, 12) if arch == "cnn" else (10,)
+    make = factory(cfg, 8, shape)
+    a = Ensemble(make, [0, 1, 2], 0.01, center="zero")
+    b = Ensemble(make, [0, 1, 2], 100.0, center="zero")
+    for k in a.names:
+        assert torch.equal(a.params0()[k], b.params0()[k])
+    ref = dict(seeded(make, 1).named_parameters())  # member 1 is exactly seeded(factory, 1)
+    for k in a.names:
+        assert torch.equal(a.params0()[k][1], ref[k].detach())
+    x = torch.randn(5, *shape, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a(x), torch.zeros(3, 5, 1)) and torch.equal(b(x), torch.zeros(3, 5, 1))  # F(θ0) = 0
+    assert not torch.equal(a.params0()[a.names[0]][0], a.params0()[a.names[0]][1])  # seeds differ
+
+
+# ---------------------------------------------------------------- physics on a tiny configuration
+
+
+def test_lazy_regime_kernel_change_slope_is_minus_one(tmp_path):
+    """Deep in the lazy regime, ||Θ_t − Θ_0|| / ||Θ_0|| ∝ 1/(√h α) at a fixed time (Geiger et al.)."""
+    rows = []
+    for sa in (30.0, 100.0, 300.0, 1000.0):
+        cfg = Config(source="teacher", ptr=40, pte=40, pca=None, widths=(32,), sqrt_h_alphas=(sa,), seeds=2,
+                     depth=2, max_steps=3000, n_probe=20, dtype="float64")
+        rows.append(run_cell(cfg, tmp_path / f"sa{sa:g}"))
+    df = pd.concat(rows)
+    assert df.reached_progress.all()  # compared at equal progress: training loss = 0.03 L(0)
+    fit = power_law(df.sqrt_h_alpha, df.kernel_change_progress)
+    assert abs(fit["slope"] + 1) < 0.05, fit
+    assert abs(power_law(df.sqrt_h_alpha, df.param_change_progress)["slope"] + 1) < 0.05  # ||w − w0|| too
+    t = df.pivot(index="seed", columns="sqrt_h_alpha", values="t_progress")  # lazy: the time does not depend on α
+    assert np.allclose(t[1000.0], t[300.0], rtol=0.02)
+
+
+def test_phase_end_to_end_through_the_cli_and_resume(tmp_path):
+    out = tmp_path / "phase"
+    sets = ["source=teacher", "pca=none", "widths=8,32", "sqrt_h_alphas=0.01,0.1,1,10,100", "seeds=2", "ptr=30",
+            "pte=40", "max_steps=300", "n_probe=10"]
+    args = [sys.executable, "-m", "lazyhasty.cli", "run", "phase", "--preset", "tiny", "--out", str(out)]
+    args += [a for s in sets for a in ("--set", s)]
+    r = subprocess.run(args, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for f in ("phase.png", "phase.pdf", "fits.csv", "summary.txt", "claims.json", "phase_runs.parquet",
+              "phase_cells.parquet"):
+        assert (out / f).is_file(), f
+    runs = pd.read_parquet(out / "phase_runs.parquet")
+    assert len(runs) == 2 * 5 * 2 and set(runs.status) <= {"complete", "diverged"}
+    assert runs.converged.dtype == bool  # unconverged runs are kept and flagged, not dropped
+    fits = pd.read_csv(out / "fits.csv")
+    assert fits.quantity.str.contains("lazy side").any() and "Plain statements" in (out / "summary.txt").read_text()
+    cells = pd.read_parquet(out / "phase_cells.parquet")
+    assert len(cells) == 10 and np.isfinite(cells.ensemble_test_err_end).all()
+    r2 = subprocess.run(args, capture_output=True, text=True)  # a second run keeps every finished cell
+    assert r2.returncode == 0 and "10 already done, 0 to run" in r2.stdout, r2.stdout[-1000:]
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "lazyhasty.cli", "run", "phase", "--out", str(tmp_path / "o"), "--set",
+                        "source=mnist", "--set", f"data_root={tmp_path}"], capture_output=True, text=True)
+    assert r.returncode == 2 and "MNIST file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cnn_cell_on_image_files(tmp_path):
+    """The CNN in the NTK parametrisation on images in the IDX format (a fixture written like the real files)."""
+    from test_images import write_idx
+
+    rng = np.random.default_rng(3)
+    for split, n in (("train", 40), ("t10k", 20)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), 2051, gz=False)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", np.arange(n) % 10, 2049, gz=False)
+    cfg = Config(source="mnist", data_root=str(tmp_path), arch="cnn", pca=None, ptr=20, pte=10, depth=2,
+                 widths=(4,), sqrt_h_alphas=(1.0,), seeds=2, max_steps=15, n_probe=6)
+    df = run_cell(cfg, tmp_path / "cell")
+    assert len(df) == 2 and (df.steps > 0).all() and np.isfinite(df.kernel_change_end).all()
+    assert (df.kernel_change_end > 0).all() and np.isfinite(df.test_err_end).all()
+    with np.load(tmp_path / "cell" / "outputs.npz") as z:
+        assert z["f_end"].shape == (2, 10, 1) and np.isfinite(z["f_end"]).all()
+
+
+def test_three_class_yinyang_cell(tmp_path):
+    """Kriener et al.'s three classes: three outputs, the multi-class soft hinge, arg-max predictions."""
+    cfg = Config(source="yinyang", pca=None, ptr=30, pte=30, depth=2, widths=(16,), sqrt_h_alphas=(1.0,), seeds=2,
+                 max_steps=40, n_probe=8)
+    df = run_cell(cfg, tmp_path)
+    assert len(df) == 2 and np.isfinite(df.test_err_end).all() and (df.test_err_end < 1).all()
+    with np.load(tmp_path / "outputs.npz") as z:
+        assert z["f_end"].shape == (2, 30, 3) and set(np.unique(z["y"])) <= {0, 1, 2}
+    from lazyhasty.experiments.phase import predict
+
+    F = np.array([[[0.1, 0.9, -1.0], [2.0, 0.0, 0.0]]])
+    assert predict(F).tolist() == [[1, 0]] and predict(np.array([[0.3], [-2.0]])).tolist() == [1.0, -1.0]
