@@ -142,8 +142,8 @@ def test_lazy_regime_kernel_change_slope_is_minus_one(tmp_path):
     for sa in (30.0, 100.0, 300.0, 1000.0):
         cfg = Config(source="teacher", ptr=40, pte=40, pca=None, widths=(32,), sqrt_h_alphas=(sa,), seeds=2,
                      depth=2, max_steps=3000, n_probe=20, dtype="float64")
-        rows.append(run_cell(cfg, tmp_path / f"sa{sa:g}"))
-    df = pd.concat(rows)
+        rows += run_cell(cfg, tmp_path / f"sa{sa:g}")
+    df = pd.DataFrame(rows)
     assert df.reached_progress.all()  # compared at equal progress: training loss = 0.03 L(0)
     fit = power_law(df.sqrt_h_alpha, df.kernel_change_progress)
     assert abs(fit["slope"] + 1) < 0.05, fit
@@ -190,7 +190,7 @@ def test_cnn_cell_on_image_files(tmp_path):
         write_idx(tmp_path / f"{split}-labels-idx1-ubyte", np.arange(n) % 10, 2049, gz=False)
     cfg = Config(source="mnist", data_root=str(tmp_path), arch="cnn", pca=None, ptr=20, pte=10, depth=2,
                  widths=(4,), sqrt_h_alphas=(1.0,), seeds=2, max_steps=15, n_probe=6)
-    df = run_cell(cfg, tmp_path / "cell")
+    df = pd.DataFrame(run_cell(cfg, tmp_path / "cell"))
     assert len(df) == 2 and (df.steps > 0).all() and np.isfinite(df.kernel_change_end).all()
     assert (df.kernel_change_end > 0).all() and np.isfinite(df.test_err_end).all()
     with np.load(tmp_path / "cell" / "outputs.npz") as z:
@@ -201,7 +201,7 @@ def test_three_class_yinyang_cell(tmp_path):
     """Kriener et al.'s three classes: three outputs, the multi-class soft hinge, arg-max predictions."""
     cfg = Config(source="yinyang", pca=None, ptr=30, pte=30, depth=2, widths=(16,), sqrt_h_alphas=(1.0,), seeds=2,
                  max_steps=40, n_probe=8)
-    df = run_cell(cfg, tmp_path)
+    df = pd.DataFrame(run_cell(cfg, tmp_path))
     assert len(df) == 2 and np.isfinite(df.test_err_end).all() and (df.test_err_end < 1).all()
     with np.load(tmp_path / "outputs.npz") as z:
         assert z["f_end"].shape == (2, 30, 3) and set(np.unique(z["y"])) <= {0, 1, 2}

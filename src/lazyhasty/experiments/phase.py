@@ -24,12 +24,14 @@ on a time scale > 1e4), so the scaling fits compare runs when the training loss 
 
 Layout: each (h, √h·α) cell is one vectorised ensemble over seeds, run as one job of the sweep runner (in its own
 process; an interrupted sweep resumes with the cells that are not complete). Then the aggregation reads every
-cell's ``cell.parquet`` / ``outputs.npz``, fits the scaling laws, draws ``phase.png`` and writes
+cell's run records and ``outputs.npz`` (re-running a finished sweep redoes only this), fits the scaling laws,
+draws ``phase.png`` and writes
 ``phase_runs.parquet``, ``phase_cells.parquet``, ``fits.csv``, ``summary.txt`` and ``claims.json``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, replace
@@ -176,7 +178,8 @@ def stepper(cfg: Config, sqrt_h_alpha: float):
 
 class OutputProbe:
     """Keeps the test outputs F = α (f − f0), (n, C), at every measurement (for the ensemble predictor and the
-    variance over seeds) and reports ||f − f0|| as the RMS over test points (and outputs) of F / α."""
+    variance over seeds); reports ||f − f0|| as the RMS over test points (and outputs) of F / α, and the
+    smallest training margin."""
 
     def __init__(self):
         self.outputs: dict[str, list[tuple[int, float, int | None, np.ndarray]]] = {}
@@ -186,7 +189,9 @@ class OutputProbe:
         alpha = float(ctx.model.alpha)
         self.outputs.setdefault(ctx.run_id, []).append((ctx.step, ctx.t, ctx.milestone, out.cpu().numpy()))
         rms = float(out.pow(2).mean().sqrt())
-        return [("test", "all", "f_change", rms / alpha), ("test", "all", "output_rms", rms)]
+        margin = float(ctx.loss.margin(ctx.outputs("train"), ctx.splits["train"].y).min())
+        return [("test", "all", "f_change", rms / alpha), ("test", "all", "output_rms", rms),
+                ("train", "all", "min_margin", margin)]
 
 
 def run_id(h: int, sqrt_h_alpha: float, seed: int) -> str:
@@ -198,9 +203,43 @@ def _value(m: pd.DataFrame, metric: str, split: str = "test") -> float:
     return float(sel.value.iloc[-1]) if len(sel) else float("nan")
 
 
-def run_cell(cfg: Config, out: Path) -> pd.DataFrame:
-    """Train one (h, √h·α) cell: an ensemble over seeds. Writes one run record per seed, ``outputs.npz`` and
-    ``cell.parquet`` (one row per seed). Returns the rows."""
+# equal-progress points: milestone index -> name (levels L(0)/2, L(0)/10, progress * L(0))
+PROGRESS_POINTS = {1: "half", 3: "progress"}
+
+
+def run_row(run_dir: Path) -> dict:
+    """One run's numbers, read back from its record (config, status, metrics, trace): end-of-run values and the
+    values at each equal-progress point (``*_half``: loss L(0)/2; ``*_progress``: loss progress * L(0))."""
+    cfg = json.loads((run_dir / "config.json").read_text())
+    st = json.loads((run_dir / "status.json").read_text())
+    m = pd.read_parquet(run_dir / "metrics.parquet")
+    tr = pd.read_parquet(run_dir / "trace.parquet")
+    last = m[m.step == m.step.max()]
+    nan = float("nan")
+    row = {"h": int(cfg["h"]), "sqrt_h_alpha": float(cfg["sqrt_h_alpha"]), "alpha": float(cfg["alpha"]),
+           "seed": int(cfg["seed"]), "run_id": run_dir.name, "status": st.get("status"),
+           "converged": bool(st.get("converged")), "reason": st.get("reason") or "", "steps": st.get("steps"),
+           "t_end": st.get("t"), "wall_s": st.get("wall_s"),
+           "train_loss_end": _value(last, "loss", "train"), "train_err_end": 1 - _value(last, "accuracy", "train"),
+           "min_margin_end": _value(last, "min_margin", "train"), "test_err_end": 1 - _value(last, "accuracy"),
+           "kernel_change_end": _value(last, "ntk_distance", "probe"),
+           "param_change_end": _value(last, "param_distance", "-"), "f_change_end": _value(last, "f_change"),
+           "t_half": crossing_time(tr.t, tr.loss, 0.5 * float(st.get("loss0", nan)))}
+    for k, name in PROGRESS_POINTS.items():
+        at = m[m.milestone == k]
+        reached = len(at) > 0
+        row[f"reached_{name}"] = reached
+        row[f"t_{name}"] = float(at.t.iloc[0]) if reached else nan
+        for col, metric, split in (("test_err", "accuracy", "test"), ("kernel_change", "ntk_distance", "probe"),
+                                   ("param_change", "param_distance", "-"), ("f_change", "f_change", "test")):
+            v = _value(at, metric, split) if reached else nan
+            row[f"{col}_{name}"] = 1 - v if col == "test_err" else v
+    return row
+
+
+def run_cell(cfg: Config, out: Path) -> list[dict]:
+    """Train one (h, √h·α) cell: an ensemble over seeds. Writes one run record per seed and ``outputs.npz``
+    (the test outputs F of every seed at the end and at the last equal-progress point). Returns the run rows."""
     torch.set_flush_denormal(True)  # softplus far in its tails makes denormal floats: 5x slower without this
     h, sa = cfg.widths[0], cfg.sqrt_h_alphas[0]
     alpha = sa / math.sqrt(h)
@@ -220,41 +259,16 @@ def run_cell(cfg: Config, out: Path) -> pd.DataFrame:
                              representation=False, per_layer=False))
     print(f"[phase] h = {h}, sqrt(h) alpha = {sa:g} (alpha = {alpha:.4g}): {len(seeds)} seeds, {cfg.dynamics}, "
           f"up to {cfg.max_steps} steps", flush=True)
-    loss = SoftHinge(cfg.hinge_beta)
-    res = train_ensemble(ens, train_set, loss=loss, stepper=stepper(cfg, sa),
-                         stop=Stop(max_steps=cfg.max_steps, max_time=cfg.max_time, min_margin=1.0),
-                         splits={"test": test_set}, probes=probes, run_ids=ids, records=recs, data_seed=cfg.data_seed,
-                         schedule=Schedule(levels=levels, points_per_decade=4))
-    rows, f_end, f_prog = [], [], []
-    for s, rid, r in zip(seeds, ids, res):
-        m = r.metrics
-        last = m[m.step == m.step.max()]
-        prog = m[m.milestone == len(levels)]
-        reached = len(prog) > 0
+    train_ensemble(ens, train_set, loss=SoftHinge(cfg.hinge_beta), stepper=stepper(cfg, sa),
+                   stop=Stop(max_steps=cfg.max_steps, max_time=cfg.max_time, min_margin=1.0),
+                   splits={"test": test_set}, probes=probes, run_ids=ids, records=recs, data_seed=cfg.data_seed,
+                   schedule=Schedule(levels=levels, points_per_decade=4))
+    f_end, f_prog = [], []
+    for rid in ids:
         seen = outputs.outputs[rid]
         f_end.append(seen[-1][3])
         hit = [o for o in seen if o[2] == len(levels)]
         f_prog.append(hit[0][3] if hit else np.full_like(seen[-1][3], np.nan))
-        nan = float("nan")
-        rows.append({
-            "h": h, "sqrt_h_alpha": sa, "alpha": alpha, "seed": s, "run_id": rid, "status": r.status,
-            "converged": bool(r.converged), "reason": r.reason, "steps": r.steps, "t_end": r.t,
-            "train_loss_end": _value(last, "loss", "train"), "train_err_end": 1 - _value(last, "accuracy", "train"),
-            "test_err_end": 1 - _value(last, "accuracy"), "kernel_change_end": _value(last, "ntk_distance", "probe"),
-            "param_change_end": _value(last, "param_distance", "-"), "f_change_end": _value(last, "f_change"),
-            "t_half": crossing_time(r.trace.t, r.trace.loss, levels[0]),
-            "reached_progress": reached,
-            "t_progress": float(prog.t.iloc[0]) if reached else nan,
-            "test_err_progress": 1 - _value(prog, "accuracy") if reached else nan,
-            "kernel_change_progress": _value(prog, "ntk_distance", "probe") if reached else nan,
-            "param_change_progress": _value(prog, "param_distance", "-") if reached else nan,
-            "f_change_progress": _value(prog, "f_change") if reached else nan,
-            "wall_s": r.wall_s,
-        })
-    df = pd.DataFrame(rows)
-    with torch.no_grad():
-        members = [ens.member(k) for k in range(ens.E)]
-        df["min_margin_end"] = [float(loss.margin(m(train_set.x), train_set.y).min()) for m in members]
     y = test_set.y.cpu().numpy()
 
     def write_npz(path):
@@ -262,8 +276,7 @@ def run_cell(cfg: Config, out: Path) -> pd.DataFrame:
             np.savez_compressed(f, f_end=np.stack(f_end), f_progress=np.stack(f_prog), y=y, seeds=np.array(seeds))
 
     atomic_write(out / "outputs.npz", write_npz)
-    atomic_write_parquet(out / "cell.parquet", df)
-    return df
+    return [run_row(r.path) for r in recs]
 
 
 def cell_configs(cfg: Config) -> list[Config]:
@@ -290,17 +303,21 @@ def predict(F: np.ndarray) -> np.ndarray:
 
 
 def collect(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, cells): every run's row, and per cell the ensemble predictor and the variance over seeds."""
+    """(runs, cells) from the finished cells' records: every run's row (:func:`run_row`), and per cell the
+    ensemble predictor and the variance over seeds (from ``outputs.npz``)."""
     runs, cells = [], []
-    for f in sorted((out / "cells").glob("*/cell.parquet")):
-        df = pd.read_parquet(f)
-        runs.append(df)
-        with np.load(f.parent / "outputs.npz") as z:
+    for npz in sorted((out / "cells").glob("*/outputs.npz")):
+        rows = [run_row(d) for d in sorted((npz.parent / "runs").iterdir()) if (d / "metrics.parquet").exists()]
+        if not rows:
+            continue
+        runs += rows
+        with np.load(npz) as z:
             f_end, f_prog, y = z["f_end"], z["f_progress"], z["y"]
-        h, sa = int(df.h.iloc[0]), float(df.sqrt_h_alpha.iloc[0])
-        row = {"h": h, "sqrt_h_alpha": sa, "alpha": float(df.alpha.iloc[0]), "seeds": len(df),
-               "converged": int(df.converged.sum())}
+        h, sa = rows[0]["h"], rows[0]["sqrt_h_alpha"]
+        row = {"h": h, "sqrt_h_alpha": sa, "alpha": rows[0]["alpha"], "seeds": len(rows),
+               "converged": sum(r["converged"] for r in rows)}
         for when, F in (("end", f_end), ("progress", f_prog)):  # F: (seeds, n, C)
+            F = F.reshape(len(F), len(y), -1)
             Fk = F[np.isfinite(F).reshape(len(F), -1).all(axis=1)]
             nan = float("nan")
             row[f"ensemble_test_err_{when}"] = float((predict(Fk.mean(0)) != y).mean()) if len(Fk) else nan
@@ -311,14 +328,13 @@ def collect(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         cells.append(row)
     if not runs:
         return pd.DataFrame(), pd.DataFrame()
-    return (pd.concat(runs, ignore_index=True).sort_values(["h", "sqrt_h_alpha", "seed"], ignore_index=True),
+    return (pd.DataFrame(runs).sort_values(["h", "sqrt_h_alpha", "seed"], ignore_index=True),
             pd.DataFrame(cells).sort_values(["h", "sqrt_h_alpha"], ignore_index=True))
 
 
 def main(cfg: Config, out: Path) -> dict:
     if cfg.is_cell:
-        df = run_cell(cfg, out)
-        return {"cell": df.drop(columns=["reason"]).to_dict(orient="records")}
+        return {"runs": run_cell(cfg, out)}
     wall0 = time.perf_counter()
     load_task(cfg)  # a missing or corrupt dataset is a clear error here, before any worker starts
     counts = run_cells(cfg, out)["counts"]

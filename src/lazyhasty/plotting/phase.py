@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -28,12 +29,29 @@ def _fit_line(ax, fit: dict, xs: np.ndarray, color="k", style="--", label=None):
             label=label or f"slope {fit['slope']:.2f}")
 
 
+def _kernel_panel(ax, df: pd.DataFrame, point: str, fit: dict | None, colors, label: str):
+    """Kernel change at one equal-progress point, per width, with the power laws fitted on each side."""
+    x_lab = r"$\sqrt{h}\,\alpha$"
+    _by_width(ax, df, f"kernel_change_{point}", colors)
+    x = df.sqrt_h_alpha.to_numpy()
+    if fit and math.isfinite(fit["x_star"]):
+        xs = fit["x_star"]
+        _fit_line(ax, fit["lazy"], x[x >= xs * math.sqrt(10)], "k", "--",
+                  f"lazy fit, slope {fit['lazy']['slope']:.2f} (theory -1)")
+        _fit_line(ax, fit["feature"], x[x <= xs / math.sqrt(10)], "r", "--",
+                  f"feature fit, slope {fit['feature']['slope']:.2f}")
+        ax.axvline(xs, color="grey", lw=0.8, ls=":")
+    ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$\|\Theta-\Theta_0\|_F/\|\Theta_0\|_F$",
+           title=f"kernel change at loss {label}")
+    ax.legend(fontsize=7)
+
+
 def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd.DataFrame | None,
                  progress: float):
     widths = sorted(int(h) for h in runs.h.unique())
     cmap = plt.get_cmap("viridis")
     colors = {h: cmap(i / max(len(widths) - 1, 1)) for i, h in enumerate(widths)}
-    fig, axes = plt.subplots(2, 4, figsize=(20, 9.5))
+    fig, axes = plt.subplots(2, 5, figsize=(25, 9.5))
     xs = fits.get("x_star", math.nan)
     x_lab = r"$\sqrt{h}\,\alpha$"
 
@@ -50,19 +68,11 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
            title="(b) ensemble of seeds (solid) vs single nets (dotted)")
     ax.legend(fontsize=7)
 
-    ax = axes[0, 2]
-    prog = runs[runs.reached_progress]
-    _by_width(ax, prog, "kernel_change_progress", colors)
-    x_all = prog.sqrt_h_alpha.to_numpy()
-    if math.isfinite(xs):
-        _fit_line(ax, fits["kernel_lazy"], x_all[x_all >= xs * math.sqrt(10)], "k", "--",
-                  f"lazy fit, slope {fits['kernel_lazy']['slope']:.2f} (theory -1)")
-        _fit_line(ax, fits["kernel_feature"], x_all[x_all <= xs / math.sqrt(10)], "r", "--",
-                  f"feature fit, slope {fits['kernel_feature']['slope']:.2f}")
-        ax.axvline(xs, color="grey", lw=0.8, ls=":")
-    ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$\|\Theta-\Theta_0\|_F/\|\Theta_0\|_F$",
-           title=f"(c) kernel change at loss = {progress:g} L(0)")
-    ax.legend(fontsize=7)
+    for ax, point, label in ((axes[0, 2], "half", "L(0)/2 (t = t_1/2)"), (axes[1, 3], "progress",
+                                                                        f"{progress:g} L(0)")):
+        _kernel_panel(ax, runs[runs[f"reached_{point}"]], point, fits.get("kernel", {}).get(point), colors, label)
+    axes[0, 2].set_title("(c) " + axes[0, 2].get_title())
+    axes[1, 3].set_title("(h) " + axes[1, 3].get_title())
 
     ax = axes[0, 3]
     if curves is not None and len(curves):
@@ -91,11 +101,12 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
     ax.legend(fontsize=7)
 
     ax = axes[1, 1]
-    cell_k = prog.groupby(["h", "alpha"]).kernel_change_progress.mean().reset_index()
+    half = runs[runs.reached_half]
+    cell_k = half.groupby(["h", "alpha"]).kernel_change_half.mean().reset_index()
     if len(cell_k):
-        sc = ax.scatter(cell_k.h, cell_k.alpha, c=np.log10(cell_k.kernel_change_progress), cmap="coolwarm",
+        sc = ax.scatter(cell_k.h, cell_k.alpha, c=np.log10(cell_k.kernel_change_half), cmap="coolwarm",
                         s=90, marker="s")
-        fig.colorbar(sc, ax=ax, label="log10 kernel change")
+        fig.colorbar(sc, ax=ax, label="log10 kernel change at t_1/2")
     per_h = [p for p in fits.get("per_h", []) if math.isfinite(p["sqrt_h_alpha_star"])]
     if per_h:
         hh = np.array([p["h"] for p in per_h], float)
@@ -109,6 +120,8 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
         ax.plot(hg, xs / np.sqrt(hg), "k--", label=f"α* = {xs:.2g}/√h")
     ax.set(xscale="log", yscale="log", xlabel="width h", ylabel="α",
            title="(f) phase diagram (α* from t_1/2): lazy above")
+    ax.set_xticks(widths, [str(h) for h in widths])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=7)
 
     ax = axes[1, 2]
@@ -118,10 +131,20 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
            title="(g) variance over initialisations × h")
     ax.legend(fontsize=8)
 
-    ax = axes[1, 3]
-    _by_width(ax, prog, "param_change_progress", colors)
+    ax = axes[0, 4]
+    _by_width(ax, half, "param_change_half", colors)
     ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$\|w-w_0\|/\|w_0\|$",
-           title=f"(h) weight change at loss = {progress:g} L(0)")
+           title="(i) weight change at t_1/2")
+    ax.legend(fontsize=8)
+
+    ax = axes[1, 4]
+    _by_width(ax, runs, "t_end", colors)
+    conv = runs.groupby("sqrt_h_alpha").converged.mean()
+    ax2 = ax.twinx()
+    ax2.bar(conv.index, conv.values, width=conv.index * 0.4, color="grey", alpha=0.3)
+    ax2.set(ylim=(0, 1), ylabel="fraction converged (margins >= 1)")
+    ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel="t at the end of the run",
+           title="(j) run length; unconverged runs are kept")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
