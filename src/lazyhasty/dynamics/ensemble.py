@@ -186,7 +186,7 @@ def train_ensemble(
         else:
             w = weights if index is None else weights[:, index]
             mean = (per * w).sum(1) / w.sum(1).clamp_min(1e-12)
-        ok = active & finite
+        ok = (active & finite).to(mean.device)  # bookkeeping masks live on the CPU
         total = torch.where(ok, mean, torch.zeros_like(mean)).sum()
         grads = torch.autograd.grad(total, params)
         grads = [torch.where(member_view(g, ok), g * scale.view(-1, *([1] * (g.ndim - 1))), 0.0)
@@ -305,7 +305,7 @@ def train_ensemble(
                 flush(k)
             if not bool(active.any()):
                 break
-            inactive = ~active
+            inactive = (~active).to(params[0].device)
             frozen = None
             if bool(inactive.any()):  # freeze stopped members: restore their rows after the update
                 frozen = ([p.detach()[inactive].clone() for p in params],
