@@ -172,6 +172,10 @@ def test_phase_end_to_end_through_the_cli_and_resume(tmp_path):
     assert len(cells) == 10 and np.isfinite(cells.ensemble_test_err_end).all()
     r2 = subprocess.run(args, capture_output=True, text=True)  # a second run keeps every finished cell
     assert r2.returncode == 0 and "10 already done, 0 to run" in r2.stdout, r2.stdout[-1000:]
+    sub = [a.replace("0.01,0.1,1,10,100", "0.1,1,10,100") for a in args]  # a sub-grid: its cells exist already
+    r3 = subprocess.run(sub, capture_output=True, text=True)
+    assert r3.returncode == 0 and "8 already done, 0 to run" in r3.stdout, r3.stdout[-1000:]
+    assert len(pd.read_parquet(out / "phase_runs.parquet")) == 2 * 4 * 2  # only this grid's cells are analysed
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path):
@@ -209,3 +213,17 @@ def test_three_class_yinyang_cell(tmp_path):
 
     F = np.array([[[0.1, 0.9, -1.0], [2.0, 0.0, 0.0]]])
     assert predict(F).tolist() == [[1, 0]] and predict(np.array([[0.3], [-2.0]])).tolist() == [1.0, -1.0]
+
+
+def test_cells_through_submitit_keep_their_ids(tmp_path):
+    """The SLURM code path (submitit's local executor); a cell's job id does not depend on how it was scheduled."""
+    from lazyhasty.experiments.phase import main
+
+    cfg = Config(source="teacher", pca=None, ptr=20, pte=20, depth=2, widths=(8,), sqrt_h_alphas=(1.0, 10.0),
+                 seeds=2, max_steps=30, n_probe=5, executor="submitit-local", slurm_time=5)
+    summary = main(cfg, tmp_path)
+    assert summary["runs"] == 4 and (tmp_path / "phase.png").is_file()
+    ids = sorted(p.name for p in (tmp_path / "cells").iterdir() if (p / "outputs.npz").is_file())
+    local = [dataclasses.replace(c, executor="local") for c in cell_configs(cfg)]
+    assert cell_configs(dataclasses.replace(cfg, executor="local", workers=5)) == local
+    assert len(ids) == 2

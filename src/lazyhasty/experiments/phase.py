@@ -88,7 +88,11 @@ class Config:
     progress: float = 0.03  # equal-progress point for the fits: train loss <= progress * L(0)
     n_probe: int = 200  # training points on which the tangent kernel is measured
     dtype: str = "float32"  # float32 | float64
-    workers: int = 2  # cells run in parallel (local sweep runner)
+    workers: int = 2  # cells run at a time (local processes, or the SLURM array's parallelism)
+    executor: str = "local"  # local | slurm | submitit-local (the sweep runner's back ends)
+    slurm_partition: str | None = None
+    slurm_time: int = 60  # minutes per cell job on SLURM
+    gpus_per_run: int = 0  # GPUs per cell job on SLURM (with device=cuda)
     device: str = "cpu"
 
     def __post_init__(self):
@@ -111,6 +115,8 @@ class Config:
             (0 < self.min_dgrad <= self.max_dgrad, "need 0 < min_dgrad <= max_dgrad"),
             (self.max_steps >= 1 and self.workers >= 1 and self.n_probe >= 2, "max_steps, workers >= 1; n_probe >= 2"),
             (self.tau > 0 and self.beta > 0 and self.hinge_beta > 0, "tau, beta and hinge_beta must be > 0"),
+            (self.executor in ("local", "slurm", "submitit-local"), "executor must be local, slurm or submitit-local"),
+            (self.slurm_time >= 1 and self.gpus_per_run >= 0, "slurm_time must be >= 1 and gpus_per_run >= 0"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -280,21 +286,32 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
 
 
 def cell_configs(cfg: Config) -> list[Config]:
-    """One config per (h, √h·α), the widest first (the longest jobs start first)."""
-    return [replace(cfg, widths=(h,), sqrt_h_alphas=(sa,), workers=1)
+    """One config per (h, √h·α), the widest first (the longest jobs start first). How cells are scheduled is not
+    part of a cell's config, so a sweep started locally can be finished on a cluster and vice versa."""
+    return [replace(cfg, widths=(h,), sqrt_h_alphas=(sa,), workers=1, executor="local", slurm_partition=None,
+                    slurm_time=60, gpus_per_run=0)
             for h in sorted(cfg.widths, reverse=True) for sa in cfg.sqrt_h_alphas]
 
 
-def run_cells(cfg: Config, out: Path) -> dict:
-    """Every cell as a job of the sweep runner under ``out/cells`` (resumable: complete cells are kept)."""
-    from ..runs.sweep import Job, job_id, run_sweep
+def cell_jobs(cfg: Config, out: Path) -> list:
+    """The sweep runner's jobs, one per cell, in ``out/cells/<id>`` (the id hashes the cell's config)."""
+    from ..runs.sweep import Job, job_id
 
     jobs = []
     for c in cell_configs(cfg):
         d = to_dict(c)
         jid = job_id("phase", d)
         jobs.append(Job(jid, "phase", "quick", tuple(to_assignments(c)), d, out / "cells" / jid))
-    return run_sweep(jobs, out / "cells", workers=min(cfg.workers, len(jobs)))
+    return jobs
+
+
+def run_cells(cfg: Config, out: Path) -> dict:
+    """Every cell as a job of the sweep runner under ``out/cells`` (resumable: complete cells are kept)."""
+    from ..runs.sweep import run_sweep
+
+    jobs = cell_jobs(cfg, out)
+    slurm = {"partition": cfg.slurm_partition, "time": cfg.slurm_time, "gpus_per_run": cfg.gpus_per_run}
+    return run_sweep(jobs, out / "cells", executor=cfg.executor, workers=min(cfg.workers, len(jobs)), slurm=slurm)
 
 
 def predict(F: np.ndarray) -> np.ndarray:
@@ -302,11 +319,15 @@ def predict(F: np.ndarray) -> np.ndarray:
     return np.sign(F[..., 0]) if F.shape[-1] == 1 else F.argmax(-1)
 
 
-def collect(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, cells) from the finished cells' records: every run's row (:func:`run_row`), and per cell the
-    ensemble predictor and the variance over seeds (from ``outputs.npz``)."""
+def collect(cfg: Config, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, cells) from the records of this config's finished cells (cells of other configs in the same folder
+    are left out): every run's row (:func:`run_row`), and per cell the ensemble predictor and the variance over
+    seeds (from ``outputs.npz``)."""
     runs, cells = [], []
-    for npz in sorted((out / "cells").glob("*/outputs.npz")):
+    for job in cell_jobs(cfg, out):
+        npz = job.dir / "outputs.npz"
+        if not npz.is_file():
+            continue
         rows = [run_row(d) for d in sorted((npz.parent / "runs").iterdir()) if (d / "metrics.parquet").exists()]
         if not rows:
             continue
@@ -341,7 +362,7 @@ def main(cfg: Config, out: Path) -> dict:
     if counts["failed"]:
         print(f"[phase] {counts['failed']} cells failed (see cells/*/worker.log); the analysis uses the others. "
               "Run the same command again to retry them.", flush=True)
-    runs, cells = collect(out)
+    runs, cells = collect(cfg, out)
     if runs.empty:
         raise UsageError(f"no cell finished; see the worker logs under {out / 'cells'}")
     atomic_write_parquet(out / "phase_runs.parquet", runs)

@@ -25,8 +25,15 @@ def _side(x: np.ndarray, x_star: float) -> tuple[np.ndarray, np.ndarray]:
     return x <= x_star / HALF_DECADE, x >= x_star * HALF_DECADE
 
 
+def _median(values) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if len(v) else math.nan
+
+
 def _entry(name, value, ci, theory, n, tol=None, note=""):
-    ok = None if theory is None else consistent(value, ci, theory, tol)
+    """One row of the fit table; ``consistent`` is None where there is no theory value or no fit."""
+    ok = None if theory is None or not np.isfinite(value) else consistent(value, ci, theory, tol)
     return {"quantity": name, "value": value, "ci_low": ci[0], "ci_high": ci[1], "theory": theory,
             "tolerance": tol, "consistent": ok, "n": n, "note": note}
 
@@ -72,24 +79,40 @@ def fit_table(runs: pd.DataFrame, cells: pd.DataFrame, progress: float, reps: in
     rows.append(_entry("t_1/2 slope vs sqrt(h)*alpha, feature side", tf["slope"], tf["slope_ci"], 1.0, tf["n"], 0.2,
                        "theory: t ~ sqrt(h)*alpha"))
     kernel = {}
-    for point, label, tcol in (("half", "L(0)/2", "t_half"), ("progress", f"{progress:g} L(0)", "t_progress")):
-        ok = runs[runs[f"reached_{point}"] & np.isfinite(runs[f"kernel_change_{point}"]) & np.isfinite(runs[tcol])]
+    top = runs.sqrt_h_alpha.max()
+    t_half_lazy = _median(runs[runs.sqrt_h_alpha == top].t_half)
+    for point, label in (("half", "L(0)/2"), ("progress", f"{progress:g} L(0)")):
+        ok = runs[runs[f"reached_{point}"] & np.isfinite(runs[f"kernel_change_{point}"])]
         x, y = ok.sqrt_h_alpha.to_numpy(), ok[f"kernel_change_{point}"].to_numpy()
-        # the lazy regime at this point: the run got there before leaving the tangent space (t < t1 ~ sqrt(h)
-        # alpha), i.e. above the breakpoint of this point's own time-to-reach curve
-        xp = xs if point == "half" else broken_power_law(x, ok[tcol].to_numpy(), grid=200)["x_star"]
-        feat, lazy = _side(x, xp)
+        feat = _side(x, xs)[0]
+        if point == "half":
+            lazy = _side(x, xs)[1]
+            xp = xs
+        else:
+            # a run is lazy at a point reached at time T if it has not left the tangent space by then:
+            # t1 ~ sqrt(h) alpha > T. Calibrated on the t_1/2 crossover (t1 = t_1/2 at sqrt(h) alpha*), the
+            # crossover for this point is sqrt(h) alpha* x T / t_1/2, T and t_1/2 taken at the laziest runs
+            t_p = _median(ok[ok.sqrt_h_alpha == top].t_progress)
+            xp = xs * t_p / t_half_lazy
+            lazy = x >= xp if math.isfinite(xp) else np.zeros(len(x), bool)
+            rows.append(_entry(f"crossover sqrt(h)*alpha* at loss {label} (t1 = its time {t_p:.3g})", xp,
+                               (math.nan, math.nan), None, len(x),
+                               note="sqrt(h)*alpha* from t_1/2 times T / t_1/2, both at the largest sqrt(h)*alpha"))
         kl, kf = power_law(x[lazy], y[lazy]), power_law(x[feat], y[feat])
-        few = "" if len(np.unique(x[lazy])) >= 2 else "; too few lazy points at this progress: extend sqrt_h_alphas"
-        if point == "progress":
-            rows.append(_entry("crossover sqrt(h)*alpha* for the progress level (from its time to reach it)", xp,
-                               (math.nan, math.nan), None, len(x)))
+        few = "" if len(np.unique(x[lazy])) >= 2 else "; too few lazy points: extend sqrt_h_alphas above the crossover"
         rows.append(_entry(f"kernel change slope vs sqrt(h)*alpha at loss {label}, lazy side", kl["slope"],
                            kl["slope_ci"], -1.0, kl["n"], 0.15,
-                           f"points >= half a decade above sqrt(h)*alpha* = {xp:.3g}; 95% t interval{few}"))
+                           f"points above the crossover ({xp:.3g}{', by half a decade' if point == 'half' else ''})"
+                           f"; 95% t interval{few}"))
         rows.append(_entry(f"kernel change slope vs sqrt(h)*alpha at loss {label}, feature side", kf["slope"],
                            kf["slope_ci"], None, kf["n"], note="points >= half a decade below the crossover"))
-        kernel[point] = {"lazy": kl, "feature": kf, "x_star": xp}
+        xs2 = np.unique(x)[-2:]
+        two = power_law(x[np.isin(x, xs2)], y[np.isin(x, xs2)]) if len(xs2) == 2 else power_law([], [])
+        rows.append(_entry(f"kernel change local slope at loss {label} between sqrt(h)*alpha = "
+                           f"{', '.join(f'{v:.3g}' for v in xs2)}", two["slope"], two["slope_ci"], None, two["n"],
+                           note="how close the largest sqrt(h)*alpha values come to the lazy limit (-1)"))
+        kernel[point] = {"lazy": kl, "feature": kf, "x_star": xp, "local": two,
+                         "t": t_half_lazy if point == "half" else t_p}
     table = pd.DataFrame(rows)
     return table, {"x_star": xs, "broken": bp, "kernel": kernel, "per_h": per_h, "t_lazy": tl, "t_feature": tf}
 
@@ -138,9 +161,12 @@ def analyse(out: Path, cfg) -> dict:
     win = regime_winner(runs)
     coll = variance_collapse(cells)
     hmax = int(runs.h.max())
-    curves = load_runs(out / "cells", table="metrics")
+    from .phase import cell_jobs
+
+    widest = [j.dir / "runs" for j in cell_jobs(cfg, out) if j.config["widths"] == [hmax] and (j.dir / "runs").is_dir()]
+    curves = pd.concat([load_runs(d) for d in widest] or [pd.DataFrame()], ignore_index=True)
     if len(curves):
-        curves = curves[(curves.metric == "ntk_distance") & (curves.h == hmax)]
+        curves = curves[curves.metric == "ntk_distance"]
     fig = phase_figure(runs, cells, fits, curves, cfg.progress)
     save_figure(fig, out / "phase")
     n_conv, n = int(runs.converged.sum()), len(runs)
@@ -156,27 +182,35 @@ def analyse(out: Path, cfg) -> dict:
              f"fits use the equal-progress point (training loss <= {cfg.progress:g} L(0)), reached by {n_prog}/{n}"
              " runs", "", "Fitted numbers (95% intervals):"]
     for _, r in table.iterrows():
-        verdict = "" if r["theory"] is None or pd.isna(r["theory"]) else \
-            f"  theory {r['theory']:g}: {'consistent' if r['consistent'] else 'NOT consistent'}"
+        verdict = "" if r["theory"] is None or pd.isna(r["theory"]) else f"  theory {r['theory']:g}: " + (
+            "no fit (too few points)" if r["consistent"] is None else
+            "consistent" if r["consistent"] else "NOT consistent")
         lines.append(f"  {r['quantity']}: {_fmt_ci(r)} (n = {r['n']}){verdict}")
     get = {r["quantity"]: r for _, r in table.iterrows()}
-    lazy_ok = bool(get["kernel change slope vs sqrt(h)*alpha at loss L(0)/2, lazy side"]["consistent"])
+    lazy_ok = get["kernel change slope vs sqrt(h)*alpha at loss L(0)/2, lazy side"]["consistent"]
     late = get[f"kernel change slope vs sqrt(h)*alpha at loss {cfg.progress:g} L(0), lazy side"]
-    flat_ok = bool(get["slope of sqrt(h)*alpha* vs h (flat: alpha* ~ h^-1/2)"]["consistent"])
-    tl_ok = bool(get["t_1/2 slope vs sqrt(h)*alpha, lazy side"]["consistent"])
-    tf_ok = bool(get["t_1/2 slope vs sqrt(h)*alpha, feature side"]["consistent"])
+    late_x = fits["kernel"]["progress"]["x_star"]
+    local = fits["kernel"]["progress"]["local"]["slope"]
+    flat_ok = get["slope of sqrt(h)*alpha* vs h (flat: alpha* ~ h^-1/2)"]["consistent"]
+    tl_ok = get["t_1/2 slope vs sqrt(h)*alpha, lazy side"]["consistent"]
+    tf_ok = get["t_1/2 slope vs sqrt(h)*alpha, feature side"]["consistent"]
 
-    def held(ok: bool) -> str:
-        return "holds" if ok else "does NOT hold"
+    def held(ok: bool | None) -> str:
+        return "cannot be tested (too few points)" if ok is None else "holds" if ok else "does NOT hold"
 
+    if n_prog == 0:
+        late_text = f"No run reached loss {cfg.progress:g} L(0) within its budget: no late-time comparison."
+    else:
+        t_late = fits["kernel"]["progress"]["t"]
+        late_text = (f"Later, at loss {cfg.progress:g} L(0) (reached at t ~ {t_late:.3g} by the laziest runs), a "
+                     f"run is lazy only if t1 ~ sqrt(h) alpha exceeds that time: sqrt(h) alpha >~ {late_x:.3g}. "
+                     f"Lazy-side slope there: {held(late['consistent'])} (n = {late['n']}); local slope between the two largest"
+                     f" sqrt(h) alpha: {local:.3g} (the lazy limit is -1).")
     collapse = coll["spread_h_var"] < coll["spread_var"]
     lo, hi = win["diff_ci"]
     lines += ["", "Plain statements:",
               f"- Lazy regime: the kernel change at t_1/2 falls as (sqrt(h) alpha)^-1: {held(lazy_ok)} in this run. "
-              f"Later, at loss {cfg.progress:g} L(0), reached at t ~ {runs.t_progress.max():.3g}, the lazy regime "
-              f"starts only above sqrt(h) alpha ~ {fits['kernel']['progress']['x_star']:.3g} (t1 ~ sqrt(h) alpha "
-              f"must exceed the training time); there the lazy-side slope is {late['value']:.3g} "
-              f"({'consistent' if late['consistent'] else 'NOT consistent'} with -1, n = {late['n']}).",
+              + late_text,
               f"- The crossover alpha* scales as h^-1/2 (sqrt(h) alpha* flat in h): {held(flat_ok)} in this run "
               f"({len(fits['per_h'])} widths).",
               f"- t_1/2 is O(1) in the lazy regime: {held(tl_ok)}; t_1/2 ~ sqrt(h) alpha in the feature regime: "

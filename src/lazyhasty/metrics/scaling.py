@@ -87,7 +87,7 @@ def seed_bootstrap(fit: Callable[[np.ndarray], dict], seeds, keys: list[str], re
     rows = {s: np.nonzero(seeds == s)[0] for s in uniq}
     rng = np.random.default_rng(seed)
     vals: dict[str, list[float]] = {k: [] for k in keys}
-    for _ in range(reps):
+    for _ in range(reps if len(uniq) else 0):
         draw = rng.choice(uniq, size=len(uniq), replace=True)
         res = fit(np.concatenate([rows[s] for s in draw]))
         for k in keys:

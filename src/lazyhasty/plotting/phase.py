@@ -21,6 +21,12 @@ def _by_width(ax, df: pd.DataFrame, col: str, colors, label=True, **kw):
                     label=f"h = {h}" if label else None, **kw)
 
 
+def _legend(ax, **kw):
+    """A legend only where something is labelled (degenerate sweeps may have nothing to show)."""
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(**kw)
+
+
 def _fit_line(ax, fit: dict, xs: np.ndarray, color="k", style="--", label=None):
     if not (fit and math.isfinite(fit.get("slope", math.nan))) or len(xs) == 0:
         return
@@ -43,7 +49,7 @@ def _kernel_panel(ax, df: pd.DataFrame, point: str, fit: dict | None, colors, la
         ax.axvline(xs, color="grey", lw=0.8, ls=":")
     ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$\|\Theta-\Theta_0\|_F/\|\Theta_0\|_F$",
            title=f"kernel change at loss {label}")
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
 
 
 def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd.DataFrame | None,
@@ -58,7 +64,7 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
     ax = axes[0, 0]
     _by_width(ax, runs, "test_err_end", colors)
     ax.set(xscale="log", xlabel=x_lab, ylabel="test error (end of run)", title="(a) test error: collapse in √h·α")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
 
     ax = axes[0, 1]
     for h, g in cells.groupby("h"):
@@ -66,7 +72,7 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
         ax.plot(g.sqrt_h_alpha, g.single_test_err_end, ":", color=colors[h])
     ax.set(xscale="log", xlabel=x_lab, ylabel="test error",
            title="(b) ensemble of seeds (solid) vs single nets (dotted)")
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
 
     for ax, point, label in ((axes[0, 2], "half", "L(0)/2 (t = t_1/2)"), (axes[1, 3], "progress",
                                                                         f"{progress:g} L(0)")):
@@ -86,7 +92,7 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
                         label=f"√h·α = {sa:g}" if j == 0 else None)
         ax.set(xscale="log", yscale="log", xlabel="t (theory time)", ylabel="kernel change",
                title=f"(d) kernel change along training, h = {int(curves.h.max())}")
-        ax.legend(fontsize=6, ncol=2)
+        _legend(ax, fontsize=6, ncol=2)
 
     ax = axes[1, 0]
     th = runs[np.isfinite(runs.t_half)]
@@ -98,7 +104,7 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
         _fit_line(ax, fits["t_feature"], tx[tx <= xs / math.sqrt(10)], "r", "--",
                   f"feature fit, slope {fits['t_feature']['slope']:.2f} (theory 1)")
     ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$t_{1/2}$", title="(e) time to halve α²L")
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
 
     ax = axes[1, 1]
     half = runs[runs.reached_half]
@@ -122,20 +128,20 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
            title="(f) phase diagram (α* from t_1/2): lazy above")
     ax.set_xticks(widths, [str(h) for h in widths])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
 
     ax = axes[1, 2]
     for h, g in cells.groupby("h"):
         ax.plot(g.sqrt_h_alpha, g.h_var_end, "-o", ms=3, color=colors[h], label=f"h = {h}")
     ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$h\cdot\mathrm{Var}_{seeds}[\alpha(f-f_0)]$",
            title="(g) variance over initialisations × h")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
 
     ax = axes[0, 4]
     _by_width(ax, half, "param_change_half", colors)
     ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$\|w-w_0\|/\|w_0\|$",
            title="(i) weight change at t_1/2")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
 
     ax = axes[1, 4]
     _by_width(ax, runs, "t_end", colors)
@@ -145,6 +151,6 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
     ax2.set(ylim=(0, 1), ylabel="fraction converged (margins >= 1)")
     ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel="t at the end of the run",
            title="(j) run length; unconverged runs are kept")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     fig.tight_layout()
     return fig
