@@ -204,8 +204,8 @@ def analyse(out: Path, cfg) -> dict:
         t_late = fits["kernel"]["progress"]["t"]
         late_text = (f"Later, at loss {cfg.progress:g} L(0) (reached at t ~ {t_late:.3g} by the laziest runs), a "
                      f"run is lazy only if t1 ~ sqrt(h) alpha exceeds that time: sqrt(h) alpha >~ {late_x:.3g}. "
-                     f"Lazy-side slope there: {held(late['consistent'])} (n = {late['n']}); local slope between the two largest"
-                     f" sqrt(h) alpha: {local:.3g} (the lazy limit is -1).")
+                     f"Lazy-side slope there: {held(late['consistent'])} (n = {late['n']}); local slope between the "
+                     f"two largest sqrt(h) alpha: {local:.3g} (the lazy limit is -1).")
     collapse = coll["spread_h_var"] < coll["spread_var"]
     lo, hi = win["diff_ci"]
     lines += ["", "Plain statements:",
