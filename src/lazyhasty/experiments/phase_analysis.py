@@ -40,7 +40,7 @@ def _entry(name, value, ci, theory, n, tol=None, note=""):
 
 def _crossover(x, y, seeds, reps):
     b = broken_power_law(x, y, grid=200)
-    ci = seed_bootstrap(lambda i: broken_power_law(x[i], y[i], grid=100), seeds, ["x_star"], reps=reps)
+    ci = seed_bootstrap(lambda i: broken_power_law(x[i], y[i], grid=200), seeds, ["x_star"], reps=reps)
     return b, ci["x_star"]
 
 
