@@ -74,6 +74,23 @@ def test_gradient_flow_rejects_and_adapts(gen):
     assert np.allclose(dts[1:][np.diff(dts) > 0] / dts[:-1][np.diff(dts) > 0], 1.1)
 
 
+def test_gradient_flow_growth_threshold(gen):
+    """dt grows by 1.1 only when dgrad < min_dgrad (Geiger et al.'s window: reject above max, grow below min)."""
+    X, y, _ = least_squares(gen)
+    # the least-squares gradient is g = H w - b, so dgrad = dt^2 ||H g0||^2 / (||g0|| ||g1||), > 0 at every step
+    runs = {}
+    for low in (1e-300, 1.0, None):
+        _, _, model = least_squares(torch.Generator().manual_seed(1234))
+        res = train(model, Split(X, y), loss="mse", stop=Stop(max_steps=20), probes=(),
+                    stepper=GradientFlow(dt=1e-3, max_dgrad=1.0, min_dgrad=low, max_dout=1e9))
+        runs[low] = res.trace["dt"].to_numpy()[1:]
+    assert np.allclose(runs[1e-300], 1e-3)  # never below the threshold: dt stays put
+    assert np.allclose(runs[1.0], 1e-3 * 1.1 ** np.arange(20))  # always below it: grows every step
+    assert runs[None][-1] > 1e-3  # default threshold max_dgrad / 2: these small steps grow
+    with pytest.raises(ValueError, match="min_dgrad"):
+        GradientFlow(max_dgrad=1e-3, min_dgrad=1e-2)
+
+
 def test_gradient_flow_limits_output_change(gen):
     """The alpha * max|delta f| rule: no accepted step moves any training output by more than max_dout."""
     model = small_mlp(widths=(3, 16, 1))
