@@ -32,12 +32,16 @@ from .dynamics import (  # noqa: E402
 from .metrics import (  # noqa: E402
     LinearityProbe,
     at_equal_progress,
+    broken_power_law,
+    crossing_time,
     kernel_alignment,
     kernel_distance,
     kernel_target_alignment,
     ntk_gram,
     parameter_distance,
+    power_law,
     representation_alignment,
+    seed_bootstrap,
     sign_similarity,
 )
 from .models import CNN, MLP, AlphaScaled, Linearized, ResNet18, regime_alpha  # noqa: E402
@@ -54,6 +58,8 @@ __all__ = [
     # linearity metrics
     "ntk_gram", "kernel_alignment", "kernel_distance", "kernel_target_alignment", "sign_similarity",
     "representation_alignment", "parameter_distance", "LinearityProbe", "at_equal_progress",
+    # scaling laws (Geiger et al.)
+    "power_law", "broken_power_law", "seed_bootstrap", "crossing_time",
     # data and records
     "Split", "Groups", "yinyang", "RunRecord", "load_runs",
 ]
