@@ -78,8 +78,12 @@ def test_crossing_time_and_consistent():
 def test_regime_winner_and_variance_collapse_on_tables():
     rows = [{"h": h, "seed": s, "sqrt_h_alpha": sa, "test_err_end": err + 0.001 * s}
             for h in (16, 64) for s in range(3) for sa, err in ((0.01, 0.10), (1.0, 0.2), (100.0, 0.05))]
-    w = regime_winner(pd.DataFrame(rows))
+    w = regime_winner(pd.DataFrame(rows))  # no crossover given: the extremes
     assert w["winner"] == "lazy" and abs(w["diff"] - 0.05) < 1e-12 and w["pairs"] == 6
+    rows += [{**r, "sqrt_h_alpha": 0.001, "test_err_end": 0.30} for r in rows if r["sqrt_h_alpha"] == 0.01]
+    w = regime_winner(pd.DataFrame(rows), x_star=1.0)  # sides: <= 0.316 (0.001, 0.01) and >= 3.16 (100)
+    assert w["feature_sqrt_h_alpha"] == (0.001, 0.01) and w["lazy_sqrt_h_alpha"] == (100.0, 100.0)
+    assert abs(w["diff"] - (0.15 - 0.0005)) < 1e-12 and w["winner"] == "lazy"  # (0.30 + 0.10)/2 - 0.05, seeds
     cells = pd.DataFrame([{"sqrt_h_alpha": sa, "h": h, "var_end": c / h, "h_var_end": c}
                           for sa, c in ((0.1, 2.0), (1.0, 5.0)) for h in (16, 64, 256)])
     v = variance_collapse(cells)

@@ -117,13 +117,22 @@ def fit_table(runs: pd.DataFrame, cells: pd.DataFrame, progress: float, reps: in
     return table, {"x_star": xs, "broken": bp, "kernel": kernel, "per_h": per_h, "t_lazy": tl, "t_feature": tf}
 
 
-def regime_winner(runs: pd.DataFrame) -> dict:
-    """Test error (end of run) at the smallest vs the largest sqrt(h)*alpha, paired by (h, seed)."""
-    lo, hi = runs.sqrt_h_alpha.min(), runs.sqrt_h_alpha.max()
-    a = runs[runs.sqrt_h_alpha == lo].set_index(["h", "seed"]).test_err_end
-    b = runs[runs.sqrt_h_alpha == hi].set_index(["h", "seed"]).test_err_end
-    d = (a - b).dropna().to_numpy()  # feature minus lazy
-    out = {"feature_sqrt_h_alpha": float(lo), "lazy_sqrt_h_alpha": float(hi), "pairs": len(d),
+def regime_winner(runs: pd.DataFrame, x_star: float = math.nan) -> dict:
+    """Which regime generalises better: end-of-run test error, paired by (h, seed).
+
+    With a crossover ``x_star``, each (h, seed) compares its mean test error over the feature side (sqrt(h) alpha
+    at least half a decade below x_star) with its mean over the lazy side (half a decade above); otherwise, or if
+    a side is empty, the smallest and the largest sqrt(h) alpha. Difference feature − lazy with a 95% t interval.
+    """
+    x = runs.sqrt_h_alpha.to_numpy()
+    feat, lazy = _side(x, x_star)
+    if not (feat.any() and lazy.any()):
+        feat, lazy = x == x.min(), x == x.max()
+    side = {"feature": runs[feat], "lazy": runs[lazy]}
+    a, b = (side[k].groupby(["h", "seed"]).test_err_end.mean() for k in ("feature", "lazy"))
+    d = (a - b).dropna().to_numpy()
+    span = {k: (float(v.sqrt_h_alpha.min()), float(v.sqrt_h_alpha.max())) for k, v in side.items()}
+    out = {"feature_sqrt_h_alpha": span["feature"], "lazy_sqrt_h_alpha": span["lazy"], "pairs": len(d),
            "feature_err": float(a.mean()), "lazy_err": float(b.mean()), "diff": float(d.mean()) if len(d) else math.nan}
     if len(d) >= 2 and d.std(ddof=1) > 0:
         half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
@@ -158,7 +167,7 @@ def analyse(out: Path, cfg) -> dict:
     cells = pd.read_parquet(out / "phase_cells.parquet")
     table, fits = fit_table(runs, cells, cfg.progress)
     table.to_csv(out / "fits.csv", index=False)
-    win = regime_winner(runs)
+    win = regime_winner(runs, fits["x_star"])
     coll = variance_collapse(cells)
     hmax = int(runs.h.max())
     from .phase import cell_jobs
@@ -208,6 +217,7 @@ def analyse(out: Path, cfg) -> dict:
                      f"two largest sqrt(h) alpha: {local:.3g} (the lazy limit is -1).")
     collapse = coll["spread_h_var"] < coll["spread_var"]
     lo, hi = win["diff_ci"]
+    fs, ls = win["feature_sqrt_h_alpha"], win["lazy_sqrt_h_alpha"]
     lines += ["", "Plain statements:",
               f"- Lazy regime: the kernel change at t_1/2 falls as (sqrt(h) alpha)^-1: {held(lazy_ok)} in this run. "
               + late_text,
@@ -218,8 +228,8 @@ def analyse(out: Path, cfg) -> dict:
               f"- h * Var(alpha (f - f0)) over seeds: spread across widths {coll['spread_h_var']:.3g} decades vs "
               f"{coll['spread_var']:.3g} for Var itself -> "
               + ("h*Var collapses better than Var." if collapse else "no collapse of h*Var."),
-              f"- Test error ({cfg.arch.upper()}, {cfg.source}): feature (sqrt(h) alpha = "
-              f"{win['feature_sqrt_h_alpha']:g}) {win['feature_err']:.4f} vs lazy ({win['lazy_sqrt_h_alpha']:g}) "
+              f"- Test error ({cfg.arch.upper()}, {cfg.source}): feature side (sqrt(h) alpha "
+              f"{fs[0]:g}..{fs[1]:g}) {win['feature_err']:.4f} vs lazy side ({ls[0]:g}..{ls[1]:g}) "
               f"{win['lazy_err']:.4f}; difference {win['diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] over {win['pairs']} "
               f"paired runs -> better regime: {win['winner']}."]
     ens = cells.groupby("sqrt_h_alpha")[["ensemble_test_err_end", "single_test_err_end"]].mean()
