@@ -139,7 +139,8 @@ def _cmd_show(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lazyhasty", description="Train networks in the lazy or the feature-learning regime, "
-                "measure them, and reproduce the figures of George et al. (lazy vs hasty)")
+                "measure them, and reproduce the figures of George et al. (lazy vs hasty) and the "
+                "feature-vs-lazy phase diagram of Geiger et al. (`lazyhasty run phase`)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     s = sub.add_parser("demo", help="run every experiment's demo preset (quick; tiny for phase) on CPU, then the "
                        "HTML report (what `make demo` runs)")

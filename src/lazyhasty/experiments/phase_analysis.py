@@ -44,8 +44,7 @@ def _crossover(x, y, seeds, reps):
     return b, ci["x_star"]
 
 
-def fit_table(runs: pd.DataFrame, cells: pd.DataFrame, progress: float, reps: int = 300
-              ) -> tuple[pd.DataFrame, dict]:
+def fit_table(runs: pd.DataFrame, progress: float, reps: int = 300) -> tuple[pd.DataFrame, dict]:
     """Every fitted number with its interval, the theory value and whether they agree; plus the crossovers.
 
     The crossover √h·α* is where the two time scales meet: t_1/2 is O(1) in the lazy regime and ~ t1 ~ √h·α in
@@ -165,7 +164,7 @@ def _fmt_ci(r) -> str:
 def analyse(out: Path, cfg) -> dict:
     runs = pd.read_parquet(out / "phase_runs.parquet")
     cells = pd.read_parquet(out / "phase_cells.parquet")
-    table, fits = fit_table(runs, cells, cfg.progress)
+    table, fits = fit_table(runs, cfg.progress)
     table.to_csv(out / "fits.csv", index=False)
     win = regime_winner(runs, fits["x_star"])
     coll = variance_collapse(cells)
