@@ -1,13 +1,29 @@
-"""The vectorised ensemble against single runs (float64), freezing, divergence isolation, records."""
+"""One engine: every member of an ensemble follows the single run with its seed (float64), for every regime and
+stepper; freezing, divergence isolation, records; Linearized members against explicit Jacobians."""
 
 import json
 
 import numpy as np
 import pytest
 import torch
+from torch.func import functional_call, jacrev
 
-from lazyhasty import GD, MLP, SGD, AlphaScaled, RunRecord, Schedule, Stop, seeded, train, yinyang
-from lazyhasty.dynamics.ensemble import Ensemble, train_ensemble
+from lazyhasty import (
+    GD,
+    MLP,
+    SGD,
+    AlphaScaled,
+    Ensemble,
+    GradientFlow,
+    Linearized,
+    MomentumFlow,
+    RunRecord,
+    Schedule,
+    Stop,
+    seeded,
+    train,
+    yinyang,
+)
 
 
 def factory():
@@ -19,58 +35,98 @@ def data():
     return yinyang(50, seed=3, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("stepper", [GD(0.3), SGD(0.1, momentum=0.9, batch_size=16)])
-def test_members_follow_their_single_runs(data, stepper):
-    seeds, alphas = [0, 1, 2, 0], [1.0, 1.0, 10.0, 100.0]
-    ens = Ensemble(factory, seeds, alphas)
-    for k, s in enumerate(seeds):  # identical theta0
-        for name, p in seeded(factory, s).named_parameters():
-            assert torch.equal(ens.member_params()[name][k], p)
-    steps = 300
-    results = train_ensemble(ens, data, loss="bce", stepper=stepper, stop=Stop(max_steps=steps), data_seed=7)
-    for k, (s, a) in enumerate(zip(seeds, alphas)):
-        single = AlphaScaled(seeded(factory, s), a)
+SEEDS = [0, 1, 2]
+KINDS = {
+    "plain": lambda s, k: seeded(factory, s),
+    "alpha": lambda s, k: AlphaScaled(seeded(factory, s), (0.5, 100.0, 0.5)[k]),
+    "linearized": lambda s, k: Linearized(seeded(factory, s)),
+}
+
+
+def network(m):
+    return m.model if isinstance(m, (AlphaScaled, Linearized)) else m
+
+
+def assert_follows(member, single, theta0, tol=1e-10):
+    """||theta_member - theta_single|| <= tol ||theta_single - theta0||: relative to how far training moved."""
+    a = torch.cat([p.detach().flatten() for p in network(member).parameters()])
+    b = torch.cat([p.detach().flatten() for p in network(single).parameters()])
+    moved = float((b - theta0).norm())
+    assert moved > 0
+    assert float((a - b).norm()) <= tol * moved, (float((a - b).norm()), moved)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("stepper", [GD(0.3), SGD(0.1, momentum=0.9, batch_size=16)], ids=["gd", "sgd-momentum"])
+def test_members_follow_their_single_runs(data, kind, stepper):
+    steps = 250
+    ens = Ensemble([KINDS[kind](s, k) for k, s in enumerate(SEEDS)])
+    results = train(ens, data, loss="bce", stepper=stepper, stop=Stop(max_steps=steps), data_seed=7)
+    for k, s in enumerate(SEEDS):
+        single = KINDS[kind](s, k)
+        theta0 = torch.cat([p.detach().flatten() for p in network(single).parameters()])
         r = train(single, data, loss="bce", stepper=stepper, stop=Stop(max_steps=steps), data_seed=7)
-        for name, p in single.model.named_parameters():
-            torch.testing.assert_close(ens.member_params()[name][k], p.detach(), rtol=0, atol=1e-10)
-        np.testing.assert_allclose(results[k].trace["loss"], r.trace["loss"], rtol=1e-10, atol=1e-12)
-        assert results[k].steps == r.steps and results[k].t == pytest.approx(r.t)
-        m_ens = results[k].metrics.drop(columns="run_id")
-        m_one = r.metrics.drop(columns="run_id")
-        np.testing.assert_allclose(m_ens["value"], m_one["value"], rtol=1e-9, atol=1e-12)
+        member = ens.member(k)
+        assert type(member) is type(single)
+        assert_follows(member, single, theta0)
+        np.testing.assert_allclose(results[k].trace["loss"], r.trace["loss"], rtol=1e-10)
+        assert results[k].steps == r.steps == steps and results[k].t == pytest.approx(r.t)
+        m_ens, m_one = results[k].metrics, r.metrics
         assert (m_ens["step"].to_numpy() == m_one["step"].to_numpy()).all()
+        np.testing.assert_allclose(m_ens["value"], m_one["value"], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("flow", [GradientFlow(dt=0.5, max_dgrad=1e-3), MomentumFlow(tau=0.5, dt=0.5, max_dgrad=1e-3)],
+                         ids=["gradient-flow", "momentum-flow"])
+def test_adaptive_flow_members_take_their_single_runs_steps(data, flow):
+    """Accept / reject decisions and dt are made per member: each member reproduces its single run's steps."""
+    alphas = (0.5, 1.0, 30.0)
+    ens = Ensemble([AlphaScaled(seeded(factory, s), a) for s, a in zip(SEEDS, alphas)])
+    results = train(ens, data, loss="bce", stepper=flow, stop=Stop(max_steps=200), probes=())
+    rejected = 0
+    for k, (s, a) in enumerate(zip(SEEDS, alphas)):
+        single = AlphaScaled(seeded(factory, s), a)
+        theta0 = torch.cat([p.detach().flatten() for p in single.parameters()])
+        r = train(single, data, loss="bce", stepper=flow, stop=Stop(max_steps=200), probes=())
+        assert results[k].stepper_state == r.stepper_state  # same accepted / rejected counts, same last dt
+        np.testing.assert_allclose(results[k].trace["dt"], r.trace["dt"], rtol=1e-12)
+        np.testing.assert_allclose(results[k].trace["loss"], r.trace["loss"], rtol=1e-10)
+        assert_follows(ens.member(k), single, theta0)
+        rejected += r.stepper_state["rejected"]
+    assert rejected > 0  # the test exercises rejections (dt = 0.5 is too large at first)
 
 
 def test_stopped_members_are_frozen(data):
-    ens = Ensemble(factory, [0, 1], [1.0, 100.0])
-    res = train_ensemble(ens, data, loss="bce", stepper=GD(0.5), stop=Stop(max_steps=3000, loss_below=0.45),
-                         probes=())
-    fast, slow = res
+    """A member that reaches its target stops where the single run stops, also under momentum."""
+    stepper, stop = SGD(0.2, momentum=0.9, batch_size=50), Stop(max_steps=3000, loss_below=0.45)
+    ens = Ensemble([AlphaScaled(seeded(factory, 0), 1.0), AlphaScaled(seeded(factory, 0), 100.0)])
+    fast, slow = train(ens, data, loss="bce", stepper=stepper, stop=stop, probes=())
     assert fast.converged and fast.steps < slow.steps  # alpha = 1 reaches the threshold first
     single = AlphaScaled(seeded(factory, 0), 1.0)
-    train(single, data, loss="bce", stepper=GD(0.5), stop=Stop(max_steps=3000, loss_below=0.45), probes=())
-    for name, p in single.model.named_parameters():  # member 0 stayed exactly where it stopped
-        torch.testing.assert_close(ens.member_params()[name][0], p.detach(), rtol=0, atol=1e-10)
+    theta0 = torch.cat([p.detach().flatten() for p in single.parameters()])
+    r = train(single, data, loss="bce", stepper=stepper, stop=stop, probes=())
+    assert r.steps == fast.steps
+    assert_follows(ens.member(0), single, theta0)  # member 0 stayed exactly where it stopped
     assert len(fast.trace) == fast.steps + 1 and fast.trace["step"].max() == fast.steps
 
 
 def test_one_diverging_member_leaves_the_others_alone(data):
-    ens = Ensemble(factory, [0, 0], [1.0, 1.0])
+    ens = Ensemble([AlphaScaled(seeded(factory, 0), 1.0), AlphaScaled(seeded(factory, 0), 1.0)])
     with torch.no_grad():
-        ens.stacked[0][1, 0, 0] = float("inf")  # member 1 is broken from the start
-    res = train_ensemble(ens, data, loss="mse", stepper=GD(0.5), stop=Stop(max_steps=200), probes=())
+        ens.params[0][1, 0, 0] = float("inf")  # member 1 is broken from the start
+    res = train(ens, data, loss="mse", stepper=GD(0.5), stop=Stop(max_steps=200), probes=())
     assert res[1].status == "diverged" and res[0].status == "complete" and res[0].steps == 200
-    single = AlphaScaled(seeded(factory, 0), 1.0)
-    r = train(single, data, loss="mse", stepper=GD(0.5), stop=Stop(max_steps=200), probes=())
+    r = train(AlphaScaled(seeded(factory, 0), 1.0), data, loss="mse", stepper=GD(0.5), stop=Stop(max_steps=200),
+              probes=())
     np.testing.assert_allclose(res[0].trace["loss"], r.trace["loss"], rtol=1e-10)
 
 
 def test_ensemble_records_and_milestone_levels(data, tmp_path):
-    ens = Ensemble(factory, [0, 1, 2], 1.0)
+    ens = Ensemble([AlphaScaled(seeded(factory, k), 1.0) for k in range(3)])
     recs = [RunRecord(tmp_path / f"m{k}").start({"seed": k}) for k in range(3)]
-    res = train_ensemble(ens, data, loss="bce", stepper=GD(0.5), stop=Stop(max_steps=2000, loss_below=0.4),
-                         schedule=Schedule(levels=(0.6, 0.5, 0.4), points_per_decade=0), records=recs,
-                         run_ids=[f"m{k}" for k in range(3)])
+    res = train(ens, data, loss="bce", stepper=GD(0.5), stop=Stop(max_steps=2000, loss_below=0.4),
+                schedule=Schedule(levels=(0.6, 0.5, 0.4), points_per_decade=0), record=recs,
+                run_id=[f"m{k}" for k in range(3)])
     for k, r in enumerate(res):
         ms = r.metrics.dropna(subset=["milestone"]).drop_duplicates("step")
         assert list(ms.milestone) == [1, 2, 3]
@@ -80,8 +136,46 @@ def test_ensemble_records_and_milestone_levels(data, tmp_path):
         assert st["status"] == "complete" and st["converged"] is True and st["ensemble_size"] == 3
 
 
-def test_bad_ensemble_arguments():
-    with pytest.raises(ValueError, match="alpha"):
-        Ensemble(factory, [0, 1], [1.0, 0.0])
-    with pytest.raises(ValueError, match="alphas for"):
-        Ensemble(factory, [0, 1], [1.0])
+def test_linearized_ensemble_against_explicit_jacobians(gen):
+    """f_bar_k(x) = f(x; theta0_k) + J_k(x) (theta_k - theta0_k), J_k by jacrev, for every member (float64)."""
+    x = torch.randn(20, 2, generator=gen, dtype=torch.float64)
+    ens = Ensemble([Linearized(seeded(factory, s)) for s in SEEDS])
+    with torch.no_grad():
+        for p in ens.params:
+            p.add_(0.05 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+    for _ in range(2):  # the second call goes through the cached linearisation
+        out = ens(x)  # (E, n, 1)
+        for k, s in enumerate(SEEDS):
+            net = seeded(factory, s)
+            p0 = {n: p.detach() for n, p in net.named_parameters()}
+            J = jacrev(lambda p, net=net: functional_call(net, p, (x,)))(p0)
+            delta = {n: ens.stacked_params()[n][k] - p0[n] for n in p0}
+            ref = functional_call(net, p0, (x,)) + sum(J[n].reshape(20, 1, -1) @ delta[n].reshape(-1) for n in p0)
+            torch.testing.assert_close(out[k], ref, rtol=1e-12, atol=1e-14)
+
+
+def test_member_holds_current_parameters_and_theta0(data):
+    ens = Ensemble([seeded(factory, 0), seeded(factory, 1)])
+    train(ens, data, loss="bce", stepper=GD(0.5), stop=Stop(max_steps=20), probes=())
+    for k in range(2):
+        m = ens.member(k)
+        for (name, p), stacked in zip(m.named_parameters(), ens.params):
+            assert torch.equal(p, stacked[k])
+            assert torch.equal(ens.params0(k)[name], dict(seeded(factory, k).named_parameters())[name])
+    with torch.no_grad():
+        torch.testing.assert_close(ens(data.x)[1], ens.member(1)(data.x), rtol=1e-12, atol=0)
+
+
+def test_bad_ensembles():
+    with pytest.raises(ValueError, match="at least one member"):
+        Ensemble([])
+    with pytest.raises(ValueError, match="Linearized"):
+        Ensemble([Linearized(seeded(factory, 0)), AlphaScaled(seeded(factory, 0), 1.0)])
+    with pytest.raises(ValueError, match="structure"):
+        Ensemble([seeded(factory, 0), MLP([2, 8, 1]).double()])
+    with pytest.raises(TypeError, match="module"):
+        Ensemble([seeded(factory, 0), "not a module"])
+    ens = Ensemble([seeded(factory, 0), seeded(factory, 1)])
+    with pytest.raises(ValueError, match="one run id"):
+        train(ens, yinyang(10, dtype=torch.float64), loss="bce", stepper=GD(0.1), stop=Stop(max_steps=1),
+              run_id=["only one"])

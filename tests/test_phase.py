@@ -11,11 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
+from lazyhasty import seeded
 from lazyhasty.config import override, to_assignments
-from lazyhasty.dynamics.ensemble import Ensemble
-from lazyhasty.dynamics.train import seeded
 from lazyhasty.experiments import registry
-from lazyhasty.experiments.phase import PRESETS, Config, cell_configs, factory, run_cell
+from lazyhasty.experiments.phase import PRESETS, Config, cell_configs, cell_ensemble, factory, run_cell
 from lazyhasty.experiments.phase_analysis import regime_winner, variance_collapse
 from lazyhasty.metrics.scaling import broken_power_law, consistent, crossing_time, power_law, seed_bootstrap
 
@@ -124,17 +123,19 @@ def test_bad_config_is_a_usage_error(bad, msg):
 def test_same_seed_same_theta0_at_every_alpha(arch):
     cfg = Config(arch=arch, pca=None if arch == "cnn" else 10, source="fashion_mnist", depth=2)
     shape = (1, 12, 12) if arch == "cnn" else (10,)
-    make = factory(cfg, 8, shape)
-    a = Ensemble(make, [0, 1, 2], 0.01, center="zero")
-    b = Ensemble(make, [0, 1, 2], 100.0, center="zero")
-    for k in a.names:
-        assert torch.equal(a.params0()[k], b.params0()[k])
-    ref = dict(seeded(make, 1).named_parameters())  # member 1 is exactly seeded(factory, 1)
-    for k in a.names:
-        assert torch.equal(a.params0()[k][1], ref[k].detach())
+    cfg = dataclasses.replace(cfg, seeds=3)
+    a, b = cell_ensemble(cfg, 8, 0.01, shape), cell_ensemble(cfg, 8, 100.0, shape)
+    pa, pb = a.stacked_params0(), b.stacked_params0()
+    for k in pa:
+        assert torch.equal(pa[k], pb[k])
+    ref = dict(seeded(factory(cfg, 8, shape), 1).named_parameters())  # member 1 is exactly seeded(factory, 1)
+    for k in pa:
+        assert torch.equal(pa[k][1], ref[k].detach())
+    assert a.member(1).alpha == pytest.approx(0.01 / math.sqrt(8)) and a.member(1).center == "zero"
     x = torch.randn(5, *shape, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a(x), torch.zeros(3, 5, 1)) and torch.equal(b(x), torch.zeros(3, 5, 1))  # F(θ0) = 0
-    assert not torch.equal(a.params0()[a.names[0]][0], a.params0()[a.names[0]][1])  # seeds differ
+    first = next(iter(pa))
+    assert not torch.equal(pa[first][0], pa[first][1])  # seeds differ
 
 
 # ---------------------------------------------------------------- physics on a tiny configuration

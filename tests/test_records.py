@@ -5,13 +5,13 @@ import json
 import pandas as pd
 import pytest
 
-from lazyhasty.runs import RunRecord, atomic_write_json, atomic_write_parquet, load_runs
+from lazyhasty.runs import RunRecord, atomic_write, load_runs
 from lazyhasty.runs.output import prepare_output
 
 
 def test_interrupted_write_leaves_previous_file_intact(tmp_path, monkeypatch):
     target = tmp_path / "metrics.parquet"
-    atomic_write_parquet(target, pd.DataFrame({"a": [1, 2]}))
+    atomic_write(target, pd.DataFrame({"a": [1, 2]}))
 
     def crash(self, path, **kw):
         with open(path, "wb") as f:
@@ -20,7 +20,7 @@ def test_interrupted_write_leaves_previous_file_intact(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", crash)
     with pytest.raises(OSError, match="disk full"):
-        atomic_write_parquet(target, pd.DataFrame({"a": [3, 4, 5]}))
+        atomic_write(target, pd.DataFrame({"a": [3, 4, 5]}))
     monkeypatch.undo()
     assert pd.read_parquet(target)["a"].tolist() == [1, 2]
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.parquet"]  # no temporary file left behind
@@ -29,8 +29,8 @@ def test_interrupted_write_leaves_previous_file_intact(tmp_path, monkeypatch):
 def test_corrupt_record_is_reported_not_read(tmp_path):
     for name in ("good", "bad"):
         rec = RunRecord(tmp_path / name).start({"name": name})
-        rec.write_metrics(pd.DataFrame({"run_id": [name], "step": [0], "t": [0.0], "milestone": [None],
-                                        "split": ["train"], "group": ["all"], "metric": ["loss"], "value": [1.0]}))
+        rec.write(pd.DataFrame({"run_id": [name], "step": [0], "t": [0.0], "milestone": [None], "split": ["train"],
+                                "group": ["all"], "metric": ["loss"], "value": [1.0]}), pd.DataFrame({"step": [0]}))
         rec.set_status("complete")
     (tmp_path / "bad" / "metrics.parquet").write_bytes(b"not parquet at all")
     with pytest.warns(UserWarning, match="cannot read run .*bad"):
@@ -57,5 +57,5 @@ def test_unwritable_output_is_a_usage_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(UsageError, match="cannot write to output folder"):
         prepare_output(blocker / "sub")
-    atomic_write_json(tmp_path / "x.json", {"a": 1})
+    atomic_write(tmp_path / "x.json", {"a": 1})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}

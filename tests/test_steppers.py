@@ -98,7 +98,7 @@ def test_gradient_flow_limits_output_change(gen):
     data = Split(x, torch.sign(x[:, 0]))
     outs = []
     train(AlphaScaled(model, 10.0), data, loss="bce", stepper=GradientFlow(dt=10.0, max_dout=0.05,
-          max_dgrad=1.0), stop=Stop(max_steps=30), probes=(), on_step=lambda s, t, ev: outs.append(ev.out))
+          max_dgrad=1.0), stop=Stop(max_steps=30), probes=(), on_step=lambda ev: outs.append(ev.out[0]))
     jumps = [float((b - a).abs().max()) for a, b in zip(outs, outs[1:])]
     assert max(jumps) <= 0.05 + 1e-15
 
@@ -123,18 +123,18 @@ def test_momentum_flow_matches_ode_solver(gen):
 
 
 def test_momentum_flow_step_is_exact_for_constant_gradient():
-    """With a linear loss the gradient is constant and each step integrates the ODE exactly."""
-    p = nn.Parameter(torch.zeros(3, dtype=torch.float64))
-    g = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    """With a linear loss the gradient is constant and each step integrates the ODE exactly (one member)."""
+    p = nn.Parameter(torch.zeros(1, 3, dtype=torch.float64))  # (members, *shape)
+    g = torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
     stepper = MomentumFlow(tau=0.7, dt=0.3)
     state = stepper.init_state([p])
     from lazyhasty.dynamics.steppers import Evaluation
 
-    ev = Evaluation(0.0, [g], torch.zeros(1), torch.zeros(1))
+    ev = Evaluation(torch.zeros(1), [g], torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1, dtype=torch.bool))
     t = 0.0
     for _ in range(5):
-        dt, _ = stepper.step([p], ev, lambda: ev, 1.0, state)
-        t += dt
+        dt, _ = stepper.step([p], ev, lambda: ev, state)
+        t += float(dt[0])
     # exact: v(t) = -(1 - e^{-t/tau}) g ; w(t) = -(t - tau (1 - e^{-t/tau})) g
     a = np.exp(-t / 0.7)
     np.testing.assert_allclose(p.detach().numpy(), -(t - 0.7 * (1 - a)) * g.numpy(), rtol=1e-12)
@@ -150,7 +150,7 @@ def test_sgd_matches_torch_optim(gen, alpha):
     ours = AlphaScaled(fork(base), alpha)
     seen = []
     train(ours, data, loss="bce", stepper=SGD(0.3, momentum=0.9, batch_size=16), stop=Stop(max_steps=12),
-          probes=(), data_seed=5, on_step=lambda s, t, ev: seen.append(ev.index.clone()))
+          probes=(), data_seed=5, on_step=lambda ev: seen.append(ev.index.clone()))
     ref = AlphaScaled(fork(base), alpha)
     opt = torch.optim.SGD(ref.parameters(), lr=0.3 / alpha**2, momentum=0.9)
     from lazyhasty import BCE

@@ -13,6 +13,7 @@ import pytest
 
 from lazyhasty.cli import main
 from lazyhasty.errors import UsageError
+from lazyhasty.experiments import REGISTRY
 from lazyhasty.runs.sweep import job_state, load_sweep_file, parse_seeds, plan, run_sweep
 
 FAST = ["n_train=30", "widths=8,8", "max_steps=60", "dtype=float64"]
@@ -41,15 +42,15 @@ def test_plan_ids_grid_and_seeds(tmp_path):
     for bad in ("a-b", "3-1", ""):
         with pytest.raises(UsageError):
             parse_seeds(bad)
-    jobs = plan("demo", "quick", FAST, ["lr=0.1,0.5", "alphas=1,10;1,100"], "0-1", tmp_path)
+    jobs = plan(REGISTRY, "demo", "quick", FAST, ["lr=0.1,0.5", "alphas=1,10;1,100"], "0-1", tmp_path)
     assert len(jobs) == 8 and len({j.id for j in jobs}) == 8
-    again = plan("demo", "quick", FAST, ["lr=0.1,0.5", "alphas=1,10;1,100"], "0-1", tmp_path)
+    again = plan(REGISTRY, "demo", "quick", FAST, ["lr=0.1,0.5", "alphas=1,10;1,100"], "0-1", tmp_path)
     assert [j.id for j in jobs] == [j.id for j in again]  # stable ids
     assert {tuple(j.config["alphas"]) for j in jobs} == {(1.0, 10.0), (1.0, 100.0)}
     with pytest.raises(UsageError, match="unknown grid key"):
-        plan("demo", "quick", [], ["colour=red"], None, tmp_path)
+        plan(REGISTRY, "demo", "quick", [], ["colour=red"], None, tmp_path)
     with pytest.raises(UsageError, match="no 'seed' field"):
-        plan("fig1", "quick", [], [], "0-1", tmp_path)
+        plan(REGISTRY, "fig1", "quick", [], [], "0-1", tmp_path)
     f = tmp_path / "sweep.toml"
     f.write_text('experiment = "demo"\nseeds = "0-1"\nset = ["max_steps=10"]\n[grid]\nlr = [0.1, 0.2]\n'
                  'alphas = [[1, 10], [1, 100]]\n')
@@ -92,7 +93,7 @@ def test_sigkill_mid_sweep_then_resume_is_exact(tmp_path):
     time.sleep(0.5)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
-    states = [job_state(j)[0] for j in plan("demo", "quick", ["n_train=60", "widths=16,16", "max_steps=1200",
+    states = [job_state(j)[0] for j in plan(REGISTRY, "demo", "quick", ["n_train=60", "widths=16,16", "max_steps=1200",
                                                                "dtype=float64"], ["seed=0,1,2"], None, out)]
     assert "interrupted" in states and "complete" in states
     assert _start_sweep(out).wait(timeout=300) == 0
@@ -138,7 +139,7 @@ def test_corrupt_record_is_detected_and_rerun(tmp_path, capsys):
 
 
 def test_sweep_through_submitit_local_executor(tmp_path):
-    jobs = plan("demo", "quick", FAST, ["lr=0.2,0.4"], None, tmp_path)
+    jobs = plan(REGISTRY, "demo", "quick", FAST, ["lr=0.2,0.4"], None, tmp_path)
     result = run_sweep(jobs, tmp_path, executor="submitit-local", workers=2, progress=False)
     assert result["counts"] == {"complete": 2, "diverged": 0, "failed": 0}
     assert all(json.loads((j.dir / "job.json").read_text())["status"] == "complete" for j in jobs)

@@ -48,12 +48,12 @@ def test_forked_runs_share_theta0_and_minibatches(data):
         seen = []
         stepper = SGD(0.1, momentum=0.9, batch_size=10)
         train(model, data, loss="bce", stepper=stepper, stop=Stop(max_steps=20), data_seed=3, probes=(),
-              on_step=lambda s, t, ev, seen=seen: seen.append(ev.index.tolist()))
+              on_step=lambda ev, seen=seen: seen.append(ev.index.tolist()))
         batches[name] = seen
     assert batches["1"] == batches["100"] == batches["lin"]
     other = []
     train(AlphaScaled(fork(a), 1.0), data, loss="bce", stepper=SGD(0.1, batch_size=10), stop=Stop(max_steps=20),
-          data_seed=4, probes=(), on_step=lambda s, t, ev: other.append(ev.index.tolist()))
+          data_seed=4, probes=(), on_step=lambda ev: other.append(ev.index.tolist()))
     assert other != batches["1"]  # the data seed, not the model, decides the order
 
 
@@ -76,7 +76,7 @@ def test_stop_on_margins(gen):
     data = Split(x, torch.sign(x[:, 0] + 0.3 * x[:, 1]))
     margins = []
     r = train(base_model(), data, loss="soft_hinge", stepper=GD(1.0), stop=Stop(max_steps=20000, min_margin=1.0),
-              probes=(), on_step=lambda s, t, ev: margins.append(float((ev.out[:, 0] * data.y).min())))
+              probes=(), on_step=lambda ev: margins.append(float((ev.out[0, :, 0] * data.y).min())))
     assert r.converged is True and margins[-1] >= 1.0 and max(margins[:-1]) < 1.0
 
 

@@ -1,11 +1,17 @@
 """lazyhasty: train any PyTorch network in a controlled lazy or feature-learning regime, and measure it.
 
-The public API is this module; everything else may move.
+The public API is this module and three namespaces: ``lazyhasty.data`` (datasets), ``lazyhasty.theory`` (closed
+forms of the quadratic model) and ``lazyhasty.plotting`` (figures that read run records). Everything else may move.
 """
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
 
-from .data import Groups, Split, yinyang  # noqa: E402
+try:
+    __version__ = _metadata.version("lazyhasty")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "unknown"
+
+from .data import DatasetError, Groups, Split, yinyang  # noqa: E402
 from .dynamics import (  # noqa: E402
     BCE,
     GD,
@@ -14,25 +20,30 @@ from .dynamics import (  # noqa: E402
     CrossEntropy,
     GradientFlow,
     Hinge,
+    LinearityProbe,
     Milestones,
     MomentumFlow,
     ProbeContext,
     QuadraticHinge,
+    RecordSink,
     Schedule,
     SoftHinge,
     Stop,
     TrainResult,
+    estimate_cscores,
     fork,
     get_loss,
+    learning_speed,
     loss_probe,
     parameter_distance_probe,
     seeded,
     train,
 )
+from .errors import UsageError  # noqa: E402
 from .metrics import (  # noqa: E402
-    LinearityProbe,
     at_equal_progress,
     broken_power_law,
+    consistent,
     crossing_time,
     kernel_alignment,
     kernel_distance,
@@ -44,22 +55,35 @@ from .metrics import (  # noqa: E402
     seed_bootstrap,
     sign_similarity,
 )
-from .models import CNN, MLP, AlphaScaled, Linearized, ResNet18, regime_alpha  # noqa: E402
-from .runs import RunRecord, load_runs  # noqa: E402
+from .models import (  # noqa: E402
+    CNN,
+    MLP,
+    AlphaScaled,
+    Ensemble,
+    Linearized,
+    ResNet18,
+    freeze_batchnorm,
+    load_pretrained,
+    regime_alpha,
+)
+from .runs import RunRecord, TensorBoardSink, atomic_write, config_jobs, load_runs, run_sweep  # noqa: E402
 
 __all__ = [
-    # regimes and models
-    "AlphaScaled", "Linearized", "regime_alpha", "MLP", "CNN", "ResNet18",
-    # training
-    "train", "Stop", "Schedule", "TrainResult", "fork", "seeded",
+    # regimes, ensembles and models
+    "AlphaScaled", "Linearized", "Ensemble", "regime_alpha", "MLP", "CNN", "ResNet18", "freeze_batchnorm",
+    "load_pretrained",
+    # training: the engine, stopping, measurement points, steppers, losses, probes
+    "train", "Stop", "Schedule", "Milestones", "TrainResult", "fork", "seeded",
     "GD", "SGD", "GradientFlow", "MomentumFlow",
     "CrossEntropy", "BCE", "MSE", "Hinge", "SoftHinge", "QuadraticHinge", "get_loss",
-    "ProbeContext", "Milestones", "loss_probe", "parameter_distance_probe",
-    # linearity metrics
+    "ProbeContext", "loss_probe", "parameter_distance_probe", "LinearityProbe",
+    # linearity metrics and equal progress
     "ntk_gram", "kernel_alignment", "kernel_distance", "kernel_target_alignment", "sign_similarity",
-    "representation_alignment", "parameter_distance", "LinearityProbe", "at_equal_progress",
-    # scaling laws (Geiger et al.)
-    "power_law", "broken_power_law", "seed_bootstrap", "crossing_time",
-    # data and records
-    "Split", "Groups", "yinyang", "RunRecord", "load_runs",
+    "representation_alignment", "parameter_distance", "at_equal_progress",
+    # scaling laws (Geiger et al.) and example difficulty (C-scores)
+    "power_law", "broken_power_law", "consistent", "seed_bootstrap", "crossing_time",
+    "estimate_cscores", "learning_speed",
+    # data, records, sweeps, errors
+    "Split", "Groups", "yinyang", "RecordSink", "RunRecord", "TensorBoardSink", "load_runs", "atomic_write",
+    "run_sweep", "config_jobs", "UsageError", "DatasetError",
 ]

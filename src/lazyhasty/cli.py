@@ -26,17 +26,28 @@ def _cmd_list(args) -> int:
     return 0
 
 
+def _tensorboard(on: bool) -> None:
+    """``--tensorboard``: every run record also writes TensorBoard event files (the environment variable reaches
+    sweep workers and cluster jobs too)."""
+    if not on:
+        return
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise UsageError("--tensorboard needs the tensorboard package: pip install 'lazyhasty[tensorboard]'") from None
+    os.environ["LAZYHASTY_TENSORBOARD"] = "1"
+
+
 def _run(name: str, preset: str | None, sets: list[str], out: str | None) -> int:
     from .config import override, to_dict
     from .experiments import get_experiment
-    from .runs.output import prepare_output
-    from .runs.records import atomic_write_json, environment
+    from .runs import atomic_write, environment, prepare_output
 
     exp = get_experiment(name)
     preset = preset or exp.default_preset
     cfg = override(exp.preset(preset), sets)
     out_dir = prepare_output(out or Path("runs") / name)
-    atomic_write_json(out_dir / "experiment.json", {"experiment": name, "preset": preset, "overrides": sets,
+    atomic_write(out_dir / "experiment.json", {"experiment": name, "preset": preset, "overrides": sets,
                                                    "config": to_dict(cfg),
                                                    "env": environment(getattr(cfg, "seed", None),
                                                                       getattr(cfg, "device", "cpu"))})
@@ -55,19 +66,20 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None) -> int
               f"set LAZYHASTY_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
     wall = time.perf_counter() - t0
-    atomic_write_json(out_dir / "summary.json", {"wall_s": round(wall, 2), **(summary or {})})
+    atomic_write(out_dir / "summary.json", {"wall_s": round(wall, 2), **(summary or {})})
     print(f"[{name}] done in {wall:.1f} s; records in {out_dir}")
     return 0
 
 
 def _cmd_run(args) -> int:
+    _tensorboard(args.tensorboard)
     return _run(args.experiment, args.preset, args.set or [], args.out)
 
 
 def _cmd_demo(args) -> int:
     """Every experiment's demo preset (``quick``, or a smaller one where quick takes many minutes), then the
     report (what `make demo` runs)."""
-    from .data.images import DatasetError
+    from .data import DatasetError
     from .experiments import registry
     from .report import build_report
     from .runs.output import prepare_output
@@ -95,9 +107,11 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
+    from .experiments import REGISTRY
     from .runs.output import prepare_output
     from .runs.sweep import load_sweep_file, plan, run_sweep
 
+    _tensorboard(args.tensorboard)
     spec = {"experiment": args.experiment, "preset": args.preset, "grid": args.grid or [], "seeds": args.seeds,
             "set": args.set or []}
     if args.file:
@@ -111,7 +125,7 @@ def _cmd_sweep(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     out = prepare_output(args.out)
-    jobs = plan(spec["experiment"], spec["preset"], spec["set"], spec["grid"], spec["seeds"], out)
+    jobs = plan(REGISTRY, spec["experiment"], spec["preset"], spec["set"], spec["grid"], spec["seeds"], out)
     result = run_sweep(jobs, out, executor=args.executor, workers=args.workers,
                        slurm={"partition": args.partition, "time": args.time, "gpus_per_run": args.gpus_per_run})
     c = result["counts"]
@@ -164,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--time", type=int, help="SLURM time limit per job, minutes (default 60)")
     s.add_argument("--gpus-per-run", type=int, help="GPUs per SLURM job")
     s.add_argument("--device", help="device of every run, e.g. cuda (default: the config's, cpu)")
+    s.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files in every run's "
+                   "folder (needs lazyhasty[tensorboard])")
     s.set_defaults(fn=_cmd_sweep)
     s = sub.add_parser("report", help="write one self-contained HTML report of every record under DIR")
     s.add_argument("dir")
@@ -174,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", help="preset name (default: the experiment's, shown by `lazyhasty list`)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
     s.add_argument("--out", help="output folder (default: runs/EXPERIMENT)")
+    s.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files in every run's "
+                   "folder (needs lazyhasty[tensorboard])")
     s.set_defaults(fn=_cmd_run)
     s = sub.add_parser("list", help="list experiments and their presets")
     s.set_defaults(fn=_cmd_list)

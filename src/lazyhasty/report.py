@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from .runs.records import atomic_write_text
+from .runs import atomic_write
 
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -142,5 +142,5 @@ def build_report(root: str | Path, out: str | Path | None = None, title: str = "
             f"<style>{CSS}</style><script>{SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>"
             + "\n".join(sections) + "</body></html>")
     path = Path(out) if out else root / "report.html"
-    atomic_write_text(path, page)
+    atomic_write(path, page)
     return path

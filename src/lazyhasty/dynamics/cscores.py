@@ -17,14 +17,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from torch import nn
 
 from ..data.groups import Split
-from .ensemble import Ensemble, train_ensemble
+from ..models.ensemble import Ensemble
 from .probes import Schedule
 from .steppers import SGD
-from .train import Stop
+from .train import Stop, seeded, train
 
 
 def _epoch_steps(n: int, batch_size: int) -> int:
@@ -57,9 +56,9 @@ def estimate_cscores(split: Split, model_fn: Callable[[], nn.Module], ratios: Se
     weights = torch.zeros(len(members), n, dtype=split.x.dtype)
     for m, (r, _) in enumerate(members):
         weights[m, rng.choice(n, size=max(1, int(round(r * n))), replace=False)] = 1.0
-    ens = Ensemble(model_fn, [seed * 1000 + m for m in range(len(members))], 1.0).to(split.x.device)
+    ens = Ensemble([seeded(model_fn, seed * 1000 + m) for m in range(len(members))]).to(split.x.device)
     steps = epochs * _epoch_steps(n, batch_size)
-    train_ensemble(ens, split, loss="cross_entropy", stepper=SGD(lr, momentum=momentum, batch_size=batch_size),
+    train(ens, split, loss="cross_entropy", stepper=SGD(lr, momentum=momentum, batch_size=batch_size),
                    stop=Stop(max_steps=steps), probes=(), schedule=Schedule(points_per_decade=0, milestone_ratio=None),
                    data_seed=seed, weights=weights.to(split.x.device), progress=progress)
     ens.eval()
@@ -106,15 +105,10 @@ def learning_speed(split: Split, model_fn: Callable[[], nn.Module], epochs: int 
                    progress: bool | None = None) -> np.ndarray:
     """Mean correctness of each training example over per-epoch checkpoints and seeds, shape (n,)."""
     probe = _CorrectnessProbe()
-    ens = Ensemble(model_fn, list(seeds), 1.0).to(split.x.device)
+    ens = Ensemble([seeded(model_fn, s) for s in seeds]).to(split.x.device)
     per_epoch = _epoch_steps(len(split), batch_size)
-    train_ensemble(ens, split, loss="cross_entropy", stepper=SGD(lr, momentum=momentum, batch_size=batch_size),
+    train(ens, split, loss="cross_entropy", stepper=SGD(lr, momentum=momentum, batch_size=batch_size),
                    stop=Stop(max_steps=epochs * per_epoch), probes=(probe,),
                    schedule=Schedule(points_per_decade=0, milestone_ratio=None, every=per_epoch),
-                   run_ids=[f"seed{s}" for s in seeds], progress=progress)
+                   run_id=[f"seed{s}" for s in seeds], progress=progress)
     return np.mean([probe.sum[k] / probe.count[k] for k in probe.sum], axis=0)
-
-
-def rank_correlation(a, b) -> float:
-    """Spearman rank correlation of two score vectors."""
-    return float(spearmanr(a, b).statistic)

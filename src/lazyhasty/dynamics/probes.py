@@ -1,12 +1,15 @@
 """When to measure (log-spaced steps and equal-progress milestones) and what to measure (probes).
 
-A probe is any callable ``probe(ctx) -> iterable of (split, group, metric, value)``. The trainer turns the
-rows into the long table ``run_id, step, t, milestone, split, group, metric, value``.
+A probe is any callable ``probe(ctx) -> iterable of (split, group, metric, value)``, called once per run (one
+member of an ensemble) at every measurement point. The engine turns the rows into the long table
+``run_id, step, t, milestone, split, group, metric, value``. Built in: :func:`loss_probe`,
+:func:`parameter_distance_probe` and :class:`LinearityProbe` (George et al., sec. 2 "Linearity measures").
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -14,6 +17,14 @@ import torch
 from torch import nn
 
 from ..data.groups import Split
+from ..metrics import (
+    kernel_alignment,
+    kernel_distance,
+    ntk_gram,
+    parameter_distance,
+    representation_alignment,
+    sign_similarity,
+)
 from .losses import Loss
 
 Row = tuple[str, str, str, float]
@@ -96,7 +107,13 @@ class Milestones:
 
 @dataclass
 class ProbeContext:
-    """What a probe sees at a measurement point. ``outputs(name)`` is computed once per point and shared."""
+    """What a probe sees at a measurement point of one run.
+
+    ``model`` is the run's module (for an ensemble member, the module it was built from, holding its current
+    parameters), ``params0`` its theta0 named as ``model.named_parameters()`` names them. ``outputs(name)``
+    gives the model's outputs on a split, (n, ...), computed once per point (by ``source``, which the engine
+    shares between the members of an ensemble) or else by calling the model.
+    """
 
     model: nn.Module
     splits: dict[str, Split]
@@ -106,15 +123,19 @@ class ProbeContext:
     params0: dict[str, torch.Tensor]
     milestone: int | None = None
     run_id: str = "run"
+    source: Callable[[str], torch.Tensor] | None = None
     batch_size: int = 4096
-    _outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    computed: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def outputs(self, name: str) -> torch.Tensor:
-        if name not in self._outputs:
-            x = self.splits[name].x
-            with torch.no_grad():
-                self._outputs[name] = torch.cat([self.model(xb) for xb in x.split(self.batch_size)])
-        return self._outputs[name]
+        if name not in self.computed:
+            if self.source is not None:
+                self.computed[name] = self.source(name)
+            else:
+                with torch.no_grad():
+                    x = self.splits[name].x
+                    self.computed[name] = torch.cat([self.model(xb) for xb in x.split(self.batch_size)])
+        return self.computed[name]
 
 
 def _group_rows(split: str, split_obj: Split, metric: str, per_example: torch.Tensor) -> list[Row]:
@@ -144,6 +165,56 @@ def parameter_distance_probe(ctx: ProbeContext) -> list[Row]:
         num += float((named[k].detach() - p0).double().pow(2).sum())
         den += float(p0.double().pow(2).sum())
     return [("-", "-", "param_distance", math.sqrt(num / den) if den > 0 else float("nan"))]
+
+
+class LinearityProbe:
+    """How far a run is from its linearisation, on a fixed probe set (K0 computed once per run). Rows
+    ``(split, "all", metric, value)`` at every measurement point:
+
+    * ``ntk_alignment`` KA(K_t, K_0) (eq. 5 of George et al.) and ``ntk_distance`` ||K_t - K_0||_F / ||K_0||_F
+      (Geiger et al.'s kernel change) on the probe inputs,
+    * ``sign_similarity`` of ReLUs (skipped for networks without ReLU modules),
+    * ``representation_alignment`` of the last linear layer's inputs,
+    * ``param_distance`` per layer (group = layer name; the total is reported by ``parameter_distance_probe``).
+
+    Args:
+        x: probe inputs (n, ...), e.g. 500 training examples. split: the ``split`` column of the rows.
+        outputs: NTK layout used for the alignment (``"trace"`` is cheaper; ``"full"`` sees every output pair).
+    """
+
+    def __init__(self, x: torch.Tensor, split: str = "probe", outputs: str = "trace", ntk: bool = True,
+                 signs: bool = True, representation: bool = True, per_layer: bool = True,
+                 method: str = "auto", block: int = 256):
+        self.x, self.split, self.outputs = x, split, outputs
+        self.ntk, self.signs, self.representation, self.per_layer = ntk, signs, representation, per_layer
+        self.method, self.block = method, block
+        self._K0: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def kernel0(self, ctx: ProbeContext) -> torch.Tensor:
+        if ctx.model not in self._K0:
+            self._K0[ctx.model] = ntk_gram(ctx.model, self.x, params=ctx.params0, outputs=self.outputs,
+                                           method=self.method, block=self.block)
+        return self._K0[ctx.model]
+
+    def __call__(self, ctx: ProbeContext) -> list[Row]:
+        rows: list[Row] = []
+        if self.ntk:
+            K0 = self.kernel0(ctx)
+            K = ntk_gram(ctx.model, self.x, outputs=self.outputs, method=self.method, block=self.block)
+            rows += [(self.split, "all", "ntk_alignment", kernel_alignment(K, K0)),
+                     (self.split, "all", "ntk_distance", kernel_distance(K, K0))]
+        if self.signs:
+            try:
+                rows.append((self.split, "all", "sign_similarity", sign_similarity(ctx.model, ctx.params0, self.x)))
+            except ValueError:
+                self.signs = False  # no ReLU modules: nothing to measure
+        if self.representation:
+            rows.append((self.split, "all", "representation_alignment",
+                         representation_alignment(ctx.model, ctx.params0, self.x)))
+        if self.per_layer:
+            dist = parameter_distance(ctx.model, ctx.params0)
+            rows += [("-", layer, "param_distance", v) for layer, v in dist.items() if layer != "total"]
+        return rows
 
 
 DEFAULT_PROBES: tuple[Probe, ...] = (loss_probe, parameter_distance_probe)

@@ -1,10 +1,13 @@
-"""Steppers: how parameters move given gradients. Each is a small object; the trainer owns the loop.
+"""Steppers: how the parameters of every member move given their gradients. The engine owns the loop.
 
-Units. Every stepper receives ``scale`` = 1 / alpha^2 from the trainer (the single place where the rule
-eta_alpha = eta / alpha^2 lives) and returns the increment of *theory time*: eta for a discrete step
-(eta_alpha * alpha^2), dt for a flow, whose ODE is theta' = -(1/alpha^2) grad L. So runs at different alpha
-share one time axis (Geiger et al. 2020; Chizat et al. 2019).
+Units. The engine hands each stepper the gradients of L_k / alpha_k^2 for member k (the one place where the rule
+eta_alpha = eta / alpha^2 lives, :func:`lazyhasty.train`), so a step of rate eta moves member k by
+eta / alpha_k^2 along grad L_k, and a flow integrates theta' = -(1/alpha^2) grad L. A stepper returns the
+increment of *theory time*: eta for a discrete step, dt for a flow, so runs at different alpha share one time
+axis (Geiger et al. 2020, sec. 2; Chizat et al. 2019).
 
+Parameters are stacked: every tensor has a leading member axis (E, *shape); a single model is an ensemble of one.
+A stopped member has zero gradients and zero stepper state (the engine zeroes them), so no stepper moves it.
 Gradients are those of the *mean* per-example loss over the batch.
 """
 
@@ -14,25 +17,34 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
 @dataclass
 class Evaluation:
-    """Loss, gradients and outputs at the current parameters on one batch (all detached)."""
+    """Loss, gradients and outputs of every member at its current parameters on one batch (all detached)."""
 
-    loss: float  # mean loss over the batch
-    grads: list[torch.Tensor]  # same shapes as the parameters
-    out: torch.Tensor  # (n_batch, ...) network outputs
-    per_example: torch.Tensor  # (n_batch,)
+    loss: torch.Tensor  # (E,) mean loss over the batch
+    grads: list[torch.Tensor]  # (E, *shape) each: the gradient of L_k / alpha_k^2
+    out: torch.Tensor  # (E, n_batch, ...) outputs
+    per_example: torch.Tensor  # (E, n_batch)
+    live: torch.Tensor  # (E,) bool: members still training (the others have zero gradients and outputs)
     index: torch.Tensor | None = None  # (n_batch,) example indices, None for the full set
 
 
 Evaluate = Callable[[], Evaluation]
 
 
-def _sq_norm(ts: list[torch.Tensor]) -> float:
-    return float(sum(float(t.detach().double().pow(2).sum()) for t in ts))
+def per_member(values, like: torch.Tensor) -> torch.Tensor:
+    """(E,) numbers (or booleans) as a tensor shaped (E, 1, ..., 1) to broadcast against ``like`` (E, ...)."""
+    t = torch.as_tensor(values, device=like.device)
+    return (t if t.dtype == torch.bool else t.to(like.dtype)).view(-1, *([1] * (like.ndim - 1)))
+
+
+def _sq_norms(ts: list[torch.Tensor]) -> torch.Tensor:
+    """Squared norm of each member's slice of a list of stacked tensors, (E,) in float64."""
+    return sum(t.detach().flatten(1).double().pow(2).sum(1) for t in ts)
 
 
 class Stepper:
@@ -42,11 +54,13 @@ class Stepper:
     batch_size: int | None = None
 
     def init_state(self, params: list[torch.Tensor]) -> dict:
+        """Per-member state: tensors (E, ...) in lists, numbers as (E,) numpy arrays."""
         return {}
 
-    def step(self, params: list[torch.Tensor], cur: Evaluation, evaluate: Evaluate, scale: float,
-             state: dict) -> tuple[float, Evaluation | None]:
-        """Move ``params`` in place. Returns (theory-time increment, evaluation at the new point or None)."""
+    def step(self, params: list[torch.Tensor], cur: Evaluation, evaluate: Evaluate,
+             state: dict) -> tuple[float | np.ndarray, Evaluation | None]:
+        """Move ``params`` in place. Returns (theory-time increment, a number or one per member with 0 for a member
+        whose trial step was rejected and that stayed where it was; the evaluation at the new point or None)."""
         raise NotImplementedError
 
     def batches(self, n: int, generator: torch.Generator) -> Iterator[torch.Tensor | None]:
@@ -65,15 +79,16 @@ class GD(Stepper):
         if not self.lr > 0:
             raise ValueError(f"learning rate must be > 0, got {self.lr}")
 
-    def step(self, params, cur, evaluate, scale, state):
+    def step(self, params, cur, evaluate, state):
         with torch.no_grad():
-            torch._foreach_add_(params, cur.grads, alpha=-self.lr * scale)
+            torch._foreach_add_(params, cur.grads, alpha=-self.lr)
         return self.lr, None
 
 
 @dataclass
 class SGD(Stepper):
-    """Minibatch SGD with heavy-ball momentum (PyTorch's convention: v <- mu v + g; theta <- theta - lr v / alpha^2).
+    """Minibatch SGD with heavy-ball momentum (PyTorch's convention: v <- mu v + g; theta <- theta - lr v, with
+    g the gradient of L / alpha^2).
 
     The minibatch order is drawn from the trainer's data generator (seeded by ``data_seed``), never from the
     model's: runs forked at different alpha see the identical sequence of minibatches. Each epoch is a fresh
@@ -101,29 +116,36 @@ class SGD(Stepper):
             perm = torch.randperm(n, generator=generator)
             yield from perm.split(self.batch_size)
 
-    def step(self, params, cur, evaluate, scale, state):
+    def step(self, params, cur, evaluate, state):
         with torch.no_grad():
             direction = cur.grads
             if self.momentum:
                 torch._foreach_mul_(state["v"], self.momentum)
                 torch._foreach_add_(state["v"], cur.grads)
                 direction = state["v"]
-            torch._foreach_add_(params, direction, alpha=-self.lr * scale)
+            torch._foreach_add_(params, direction, alpha=-self.lr)
         return self.lr, None
 
 
 @dataclass
 class _AdaptiveFlow(Stepper):
-    """Explicit integration of a flow with the adaptive time step of Geiger et al. (2020).
+    """Explicit integration of a flow with the adaptive time step of Geiger et al. (2020, sec. 2 and their
+    appendix on the dynamics), decided for each member on its own.
 
-    A trial step of length dt is rejected, and dt divided by ``shrink``, when the gradient turns too much,
-    ||g1 - g0||^2 / (||g0|| ||g1||) > max_dgrad, or the outputs move too much, max_i |f^a_1(x_i) - f^a_0(x_i)|
+    Each call makes one trial step of length dt_k for every member k. Member k's trial is rejected (its
+    parameters restored, dt_k divided by ``shrink``) when its gradient turns too much,
+    ||g1 - g0||^2 / (||g0|| ||g1||) > max_dgrad, or its outputs move too much, max_i |f^a_1(x_i) - f^a_0(x_i)|
     > max_dout, where f^a is the regime's output (for ``AlphaScaled`` this is alpha * max |delta f|).
-    After an accepted step dt grows by ``grow`` when dgrad < ``min_dgrad`` (default: max_dgrad / 2) and the
+    After an accepted step dt_k grows by ``grow`` when dgrad < ``min_dgrad`` (default: max_dgrad / 2) and the
     outputs moved less than max_dout / 2. Geiger et al.'s published window is 1e-4 < dgrad < 1e-2, i.e.
     ``max_dgrad=1e-2, min_dgrad=1e-4``; the defaults here (1e-4, 5e-5) are tighter and slower.
     A non-finite trial is rejected like a too-large one; if dt falls below ``min_dt`` the step is taken anyway
     (and a non-finite loss then stops the run as diverged).
+
+    Ensembles: a member's accept / reject decisions and its dt depend on that member alone, so member k of an
+    ensemble takes exactly the steps of the single run with the same theta0 (to round-off; only a criterion
+    that lands within round-off of its threshold can decide differently). Members keep their own step counts
+    and times.
     """
 
     dt: float = 1e-2  # initial step, in theory time units
@@ -145,57 +167,69 @@ class _AdaptiveFlow(Stepper):
             raise ValueError("grow must be >= 1 and shrink > 1")
 
     def init_state(self, params):
-        return {"dt": float(self.dt), "rejected": 0, "accepted": 0, **self._init_extra(params)}
+        E = params[0].shape[0]
+        return {"dt": np.full(E, float(self.dt)), "rejected": np.zeros(E, dtype=np.int64),
+                "accepted": np.zeros(E, dtype=np.int64), **self._init_extra(params)}
 
     def _init_extra(self, params) -> dict:
         return {}
 
-    def _propose(self, params, g, scale, dt, state) -> None:
-        """Apply a trial step of length dt in place (params and any state tensors)."""
+    def _propose(self, params, g, dt: np.ndarray, state) -> None:
+        """Apply a trial step of length dt[k] to every member k in place (params and any state tensors)."""
         raise NotImplementedError
 
-    def step(self, params, cur, evaluate, scale, state):
-        dt = min(state["dt"], self.max_dt)
-        g0_norm = math.sqrt(_sq_norm(cur.grads))
+    def step(self, params, cur, evaluate, state):
+        dt = np.minimum(state["dt"], self.max_dt)
         saved = [p.detach().clone() for p in params]  # exact restore on rejection (bit-reproducible)
         saved_v = [v.clone() for v in state.get("v", [])]
-        while True:
-            self._propose(params, cur.grads, scale, dt, state)
-            new = evaluate()
-            ok = math.isfinite(new.loss)
-            if ok:
-                diff = _sq_norm([a - b for a, b in zip(new.grads, cur.grads)])
-                denom = g0_norm * math.sqrt(_sq_norm(new.grads))
-                dgrad = diff / denom if denom > 0 else 0.0
-                dout = float((new.out - cur.out).abs().max()) if new.out.numel() else 0.0
-                ok = dgrad <= self.max_dgrad and dout <= self.max_dout
-            if ok or dt / self.shrink < self.min_dt:
-                state["accepted"] += 1
-                low = self.max_dgrad / 2 if self.min_dgrad is None else self.min_dgrad
-                calm = ok and dgrad < low and dout < self.max_dout / 2
-                state["dt"] = dt * self.grow if calm else dt
-                return dt, new
+        self._propose(params, cur.grads, dt, state)
+        new = evaluate()
+        g0, g1 = _sq_norms(cur.grads).sqrt(), _sq_norms(new.grads).sqrt()
+        diff = _sq_norms([a - b for a, b in zip(new.grads, cur.grads)])
+        dgrad = torch.where(g0 * g1 > 0, diff / (g0 * g1), 0.0)
+        dout = (new.out - cur.out).abs().flatten(1).amax(1) if new.out[0].numel() else torch.zeros_like(new.loss)
+        dgrad, dout, finite, live = torch.stack([dgrad, dout.double(), torch.isfinite(new.loss).double(),
+                                                 cur.live.double()]).cpu().numpy()  # one host sync per trial
+        ok = (finite > 0) & (dgrad <= self.max_dgrad) & (dout <= self.max_dout)
+        accept = ok | (dt / self.shrink < self.min_dt) | (live == 0)  # stopped members do not move anyway
+        low = self.max_dgrad / 2 if self.min_dgrad is None else self.min_dgrad
+        calm = ok & (dgrad < low) & (dout < self.max_dout / 2)
+        grown = np.where(accept, np.where(calm, dt * self.grow, dt), dt / self.shrink)
+        state["dt"] = np.where(live > 0, grown, state["dt"])
+        state["accepted"] += accept & (live > 0)
+        state["rejected"] += ~accept
+        if not accept.all():
+            keep = torch.as_tensor(accept, device=new.loss.device)
             with torch.no_grad():
-                for p, s in zip(params, saved):
-                    p.copy_(s)
-                for v, s in zip(state.get("v", []), saved_v):
-                    v.copy_(s)
-            state["rejected"] += 1
-            dt /= self.shrink
+                for p, s in zip([*params, *state.get("v", [])], [*saved, *saved_v]):
+                    p.copy_(torch.where(per_member(keep, p), p, s))
+            new = _merge(new, cur, keep)
+        return np.where(accept, dt, 0.0), new
+
+
+def _merge(new: Evaluation, cur: Evaluation, keep: torch.Tensor) -> Evaluation:
+    """Row k from ``new`` where keep[k], else from ``cur``."""
+    def pick(a, b):
+        return torch.where(per_member(keep, a), a, b)
+
+    return Evaluation(pick(new.loss, cur.loss), [pick(a, b) for a, b in zip(new.grads, cur.grads)],
+                      pick(new.out, cur.out), pick(new.per_example, cur.per_example), cur.live, cur.index)
 
 
 @dataclass
 class GradientFlow(_AdaptiveFlow):
-    """Gradient flow theta' = -(1/alpha^2) grad L, explicit Euler with the adaptive step (Geiger et al. 2020)."""
+    """Gradient flow theta' = -(1/alpha^2) grad L (Geiger et al. 2020, sec. 2), explicit Euler with the adaptive
+    step."""
 
-    def _propose(self, params, g, scale, dt, state):
+    def _propose(self, params, g, dt, state):
         with torch.no_grad():
-            torch._foreach_add_(params, g, alpha=-dt * scale)
+            for p, gp in zip(params, g):
+                p.sub_(gp * per_member(dt, gp))
 
 
 @dataclass
 class MomentumFlow(_AdaptiveFlow):
-    """Momentum dynamics tau v' = -(v + grad L / alpha^2), theta' = v (Geiger et al. 2020), adaptive step.
+    """Momentum dynamics tau v' = -(v + grad L / alpha^2), theta' = v (Geiger et al. 2020, sec. 2), adaptive step.
 
     Each step integrates the ODE exactly with the gradient g held at its value at the start of the step:
     with a = exp(-dt/tau), v <- a v - (1 - a) g and theta <- theta + tau (1 - a) v_0 - (dt - tau (1 - a)) g.
@@ -211,14 +245,13 @@ class MomentumFlow(_AdaptiveFlow):
     def _init_extra(self, params):
         return {"v": [torch.zeros_like(p) for p in params]}
 
-    def _propose(self, params, g, scale, dt, state):
-        a = math.exp(-dt / self.tau)
+    def _propose(self, params, g, dt, state):
+        a = np.exp(-dt / self.tau)
         c_v = self.tau * (1 - a)  # weight of v_0 in the position update
         with torch.no_grad():
-            torch._foreach_add_(params, state["v"], alpha=c_v)
-            torch._foreach_add_(params, g, alpha=-(dt - c_v) * scale)
-            torch._foreach_mul_(state["v"], a)
-            torch._foreach_add_(state["v"], g, alpha=-(1 - a) * scale)
+            for p, v, gp in zip(params, state["v"], g):
+                p.add_(v * per_member(c_v, v)).sub_(gp * per_member(dt - c_v, gp))
+                v.mul_(per_member(a, v)).sub_(gp * per_member(1 - a, gp))
 
 
 STEPPERS = {"gd": GD, "sgd": SGD, "gradient_flow": GradientFlow, "momentum_flow": MomentumFlow}

@@ -1,8 +1,14 @@
-"""The training loop: one function, ``train``, for every regime and stepper.
+"""The training engine: one loop, ``train``, for a single model or an ensemble, every regime and every stepper.
 
-The learning-rate rule eta_alpha = eta / alpha^2 lives here and only here: the trainer reads alpha from the
-regime wrapper (:func:`regime_alpha`) and hands ``scale = 1/alpha^2`` to the stepper. Time is measured in
-theory units (t = sum of eta for discrete steps, sum of dt for flows), so runs at different alpha share an axis.
+How training flows: a model -> its regime wrapper (``AlphaScaled``, ``Linearized``) -> an ``Ensemble`` of members
+evaluated as one computation (a single model is trained as an ensemble of one) -> a stepper moves every member ->
+probes measure each member at its measurement points -> record sinks receive each member's tables.
+
+The learning-rate rule eta_alpha = eta / alpha^2 lives here and only here: the engine differentiates
+sum_k L_k / alpha_k^2 (member k's mean loss over its alpha squared, which is Geiger et al.'s objective
+alpha^-2 mean l(alpha (f - f0), y), sec. 2), so every stepper of rate eta moves member k with eta / alpha_k^2.
+Time is measured in theory units (t = sum of eta for discrete steps, sum of dt for flows), so runs at
+different alpha share an axis.
 """
 
 from __future__ import annotations
@@ -12,18 +18,47 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.groups import Split
-from ..models.regimes import initial_params, regime_alpha
-from ..runs.records import RunRecord, metrics_frame
+from ..models.ensemble import Ensemble
 from .losses import Loss, get_loss
 from .probes import DEFAULT_PROBES, Probe, ProbeContext, Schedule
-from .steppers import Evaluation, Stepper
+from .steppers import Evaluation, Stepper, per_member
+
+METRIC_COLUMNS = ["run_id", "step", "t", "milestone", "split", "group", "metric", "value"]
+TRACE_COLUMNS = ["step", "t", "loss", "dt"]
+
+
+class RecordSink(Protocol):
+    """Where the engine writes one run. :class:`lazyhasty.RunRecord` (Parquet files) and
+    :class:`lazyhasty.TensorBoardSink` (event files) implement it; a run without a sink keeps its tables in memory
+    only (the :class:`TrainResult`).
+
+    ``write(metrics, trace)`` receives the run's complete tables so far (the long table of ``METRIC_COLUMNS`` and
+    the per-step trace of ``TRACE_COLUMNS``) every ``flush_every_s`` seconds and when the run ends; rows are only
+    ever appended, so a sink may write just the new ones. ``set_status(status, reason, **info)`` is called once,
+    when the run ends: ``complete``, ``diverged`` or ``failed``, with the reason and the run's numbers (steps,
+    t, converged, wall_s, alpha, loss0, ...).
+    """
+
+    def write(self, metrics: pd.DataFrame, trace: pd.DataFrame) -> None: ...
+
+    def set_status(self, status: str, reason: str | None = None, **info) -> None: ...
+
+
+def metrics_frame(rows: list[tuple]) -> pd.DataFrame:
+    """The long table from rows (run_id, step, t, milestone, split, group, metric, value)."""
+    df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    df["milestone"] = df["milestone"].astype("Int64")
+    df["step"] = df["step"].astype("int64")
+    return df
 
 
 @dataclass(frozen=True)
@@ -31,7 +66,7 @@ class Stop:
     """When to stop. At least one budget (``max_steps`` or ``max_time``) is required.
 
     Args:
-        max_steps: number of parameter updates.
+        max_steps: number of parameter updates (accepted steps for the adaptive flows).
         max_time: theory time t (see module docstring).
         loss_below: stop once the (smoothed, see :class:`Schedule`) mean training loss is below this.
         min_margin: stop once every training margin is >= this (1 for "all margins >= 1"). Full-batch steppers
@@ -59,7 +94,7 @@ class Stop:
 
 @dataclass
 class TrainResult:
-    """What ``train`` returns. ``metrics`` is the long table, ``trace`` the per-step objective."""
+    """What ``train`` returns for one run. ``metrics`` is the long table, ``trace`` the per-step objective."""
 
     status: str  # complete | diverged | failed
     reason: str
@@ -70,7 +105,7 @@ class TrainResult:
     trace: pd.DataFrame
     wall_s: float
     probe_s: float
-    stepper_state: dict
+    stepper_state: dict  # the stepper's numbers for this run (dt, accepted, rejected for the flows)
 
 
 def fork(model: nn.Module) -> nn.Module:
@@ -85,8 +120,25 @@ def seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
         return factory()
 
 
-def _all_finite(params: Sequence[torch.Tensor]) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in params)
+class _Run:
+    """One run's bookkeeping: its tables, its clock (members of an adaptive flow advance separately), its
+    milestones and how it ended."""
+
+    def __init__(self, run_id: str, sink: RecordSink | None, milestones, loss0: float):
+        self.run_id, self.sink, self.milestones, self.loss0 = run_id, sink, milestones, loss0
+        self.rows: list[tuple] = []
+        self.trace: list[tuple] = []
+        self.step, self.t, self.dt, self.smoothed = 0, 0.0, 0.0, loss0
+        self.live, self.status, self.reason, self.converged = True, "complete", "", None
+        self.info: dict = {}
+        self.wall_s = self.probe_s = 0.0
+
+    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return metrics_frame(self.rows), pd.DataFrame(self.trace, columns=TRACE_COLUMNS)
+
+    def flush(self) -> None:
+        if self.sink is not None:
+            self.sink.write(*self.tables())
 
 
 def train(
@@ -100,150 +152,228 @@ def train(
     probes: Sequence[Probe] = DEFAULT_PROBES,
     schedule: Schedule | None = None,
     data_seed: int = 0,
-    run_id: str = "run",
-    record: RunRecord | None = None,
+    run_id: str | Sequence[str] | None = None,
+    record: RecordSink | Sequence[RecordSink | None] | None = None,
     progress: bool | None = None,
     flush_every_s: float = 5.0,
-    on_step: Callable[[int, float, Evaluation], None] | None = None,
-) -> TrainResult:
-    """Train ``model`` in place on ``train_set`` and measure it.
+    on_step: Callable[[Evaluation], None] | None = None,
+    weights: torch.Tensor | None = None,
+) -> TrainResult | list[TrainResult]:
+    """Train a model, or every member of an :class:`Ensemble` at once, on ``train_set`` and measure it.
 
     Args:
-        model: any module, usually a regime wrapper (``AlphaScaled``, ``Linearized``); its alpha sets the
-            learning-rate scale 1/alpha^2.
+        model: any module, usually a regime wrapper (``AlphaScaled``, ``Linearized``; its alpha sets the
+            learning-rate scale 1/alpha^2), or an ``Ensemble`` of such modules.
         train_set: the training examples; also probed as split ``"train"``.
-        loss: a :class:`Loss` or its name; must return per-example losses.
+        loss: a :class:`Loss` or its name; must return one loss per example.
         stepper: ``GD``, ``SGD``, ``GradientFlow`` or ``MomentumFlow``.
-        stop: budgets and targets.
+        stop: budgets and targets, applied to each run (member) on its own.
         splits: extra probe sets by name (e.g. ``{"test": ...}``), each with its groups.
-        probes: callables run at every measurement point (see :mod:`lazyhasty.dynamics.probes`).
-        schedule: log-spaced measurement steps and equal-progress milestones.
-        data_seed: seeds the minibatch order, independently of the model: forked runs see the same batches.
-        run_id: the ``run_id`` column of the tables.
-        record: if given, metrics and trace are flushed to it every ``flush_every_s`` seconds and at the end,
-            and its status is set (also when the run fails or is interrupted: nothing measured is lost).
+        probes: callables run for each run at its measurement points (see :mod:`lazyhasty.dynamics.probes`).
+        schedule: log-spaced measurement steps and equal-progress milestones (per run).
+        data_seed: seeds the minibatch order, independently of the model: forked runs and every member of an
+            ensemble see the same batches.
+        run_id: the ``run_id`` column of the tables; one per member for an ensemble (default ``member<k>``).
+        record: a :class:`RecordSink` (one per member for an ensemble): the run's tables are written to it every
+            ``flush_every_s`` seconds and at the end, and its status is set when the run ends (also when the
+            run fails or is interrupted: nothing measured is lost).
         progress: show a progress bar (default: only on a terminal).
-        on_step: called as ``on_step(step, t, evaluation)`` before each update (used by tests and tools).
+        on_step: called as ``on_step(evaluation)`` at every new point, before the update (tests and tools).
+        weights: (E, n) example weights per member (0/1: a member's own training subset, as in C-score
+            estimation); a member's loss is then sum_i w_i l_i / sum_i w_i over the batch.
 
     Returns:
-        A :class:`TrainResult`; the model holds the final parameters.
+        A :class:`TrainResult` for a model (which then holds its final parameters), a list of them (one per
+        member) for an ensemble (``ensemble.member(k)`` holds member k's final parameters).
     """
+    single = not isinstance(model, Ensemble)
+    ens = Ensemble([model]) if single else model
+    E, n = len(ens), len(train_set)
+    ids = [run_id or "run"] if single else [f"member{k}" for k in range(E)] if run_id is None else list(run_id)
+    sinks = [record] if single else [None] * E if record is None else list(record)
+    if len(ids) != E or len(sinks) != E:
+        raise ValueError(f"need one run id and one record (or None) per member: {E}")
+    if weights is not None and tuple(weights.shape) != (E, n):
+        raise ValueError(f"weights must have shape (members, examples) = ({E}, {n}), got {tuple(weights.shape)}")
     loss = get_loss(loss)
     schedule = schedule or Schedule()
     splits = {"train": train_set, **(splits or {})}
-    alpha = regime_alpha(model)
-    scale = 1.0 / alpha**2
-    params = [p for p in model.parameters() if p.requires_grad]
-    params0 = initial_params(model)
-    n = len(train_set)
-    gen = torch.Generator().manual_seed(int(data_seed))
-    batches = stepper.batches(n, gen)
+    params = list(ens.params)
+    inv_alpha2 = 1.0 / ens.alphas**2  # (E,): eta / alpha^2, the one place the rule lives
+    live = torch.ones(E, dtype=torch.bool, device=inv_alpha2.device)
     state = stepper.init_state(params)
+    batches = stepper.batches(n, torch.Generator().manual_seed(int(data_seed)))
     smooth = schedule.smoothing if schedule.smoothing is not None else (0.0 if stepper.full_batch else 0.9)
 
+    def per_example(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(E, m, ...) outputs and (m, ...) targets -> (E, m) losses."""
+        m = y.shape[0]
+        per = loss(out.reshape(E * m, *out.shape[2:]), y.repeat(E, *([1] * (y.ndim - 1))))
+        if per.shape != (E * m,):
+            raise ValueError(f"loss {type(loss).__name__} returned shape {tuple(per.shape)} for {m} examples; a "
+                             "loss must return one value per example")
+        return per.view(E, m)
+
+    def mean_loss(per: torch.Tensor, index) -> torch.Tensor:
+        if weights is None:
+            return per.mean(1)
+        w = weights if index is None else weights[:, index]
+        return (per * w).sum(1) / w.sum(1).clamp_min(1e-12)
+
     def evaluate(index: torch.Tensor | None = None) -> Evaluation:
+        """Every member at once. Stopped or diverged members are masked out of everything a stepper sees (loss,
+        gradients, outputs), so that one member's NaN never reaches another's update."""
         x, y = (train_set.x, train_set.y) if index is None else (train_set.x[index], train_set.y[index])
-        out = model(x)
-        per = loss(out, y)
-        mean = per.mean()
-        grads = torch.autograd.grad(mean, params, allow_unused=True)
+        out = ens(x)  # (E, m, ...)
+        per = per_example(out, y)  # (E, m)
+        mean = mean_loss(per, index)  # (E,)
+        objective = mean * inv_alpha2 if all_live else torch.where(live, mean * inv_alpha2, 0.0)
+        grads = torch.autograd.grad(objective.sum(), params, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
-        return Evaluation(float(mean.detach()), grads, out.detach(), per.detach(), index)
-
-    rows: list[tuple] = []
-    trace: list[tuple] = []
-    probe_s = 0.0
-
-    def measure(step: int, t: float, milestone: int | None) -> ProbeContext:
-        nonlocal probe_s
-        t0 = time.perf_counter()
-        was_training = model.training
-        model.eval()
-        ctx = ProbeContext(model, splits, loss, step, t, params0, milestone, run_id)
-        try:
-            for probe in probes:
-                for split, group, metric, value in probe(ctx):
-                    rows.append((run_id, step, t, milestone, split, group, metric, float(value)))
-        finally:
-            model.train(was_training)
-        probe_s += time.perf_counter() - t0
-        return ctx
-
-    def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
-        return metrics_frame(rows), pd.DataFrame(trace, columns=["step", "t", "loss", "dt"])
-
-    def flush() -> None:
-        if record is not None:
-            m, tr = tables()
-            record.write_metrics(m)
-            record.write_trace(tr)
+        out = out.detach()
+        if not all_live:
+            grads = [torch.where(per_member(live, g), g, 0.0) for g in grads]
+            out = torch.where(per_member(live, out), out, 0.0)
+        return Evaluation(mean.detach(), grads, out, per.detach(), live.clone(), index)
 
     with torch.no_grad():
-        loss0 = float(torch.cat([loss(model(xb), yb) for xb, yb in
-                                 zip(train_set.x.split(4096), train_set.y.split(4096))]).double().mean())
-    milestones = schedule.milestones(loss0)
+        out0 = torch.cat([ens(xb) for xb in train_set.x.split(4096)], dim=1)
+        loss0 = mean_loss(per_example(out0, train_set.y).double(), None).cpu().numpy()
+    runs = [_Run(rid, sink, schedule.milestones(float(l0)), float(l0)) for rid, sink, l0 in zip(ids, sinks, loss0)]
+    all_live, probe_s, wall0 = True, 0.0, time.perf_counter()
 
-    wall0 = last_flush = time.perf_counter()
-    step, t, dt, smoothed = 0, 0.0, 0.0, loss0
+    def measure(todo: dict[int, int | None]) -> dict[int, ProbeContext]:
+        """Run the probes for each member k in ``todo`` (k -> milestone); outputs are computed once for all."""
+        nonlocal probe_s
+        t0 = time.perf_counter()
+        was = ens.training
+        ens.eval()
+        stacked: dict[str, torch.Tensor] = {}
+
+        def source(name: str, k: int) -> torch.Tensor:
+            if name not in stacked:
+                with torch.no_grad():
+                    stacked[name] = torch.cat([ens(xb) for xb in splits[name].x.split(4096)], dim=1)
+            return stacked[name][k]
+
+        ctxs = {}
+        try:
+            for k, milestone in todo.items():
+                r = runs[k]
+                ctx = ProbeContext(ens.member(k), splits, loss, r.step, r.t, ens.params0(k), milestone, r.run_id,
+                                   source=lambda name, k=k: source(name, k))
+                for probe in probes:
+                    for split, group, metric, value in probe(ctx):
+                        r.rows.append((r.run_id, r.step, r.t, milestone, split, group, metric, float(value)))
+                ctxs[k] = ctx
+        finally:
+            ens.train(was)
+        probe_s += time.perf_counter() - t0
+        return ctxs
+
+    def finish(k: int, cur: Evaluation | None) -> None:
+        """Run k has ended: freeze its member (zero gradient and stepper state), write its tables and status."""
+        nonlocal all_live
+        r = runs[k]
+        r.live, all_live = False, False
+        live[k] = False
+        with torch.no_grad():
+            for t in [*(cur.grads if cur is not None else []), *(v for vs in state.values() if isinstance(vs, list)
+                                                                  for v in vs)]:
+                t[k].zero_()
+        if cur is not None:
+            cur.live = live.clone()
+        if r.converged is None and stop.has_target and r.status == "complete":
+            r.converged = False
+        r.info = {key: v[k].item() for key, v in state.items() if isinstance(v, np.ndarray)}
+        r.wall_s, r.probe_s = time.perf_counter() - wall0, probe_s
+        r.flush()
+        if r.sink is not None:
+            r.sink.set_status(r.status, r.reason, converged=r.converged, steps=r.step, t=r.t,
+                              wall_s=round(r.wall_s, 3), probe_s=round(probe_s, 3), alpha=float(ens.alphas[k]),
+                              loss0=r.loss0, ensemble_size=E, **r.info)
+
+    def stop_reason(r: _Run, out: torch.Tensor | None) -> tuple[str, bool | None]:
+        if stop.loss_below is not None and r.smoothed < stop.loss_below:
+            return f"training loss {r.smoothed:.4g} < {stop.loss_below:g}", True
+        if stop.min_margin is not None and out is not None and \
+                float(loss.margin(out, train_set.y).min()) >= stop.min_margin:
+            return f"every training margin >= {stop.min_margin:g}", True
+        if stop.max_steps is not None and r.step >= stop.max_steps:
+            return f"reached max_steps = {stop.max_steps}", None
+        if stop.max_time is not None and r.t >= stop.max_time:
+            return f"reached max_time = {stop.max_time:g}", None
+        return "", None
+
+    last_flush = time.perf_counter()
     cur: Evaluation | None = None
-    status, reason, converged = "complete", "", None
-    bar = tqdm(total=stop.max_steps, desc=run_id, disable=(None if progress is None else not progress),
-               leave=False, mininterval=0.5, unit="step")
+    moved = np.ones(E, dtype=bool)  # members at a point not yet recorded
+    bar = tqdm(total=stop.max_steps, desc=ids[0] if single else f"ensemble of {E}", leave=False, mininterval=0.5,
+               disable=(None if progress is None else not progress), unit="step")
     try:
         while True:
             if cur is None:
                 cur = evaluate(next(batches))
-            trace.append((step, t, cur.loss, dt))
             if on_step is not None:
-                on_step(step, t, cur)
-            if not math.isfinite(cur.loss):
-                status, reason = "diverged", f"non-finite training loss at step {step} (t = {t:.4g})"
-                measure(step, t, None)
+                on_step(cur)
+            losses = cur.loss.double().cpu().numpy()  # one host sync per step
+            todo, ending, new = {}, [], [k for k in np.nonzero(moved)[0] if runs[k].live]
+            for k in new:
+                r = runs[k]
+                r.trace.append((r.step, r.t, float(losses[k]), r.dt))
+                if not math.isfinite(losses[k]):
+                    r.status, r.reason = "diverged", f"non-finite training loss at step {r.step} (t = {r.t:.4g})"
+                    todo[k] = None
+                    ending.append(k)
+                    continue
+                r.smoothed = losses[k] if smooth == 0 else smooth * r.smoothed + (1 - smooth) * losses[k]
+                m = r.milestones.update(r.smoothed) if r.milestones is not None else None
+                if m is not None or schedule.log_step(r.step):
+                    todo[k] = m
+            ctxs = measure(todo) if todo else {}
+            if ctxs:
+                finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in params]).all(0).cpu()
+            for k in (k for k in new if k not in ending):
+                r = runs[k]
+                if k in ctxs and not bool(finite[k]):
+                    r.status, r.reason = "diverged", f"non-finite parameters at step {r.step} (t = {r.t:.4g})"
+                    ending.append(k)
+                    continue
+                out = cur.out[k] if stepper.full_batch else ctxs[k].outputs("train") if k in ctxs else None
+                r.reason, r.converged = stop_reason(r, out)
+                if r.reason:
+                    ending.append(k)
+            last = {k: None for k in ending if k not in ctxs}
+            if last:
+                measure(last)  # every run is measured at its last point
+            for k in ending:
+                finish(k, cur)
+            if not any(r.live for r in runs):
                 break
-            smoothed = cur.loss if smooth == 0 else smooth * smoothed + (1 - smooth) * cur.loss
-            k = milestones.update(smoothed) if milestones is not None else None
-            ctx = measure(step, t, k) if (k is not None or schedule.log_step(step)) else None
-            if ctx is not None and not _all_finite(params):
-                status, reason = "diverged", f"non-finite parameters at step {step} (t = {t:.4g})"
-                break
-            if stop.loss_below is not None and smoothed < stop.loss_below:
-                reason, converged = f"training loss {smoothed:.4g} < {stop.loss_below:g}", True
-            elif stop.min_margin is not None and (stepper.full_batch or ctx is not None):
-                out = cur.out if stepper.full_batch else ctx.outputs("train")
-                if float(loss.margin(out, train_set.y).min()) >= stop.min_margin:
-                    reason, converged = f"every training margin >= {stop.min_margin:g}", True
-            if not reason and stop.max_steps is not None and step >= stop.max_steps:
-                reason = f"reached max_steps = {stop.max_steps}"
-            if not reason and stop.max_time is not None and t >= stop.max_time:
-                reason = f"reached max_time = {stop.max_time:g}"
-            if reason:
-                if converged is None and stop.has_target:
-                    converged = False
-                if ctx is None:
-                    measure(step, t, None)
-                break
-            dt, cur = stepper.step(params, cur, evaluate, scale, state)
-            step += 1
-            t += dt
-            bar.update(1)
-            if ctx is not None:
-                bar.set_postfix(loss=f"{smoothed:.4g}", t=f"{t:.3g}", refresh=False)
-            if record is not None and time.perf_counter() - last_flush > flush_every_s:
-                flush()
+            dt, cur = stepper.step(params, cur, evaluate, state)
+            dt = np.broadcast_to(np.asarray(dt, dtype=np.float64), (E,))
+            moved = dt > 0
+            for k in np.nonzero(moved)[0]:
+                r = runs[k]
+                if r.live:
+                    r.step, r.t, r.dt = r.step + 1, r.t + float(dt[k]), float(dt[k])
+            bar.update(max(r.step for r in runs) - bar.n)
+            if time.perf_counter() - last_flush > flush_every_s:
+                for r in runs:
+                    if r.live:
+                        r.flush()
                 last_flush = time.perf_counter()
     except BaseException as e:
-        bar.close()
         why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
-        if record is not None:
-            flush()
-            record.set_status("failed", f"{why} (at step {step}, t = {t:.4g})", steps=step, t=t)
+        for r in runs:
+            if r.live and r.sink is not None:
+                r.flush()
+                r.sink.set_status("failed", f"{why} (at step {r.step}, t = {r.t:.4g})", steps=r.step, t=r.t)
         raise
-    bar.close()
-    wall = time.perf_counter() - wall0
-    metrics, tr = tables()
-    summary = {k: v for k, v in state.items() if isinstance(v, (int, float))}
-    if record is not None:
-        flush()
-        record.set_status(status, reason, converged=converged, steps=step, t=t, wall_s=round(wall, 3),
-                          probe_s=round(probe_s, 3), alpha=alpha, loss0=loss0, **summary)
-    return TrainResult(status, reason, converged, step, t, metrics, tr, wall, probe_s, summary)
+    finally:
+        bar.close()
+        for k in range(E):
+            ens.member(k)  # every member's module holds its final parameters
+    results = [TrainResult(r.status, r.reason, r.converged, r.step, r.t, *r.tables(), r.wall_s, r.probe_s, r.info)
+               for r in runs]
+    return results[0] if single else results

@@ -1,5 +1,6 @@
 """The experiment registry. Each experiment is one module with a frozen ``Config`` dataclass, its ``PRESETS``
-(at least ``quick`` and ``paper``) and ``main(config, out) -> summary``; the module exposes ``EXPERIMENT``."""
+(at least ``quick`` and ``paper``) and ``main(config, out) -> summary``; the module exposes ``EXPERIMENT``.
+Experiments use the public API (``from lazyhasty import ...``) and these small helpers only."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from lazyhasty import UsageError, atomic_write
 
+REGISTRY = f"{__name__}:registry"  # how the sweep runner and its workers find this registry
 _MODULES = ("demo", "fig1", "fig2_noise", "fig2_cscores", "fig5_lr", "fig3", "fig4", "fig14", "phase")
 
 
@@ -32,10 +34,8 @@ class Experiment:
 
 def write_claims(out: Path, text: str, claims: dict, figure: Path | None = None, name: str = "") -> None:
     """Every experiment's closing step: summary.txt and claims.json (atomically), and the summary printed."""
-    from ..runs.records import atomic_write_json, atomic_write_text
-
-    atomic_write_text(out / "summary.txt", text)
-    atomic_write_json(out / "claims.json", claims)
+    atomic_write(out / "summary.txt", text)
+    atomic_write(out / "claims.json", claims)
     print(text + (f"[{name}] figure: {figure}" if figure is not None else ""))
 
 

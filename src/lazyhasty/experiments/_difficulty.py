@@ -14,18 +14,27 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.groups import Groups, Split
-from ..data.images import cifar10, fashion_mnist
-from ..dynamics.ensemble import Ensemble, train_ensemble
-from ..dynamics.probes import Schedule, loss_probe, parameter_distance_probe
-from ..dynamics.steppers import SGD
-from ..dynamics.train import Stop
-from ..errors import UsageError
-from ..metrics.probes import LinearityProbe
-from ..metrics.progress import at_equal_progress
-from ..models.cnn import CNN, ResNet18
-from ..models.mlp import MLP
-from ..runs.records import RunRecord
+from lazyhasty import (
+    CNN,
+    MLP,
+    SGD,
+    AlphaScaled,
+    Ensemble,
+    Groups,
+    LinearityProbe,
+    ResNet18,
+    RunRecord,
+    Schedule,
+    Split,
+    Stop,
+    UsageError,
+    at_equal_progress,
+    loss_probe,
+    parameter_distance_probe,
+    seeded,
+    train,
+)
+from lazyhasty.data import cifar10, fashion_mnist, label_noise
 
 
 @dataclass(frozen=True)
@@ -99,35 +108,27 @@ def model_factory(arch: str, width: int, outputs: int = 10, in_shape: tuple[int,
     raise UsageError(f"arch must be mlp, cnn or resnet18, got {arch!r}")
 
 
-def run_regimes(cfg, train: Split, splits: dict[str, Split], out: Path, seed: int, alphas=None,
+def run_regimes(cfg, train_set: Split, splits: dict[str, Split], out: Path, seed: int, alphas=None,
                 lr: float | None = None, tag: str = "", loss: str = "cross_entropy", outputs: int = 10,
                 factory=None) -> list[str]:
     """Train the regimes of one seed as one forked ensemble; returns the run ids. Records under out/runs/."""
     alphas = list(alphas or cfg.alphas)
     lr = cfg.lr if lr is None else lr
-    steps_per_epoch = -(-len(train) // cfg.batch_size)
+    steps_per_epoch = -(-len(train_set) // cfg.batch_size)
     ids = [f"{tag}alpha={a:g}-seed={seed}" for a in alphas]
-    recs = [RunRecord(out / "runs" / rid).start({**_cfg_dict(cfg), "alpha": a, "seed": seed, "lr": lr},
-                                                seed=seed, device=cfg.device) for a, rid in zip(alphas, ids)]
-    factory = factory or model_factory(cfg.arch, cfg.width, outputs, tuple(train.x.shape[1:]))
-    ens = Ensemble(factory, [seed] * len(alphas), alphas).to(cfg.device)
+    recs = [RunRecord(out / "runs" / rid).start(cfg, alpha=a, seed=seed, lr=lr) for a, rid in zip(alphas, ids)]
+    factory = factory or model_factory(cfg.arch, cfg.width, outputs, tuple(train_set.x.shape[1:]))
+    ens = Ensemble([AlphaScaled(seeded(factory, seed), a) for a in alphas]).to(cfg.device)
     g = torch.Generator().manual_seed(10_000 + seed)
-    probe_x = train.x[torch.randperm(len(train), generator=g)[: cfg.probe_size]]
+    probe_x = train_set.x[torch.randperm(len(train_set), generator=g)[: cfg.probe_size]]
     probes = [loss_probe, parameter_distance_probe]
     if cfg.linearity:
         probes.append(LinearityProbe(probe_x, split="probe", outputs="trace", per_layer=False))
-    train_ensemble(ens, train, loss=loss, splits=splits,
-                   stepper=SGD(lr, momentum=cfg.momentum, batch_size=cfg.batch_size),
-                   stop=Stop(max_steps=cfg.max_epochs * steps_per_epoch, loss_below=cfg.loss_target),
-                   schedule=Schedule(milestone_ratio=cfg.milestone_ratio, points_per_decade=5),
-                   data_seed=seed, run_ids=ids, records=recs, progress=True, probes=probes)
+    train(ens, train_set, loss=loss, splits=splits, stepper=SGD(lr, momentum=cfg.momentum, batch_size=cfg.batch_size),
+          stop=Stop(max_steps=cfg.max_epochs * steps_per_epoch, loss_below=cfg.loss_target),
+          schedule=Schedule(milestone_ratio=cfg.milestone_ratio, points_per_decade=5),
+          data_seed=seed, run_id=ids, record=recs, progress=True, probes=probes)
     return ids
-
-
-def _cfg_dict(cfg) -> dict:
-    from ..config import to_dict
-
-    return to_dict(cfg)
 
 
 def gap_at_equal_progress(metrics: pd.DataFrame, run_a: str, run_b: str, progress, value,
@@ -160,8 +161,6 @@ def mean_spread(values) -> str:
 
 
 def noisy_split(cfg, train: Split, seed: int) -> tuple[Split, torch.Tensor]:
-    from ..data.images import label_noise
-
     y_noisy, mask = label_noise(train.y.cpu(), cfg.noise, 10, seed=cfg.data_seed * 7919 + seed)
     groups = Groups({"clean": (~mask).numpy(), "noisy": mask.numpy()}, n=len(train))
     return Split(train.x, y_noisy.to(train.y.device), groups), mask

@@ -15,15 +15,22 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..config import to_dict
-from ..data.yinyang import yinyang
-from ..dynamics.probes import Schedule
-from ..dynamics.steppers import GD
-from ..dynamics.train import Stop, fork, seeded, train
-from ..models.mlp import MLP
-from ..models.regimes import AlphaScaled
-from ..plotting.curves import loss_curves, save_figure
-from ..runs.records import RunRecord, atomic_write_text, load_runs
+from lazyhasty import (
+    GD,
+    MLP,
+    AlphaScaled,
+    RunRecord,
+    Schedule,
+    Stop,
+    atomic_write,
+    fork,
+    load_runs,
+    seeded,
+    train,
+    yinyang,
+)
+from lazyhasty.plotting import loss_curves, save_figure
+
 from . import Experiment
 
 
@@ -68,7 +75,7 @@ def main(cfg: Config, out: Path) -> dict:
     base = seeded(lambda: MLP([2, *cfg.widths, 1]).to(device=cfg.device, dtype=dtype), cfg.seed)
     for alpha in cfg.alphas:
         rid = run_id(alpha)
-        record = RunRecord(out / rid).start({**to_dict(cfg), "alpha": alpha}, seed=cfg.seed, device=cfg.device)
+        record = RunRecord(out / rid).start(cfg, alpha=alpha)
         print(f"[demo] training {rid}: GD, lr = {cfg.lr:g} / alpha^2, up to {cfg.max_steps} steps", flush=True)
         train(AlphaScaled(fork(base), alpha), data, loss="bce", stepper=GD(cfg.lr),
               stop=Stop(max_steps=cfg.max_steps, loss_below=cfg.loss_threshold),
@@ -115,8 +122,8 @@ def summarize(out: Path, cfg: Config) -> dict:
             d = pivot.loc["disk"] - pivot.loc["half_plane"]
             lines.append("disk minus half-plane loss: " + ", ".join(f"{r}: {d[r]:+.4f}" for r in runs))
     text = "\n".join(lines) + "\n"
-    atomic_write_text(out / "summary.txt", text)
-    atomic_write_text(out / "report.md", "# lazyhasty demo\n\n```\n" + text + "```\n\n"
+    atomic_write(out / "summary.txt", text)
+    atomic_write(out / "report.md", "# lazyhasty demo\n\n```\n" + text + "```\n\n"
                       "![loss curves](loss_curves.png)\n")
     print(text)
     print(f"[demo] figure: {fig[0]}\n[demo] report: {out / 'report.md'}")

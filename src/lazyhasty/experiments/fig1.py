@@ -27,17 +27,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import to_dict
-from ..data.yinyang import yinyang, yinyang_labels, yinyang_regions
-from ..dynamics.ensemble import Ensemble, train_ensemble
-from ..dynamics.losses import BCE
-from ..dynamics.probes import Schedule, loss_probe
-from ..dynamics.steppers import GD
-from ..dynamics.train import Stop
-from ..models.mlp import MLP
-from ..plotting.curves import save_figure
-from ..plotting.fig1 import fig1_figure
-from ..runs.records import RunRecord, atomic_write, atomic_write_json, atomic_write_text, load_runs
+from lazyhasty import (
+    BCE,
+    GD,
+    MLP,
+    AlphaScaled,
+    Ensemble,
+    RunRecord,
+    Schedule,
+    Stop,
+    atomic_write,
+    load_runs,
+    loss_probe,
+    seeded,
+    train,
+)
+from lazyhasty.data import yinyang, yinyang_labels, yinyang_regions
+from lazyhasty.plotting import fig1_figure, save_figure
+
 from . import Experiment
 
 
@@ -115,16 +122,16 @@ def main(cfg: Config, out: Path) -> dict:
     probe = GridProbe(gx, gy)
     train_s = 0.0
     for alpha in cfg.alphas:
-        ens = Ensemble(lambda: MLP([2, 60, 60, 60, 1]), range(cfg.seeds), alpha).to(cfg.device)
+        ens = Ensemble([AlphaScaled(seeded(lambda: MLP([2, 60, 60, 60, 1]), s), alpha)
+                        for s in range(cfg.seeds)]).to(cfg.device)
         ids = [run_id(alpha, s) for s in range(cfg.seeds)]
-        recs = [RunRecord(out / "runs" / rid).start({**to_dict(cfg), "alpha": alpha, "seed": s}, seed=s,
-                                                    device=cfg.device) for s, rid in enumerate(ids)]
+        recs = [RunRecord(out / "runs" / rid).start(cfg, alpha=alpha, seed=s) for s, rid in enumerate(ids)]
         print(f"[fig1] alpha = {alpha:g}: {cfg.seeds} members, GD lr = {cfg.lr:g} / alpha^2, "
               f"up to {cfg.max_steps} steps", flush=True)
-        res = train_ensemble(ens, data, loss="bce", stepper=GD(cfg.lr),
-                             stop=Stop(max_steps=cfg.max_steps, loss_below=min(cfg.thresholds)),
-                             schedule=Schedule(levels=cfg.thresholds, points_per_decade=10),
-                             probes=(loss_probe, probe), run_ids=ids, records=recs, progress=True)
+        res = train(ens, data, loss="bce", stepper=GD(cfg.lr),
+                    stop=Stop(max_steps=cfg.max_steps, loss_below=min(cfg.thresholds)),
+                    schedule=Schedule(levels=cfg.thresholds, points_per_decade=10),
+                    probes=(loss_probe, probe), run_id=ids, record=recs, progress=True)
         train_s += res[0].wall_s - res[0].probe_s
     # every member's grid loss at each threshold: (thresholds, 2 regimes, seeds, grid, grid); nan = not reached
     K, S, G = len(cfg.thresholds), cfg.seeds, cfg.grid
@@ -146,8 +153,8 @@ def main(cfg: Config, out: Path) -> dict:
     line = (f"[fig1] wall {summary['wall_s']:.1f} s: training {summary['train_s']:.1f} s, evaluation and "
             f"figures {summary['eval_s']:.1f} s")
     print(line)
-    atomic_write_text(out / "summary.txt", (out / "summary.txt").read_text() + line + "\n")
-    atomic_write_json(out / "claims.json", summary)
+    atomic_write(out / "summary.txt", (out / "summary.txt").read_text() + line + "\n")
+    atomic_write(out / "claims.json", summary)
     return summary
 
 
@@ -190,7 +197,7 @@ def summarize(out: Path, cfg: Config) -> dict:
     text = "\n".join(lines) + "\n"
     fig = fig1_figure(trace, maps, pts, cfg.thresholds, cfg.alphas, yinyang(cfg.n_train, seed=cfg.data_seed))
     paths = save_figure(fig, out / "fig1")
-    atomic_write_text(out / "summary.txt", text)
+    atomic_write(out / "summary.txt", text)
     print(text + f"[fig1] figure: {paths[0]}")
     return {"thresholds": per_threshold, "claim_held": bool(held_all), "seeds_reaching_thresholds": reached}
 

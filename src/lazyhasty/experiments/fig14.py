@@ -31,17 +31,26 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from ..config import to_dict
-from ..data.groups import Groups, Split
-from ..dynamics.probes import Schedule
-from ..dynamics.steppers import GD, GradientFlow
-from ..dynamics.train import Stop, fork, seeded, train
-from ..metrics.ntk import ntk_gram
-from ..models.mlp import MLP
-from ..models.regimes import AlphaScaled, Linearized
-from ..plotting.curves import save_figure
-from ..plotting.quadratic import group_loss_panels
-from ..runs.records import RunRecord, atomic_write_parquet, load_runs
+from lazyhasty import (
+    GD,
+    MLP,
+    AlphaScaled,
+    GradientFlow,
+    Groups,
+    Linearized,
+    RunRecord,
+    Schedule,
+    Split,
+    Stop,
+    atomic_write,
+    fork,
+    load_runs,
+    ntk_gram,
+    seeded,
+    train,
+)
+from lazyhasty.plotting import group_loss_panels, save_figure
+
 from . import Experiment, write_claims
 from .fig4 import Config as Fig4Config
 from .fig4 import equal_progress_gap, problems
@@ -129,8 +138,7 @@ def main(cfg: Config, out: Path) -> dict:
         for alpha in [*sorted(cfg.alphas), None]:
             model = Linearized(fork(base)) if alpha is None else AlphaScaled(fork(base), alpha)
             rid = f"{ex}-{run_label(alpha)}"
-            rec = RunRecord(out / rid).start({**to_dict(cfg), "example": ex, "run": run_label(alpha),
-                                              "alpha": alpha, "lr": lr}, seed=cfg.seed)
+            rec = RunRecord(out / rid).start(cfg, example=ex, run=run_label(alpha), alpha=alpha, lr=lr)
             stepper = GD(lr) if cfg.stepper == "gd" else GradientFlow(dt=lr, max_dgrad=cfg.max_dgrad)
             train(model, split, loss="mse", stepper=stepper, run_id=rid, record=rec, progress=True,
                   stop=Stop(max_steps=cfg.max_steps, loss_below=cfg.loss_fraction * loss0),
@@ -138,7 +146,7 @@ def main(cfg: Config, out: Path) -> dict:
             print(f"[fig14] {rid}: {rec.status()['status']} after {rec.status()['steps']} steps "
                   f"(converged: {rec.status()['converged']})", flush=True)
     df = curves_from_records(out)
-    atomic_write_parquet(out / "curves.parquet", df)
+    atomic_write(out / "curves.parquet", df)
     summary = orderings(df, runs)
     marks = {f"example{k}": None if summary[f"example{k}_held"] else "ordering NOT reproduced" for k in (1, 2, 3)}
     styles = {r: {"ls": "-" if i == 0 else ("--" if r == "linearized" else ":"), "alpha": 1.0 if i == 0 or

@@ -19,14 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
-from ..data.groups import Split
-from ..data.images import FASHION_CLASSES, quantile_groups
-from ..dynamics.cscores import estimate_cscores, learning_speed, rank_correlation
-from ..metrics.progress import at_equal_progress
-from ..plotting.curves import save_figure
-from ..plotting.difficulty import equal_progress_figure
-from ..runs.records import atomic_write, load_runs
+from lazyhasty import Split, at_equal_progress, atomic_write, estimate_cscores, learning_speed, load_runs
+from lazyhasty.data import FASHION_CLASSES, cifar10, cscores, fashion_mnist, quantile_groups
+from lazyhasty.plotting import equal_progress_figure, save_figure
+
 from . import Experiment, write_claims
 from ._difficulty import RegimeConfig, load_fmnist, mean_spread, model_factory, run_regimes
 
@@ -61,9 +59,8 @@ def main(cfg: Config, out: Path) -> dict:
     pool, _ = load_fmnist(cfg.data_root, cfg.n_pool, 10, cfg.data_seed, cfg.device, cfg.dataset)
     factory = model_factory(cfg.arch, cfg.width, 10, tuple(pool.x.shape[1:]))
     if cfg.cscore_file:  # published scores, checked against the dataset's labels in its original order
-        from ..data.images import cifar10, cscores
-
-        full = fashion_mnist_labels(cfg) if cfg.dataset == "fashion_mnist" else cifar10(cfg.data_root).y.numpy()
+        full = (fashion_mnist(cfg.data_root, "train") if cfg.dataset == "fashion_mnist" else cifar10(cfg.data_root)).y
+        full = full.numpy()
         published = cscores(cfg.cscore_file, labels=full)
         est = {"scores": published[pool.index], "per_ratio": np.full((1, len(pool)), np.nan)}
         print(f"[fig2_cscores] using published C-scores from {cfg.cscore_file}", flush=True)
@@ -93,12 +90,6 @@ def main(cfg: Config, out: Path) -> dict:
     return summarize(cfg, out, scores, speed, pool.y.cpu().numpy())
 
 
-def fashion_mnist_labels(cfg) -> np.ndarray:
-    from ..data.images import fashion_mnist
-
-    return fashion_mnist(cfg.data_root, "train").y.numpy()
-
-
 def decile_gap(m, run_id: str, split: str) -> float:
     t = at_equal_progress(m[m.run_id == run_id], progress=("train", "all", "loss"), grid=40)
     t = t[(t.split == split) & (t.metric == "loss")]
@@ -117,7 +108,7 @@ def summarize(cfg: Config, out: Path, scores, speed, labels) -> dict:
     diff = {s: [x - y for x, y in zip(g[a_nl], g[a_lin])] for s, g in gaps.items()}
     held = bool(all(d > 0 for d in diff["train"]))  # nan (no comparable range) counts as not held
     per_class = {FASHION_CLASSES[c]: float(np.mean(scores[labels == c])) for c in range(10)}
-    rho = rank_correlation(scores, speed)
+    rho = float(spearmanr(scores, speed).statistic)
     lines = [f"fig2_cscores: Fashion-MNIST, {len(scores)} examples with estimated C-scores, {cfg.arch}, alpha "
              f"{a_nl:g} vs {a_lin:g}, {cfg.seeds} seeds",
              f"C-score: mean {np.mean(scores):.3f}, rank correlation with learning speed {rho:+.3f}",

@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..plotting.curves import save_figure
-from ..plotting.difficulty import equal_progress_figure
-from ..runs.records import load_runs
+from lazyhasty import load_runs
+from lazyhasty.plotting import equal_progress_figure, save_figure
+
 from . import Experiment, write_claims
 from ._difficulty import (
     RegimeConfig,

@@ -21,12 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.groups import Split
-from ..data.spurious import spurious_fashion_mnist, spurious_groups
-from ..errors import UsageError
-from ..plotting.curves import save_figure
-from ..plotting.spurious import fig3_figure
-from ..runs.records import load_runs
+from lazyhasty import ResNet18, Split, UsageError, freeze_batchnorm, load_pretrained, load_runs
+from lazyhasty.data import celeba, spurious_fashion_mnist, spurious_groups, waterbirds
+from lazyhasty.plotting import fig3_figure, save_figure
+
 from . import Experiment, write_claims
 from ._difficulty import RegimeConfig, gap_at_equal_progress, mean_spread, run_regimes
 
@@ -103,8 +101,6 @@ def linear_probe_accuracy(train: Split, test: Split, steps: int = 300) -> float:
 def load_images(cfg: Config) -> tuple[Split, Split, Split]:
     """CelebA / Waterbirds from the user's copy: the training examples, k per cell from them (balanced train), and
     k per cell from the test split (balanced test), decoded into memory."""
-    from ..data.spurious import celeba, waterbirds
-
     if cfg.data_root is None:
         raise UsageError(f"dataset={cfg.dataset} needs data_root=<your {cfg.dataset} folder>")
     table = celeba(cfg.data_root) if cfg.dataset == "celeba" else waterbirds(cfg.data_root)
@@ -121,9 +117,6 @@ def load_images(cfg: Config) -> tuple[Split, Split, Split]:
 
 def resnet_factory(cfg: Config):
     """ResNet18 with a fresh 1-output read-out, optionally pretrained (local file) with batch norm frozen."""
-    from ..models.cnn import ResNet18
-    from ..models.pretrained import freeze_batchnorm, load_pretrained
-
     def make():
         net = ResNet18(num_outputs=1, width=cfg.width, batchnorm=True)
         if cfg.pretrained:

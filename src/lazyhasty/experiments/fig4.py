@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..plotting.curves import save_figure
-from ..plotting.quadratic import group_loss_panels
-from ..runs.records import atomic_write_parquet
-from ..theory import QuadraticModel, examples
+from lazyhasty import atomic_write
+from lazyhasty.plotting import group_loss_panels, save_figure
+from lazyhasty.theory import QuadraticModel, examples
+
 from . import Experiment, write_claims
 
 
@@ -122,7 +122,7 @@ def claims(cfg: Config, df: pd.DataFrame) -> dict:
 
 def main(cfg: Config, out: Path) -> dict:
     df = curves(cfg)
-    atomic_write_parquet(out / "curves.parquet", df)
+    atomic_write(out / "curves.parquet", df)
     summary = claims(cfg, pd.read_parquet(out / "curves.parquet"))
     fig = group_loss_panels(pd.read_parquet(out / "curves.parquet"), ["nonlinear", "linear"],
                             {"nonlinear": {"ls": "-"}, "linear": {"ls": "--"}},

@@ -14,10 +14,9 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..metrics.progress import at_equal_progress
-from ..plotting.curves import save_figure
-from ..plotting.difficulty import equal_progress_figure
-from ..runs.records import load_runs
+from lazyhasty import at_equal_progress, load_runs
+from lazyhasty.plotting import equal_progress_figure, save_figure
+
 from . import Experiment, write_claims
 from ._difficulty import load_fmnist, mean_spread, noisy_split, run_regimes
 from .fig2_noise import Config as NoiseConfig

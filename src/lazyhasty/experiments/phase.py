@@ -41,21 +41,32 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import to_assignments, to_dict
-from ..data.parity import SOURCES, binary_task
-from ..data.yinyang import kriener_yinyang
-from ..dynamics.ensemble import Ensemble, train_ensemble
-from ..dynamics.losses import SoftHinge
-from ..dynamics.probes import Schedule, loss_probe, parameter_distance_probe
-from ..dynamics.steppers import GradientFlow, MomentumFlow
-from ..dynamics.train import Stop
-from ..errors import UsageError
-from ..metrics.probes import LinearityProbe
-from ..metrics.scaling import crossing_time
-from ..models.cnn import CNN
-from ..models.mlp import MLP
-from ..runs.records import RunRecord, atomic_write, atomic_write_parquet
-from . import Experiment, write_claims
+from lazyhasty import (
+    CNN,
+    MLP,
+    AlphaScaled,
+    Ensemble,
+    GradientFlow,
+    LinearityProbe,
+    MomentumFlow,
+    RunRecord,
+    Schedule,
+    SoftHinge,
+    Stop,
+    UsageError,
+    atomic_write,
+    config_jobs,
+    crossing_time,
+    loss_probe,
+    parameter_distance_probe,
+    run_sweep,
+    seeded,
+    train,
+)
+from lazyhasty.data import SOURCES, binary_task, kriener_yinyang
+
+from . import REGISTRY, Experiment, write_claims
+from .phase_analysis import analyse
 
 HALF_DECADES = tuple(float(f"{10 ** (k / 2):.6g}") for k in range(-4, 6))  # 0.01 ... 316
 
@@ -157,6 +168,14 @@ def factory(cfg: Config, h: int, x_shape: tuple[int, ...]):
                        parametrization="ntk", bias=cfg.bias, beta=cfg.beta, normalize_activation=True)
 
 
+def cell_ensemble(cfg: Config, h: int, sqrt_h_alpha: float, x_shape: tuple[int, ...]) -> Ensemble:
+    """The members of one cell: AlphaScaled(seeded(factory, seed), α = √h·α / √h, center="zero") per seed, so the
+    same seed has the same θ0 at every α."""
+    make = factory(cfg, h, x_shape)
+    return Ensemble([AlphaScaled(seeded(make, s), sqrt_h_alpha / math.sqrt(h), center="zero")
+                     for s in range(cfg.seed, cfg.seed + cfg.seeds)])
+
+
 def load_task(cfg: Config):
     """(train, test) Splits. Binary tasks: y in {-1, +1}, one output. ``yinyang``: Kriener et al.'s three classes
     (features (x, y, 1 - x, 1 - y) as published, no centring or PCA), integer labels, three outputs and the
@@ -252,11 +271,10 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
     train_set, test_set = load_task(cfg)
     train_set, test_set = train_set.to(cfg.device), test_set.to(cfg.device)
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
-    ens = Ensemble(factory(cfg, h, tuple(train_set.x.shape[1:])), seeds, alpha, center="zero").to(
-        device=cfg.device, dtype=getattr(torch, cfg.dtype))
+    ens = cell_ensemble(cfg, h, sa, tuple(train_set.x.shape[1:])).to(device=cfg.device, dtype=getattr(torch, cfg.dtype))
     ids = [run_id(h, sa, s) for s in seeds]
-    recs = [RunRecord(out / "runs" / rid).start({**to_dict(cfg), "h": h, "sqrt_h_alpha": sa, "alpha": alpha,
-                                                  "seed": s}, seed=s, device=cfg.device) for s, rid in zip(seeds, ids)]
+    recs = [RunRecord(out / "runs" / rid).start(cfg, h=h, sqrt_h_alpha=sa, alpha=alpha, seed=s)
+            for s, rid in zip(seeds, ids)]
     l0 = initial_loss(cfg)
     levels = (0.5 * l0, 0.1 * l0, cfg.progress * l0)
     outputs = OutputProbe()
@@ -265,10 +283,10 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
                              representation=False, per_layer=False))
     print(f"[phase] h = {h}, sqrt(h) alpha = {sa:g} (alpha = {alpha:.4g}): {len(seeds)} seeds, {cfg.dynamics}, "
           f"up to {cfg.max_steps} steps", flush=True)
-    train_ensemble(ens, train_set, loss=SoftHinge(cfg.hinge_beta), stepper=stepper(cfg, sa),
-                   stop=Stop(max_steps=cfg.max_steps, max_time=cfg.max_time, min_margin=1.0),
-                   splits={"test": test_set}, probes=probes, run_ids=ids, records=recs, data_seed=cfg.data_seed,
-                   schedule=Schedule(levels=levels, points_per_decade=4))
+    train(ens, train_set, loss=SoftHinge(cfg.hinge_beta), stepper=stepper(cfg, sa),
+          stop=Stop(max_steps=cfg.max_steps, max_time=cfg.max_time, min_margin=1.0),
+          splits={"test": test_set}, probes=probes, run_id=ids, record=recs, data_seed=cfg.data_seed,
+          schedule=Schedule(levels=levels, points_per_decade=4))
     f_end, f_prog = [], []
     for rid in ids:
         seen = outputs.outputs[rid]
@@ -295,20 +313,11 @@ def cell_configs(cfg: Config) -> list[Config]:
 
 def cell_jobs(cfg: Config, out: Path) -> list:
     """The sweep runner's jobs, one per cell, in ``out/cells/<id>`` (the id hashes the cell's config)."""
-    from ..runs.sweep import Job, job_id
-
-    jobs = []
-    for c in cell_configs(cfg):
-        d = to_dict(c)
-        jid = job_id("phase", d)
-        jobs.append(Job(jid, "phase", "quick", tuple(to_assignments(c)), d, out / "cells" / jid))
-    return jobs
+    return config_jobs(REGISTRY, "phase", "quick", cell_configs(cfg), out / "cells")
 
 
 def run_cells(cfg: Config, out: Path) -> dict:
     """Every cell as a job of the sweep runner under ``out/cells`` (resumable: complete cells are kept)."""
-    from ..runs.sweep import run_sweep
-
     jobs = cell_jobs(cfg, out)
     slurm = {"partition": cfg.slurm_partition, "time": cfg.slurm_time, "gpus_per_run": cfg.gpus_per_run}
     return run_sweep(jobs, out / "cells", executor=cfg.executor, workers=min(cfg.workers, len(jobs)), slurm=slurm)
@@ -365,11 +374,10 @@ def main(cfg: Config, out: Path) -> dict:
     runs, cells = collect(cfg, out)
     if runs.empty:
         raise UsageError(f"no cell finished; see the worker logs under {out / 'cells'}")
-    atomic_write_parquet(out / "phase_runs.parquet", runs)
-    atomic_write_parquet(out / "phase_cells.parquet", cells)
-    from .phase_analysis import analyse
-
-    summary = analyse(out, cfg)
+    atomic_write(out / "phase_runs.parquet", runs)
+    atomic_write(out / "phase_cells.parquet", cells)
+    widest = [j.dir / "runs" for j in cell_jobs(cfg, out) if j.config["widths"] == [int(runs.h.max())]]
+    summary = analyse(out, cfg, [d for d in widest if d.is_dir()])
     summary["wall_s"] = round(time.perf_counter() - wall0, 1)
     summary["cells_failed"] = counts["failed"]
     write_claims(out, (out / "summary.txt").read_text() + f"wall time: {summary['wall_s']:.0f} s\n", summary,

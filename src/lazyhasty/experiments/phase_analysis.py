@@ -10,10 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..metrics.scaling import broken_power_law, consistent, power_law, seed_bootstrap
-from ..plotting.curves import save_figure
-from ..plotting.phase import phase_figure
-from ..runs.records import atomic_write_text, load_runs
+from lazyhasty import atomic_write, broken_power_law, consistent, load_runs, power_law, seed_bootstrap
+from lazyhasty.plotting import phase_figure, save_figure
 
 HALF_DECADE = math.sqrt(10.0)
 
@@ -161,18 +159,16 @@ def _fmt_ci(r) -> str:
     return f"{r['value']:.3g}{ci}"
 
 
-def analyse(out: Path, cfg) -> dict:
+def analyse(out: Path, cfg, curve_dirs: list[Path]) -> dict:
+    """Fits, figure and summary from the tables; ``curve_dirs``: run folders whose kernel change along training is
+    drawn (the widest cells)."""
     runs = pd.read_parquet(out / "phase_runs.parquet")
     cells = pd.read_parquet(out / "phase_cells.parquet")
     table, fits = fit_table(runs, cfg.progress)
     table.to_csv(out / "fits.csv", index=False)
     win = regime_winner(runs, fits["x_star"])
     coll = variance_collapse(cells)
-    hmax = int(runs.h.max())
-    from .phase import cell_jobs
-
-    widest = [j.dir / "runs" for j in cell_jobs(cfg, out) if j.config["widths"] == [hmax] and (j.dir / "runs").is_dir()]
-    curves = pd.concat([load_runs(d) for d in widest] or [pd.DataFrame()], ignore_index=True)
+    curves = pd.concat([load_runs(d) for d in curve_dirs] or [pd.DataFrame()], ignore_index=True)
     if len(curves):
         curves = curves[curves.metric == "ntk_distance"]
     fig = phase_figure(runs, cells, fits, curves, cfg.progress)
@@ -236,7 +232,7 @@ def analyse(out: Path, cfg) -> dict:
                  "over widths: " + ", ".join(f"{sa:g}: {r.ensemble_test_err_end:.3f} vs {r.single_test_err_end:.3f}"
                                              for sa, r in ens.iterrows()))
     text = "\n".join(lines) + "\n"
-    atomic_write_text(out / "summary.txt", text)
+    atomic_write(out / "summary.txt", text)
     clean = table.astype(object).where(pd.notna(table), None)
     return {"fits": clean.to_dict(orient="records"), "regime_winner": win, "variance_collapse": coll,
             "runs": n, "converged": n_conv, "reached_progress": n_prog,

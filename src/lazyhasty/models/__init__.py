@@ -1,7 +1,9 @@
 from .activations import Activation
 from .cnn import CNN, NTKConv2d, ResNet18
+from .ensemble import Ensemble
 from .mlp import MLP, NTKLinear
-from .regimes import AlphaScaled, Linearized, initial_params, regime_alpha
+from .pretrained import freeze_batchnorm, load_pretrained
+from .regimes import AlphaScaled, Linearized, regime_alpha
 
-__all__ = ["MLP", "CNN", "ResNet18", "NTKLinear", "NTKConv2d", "Activation",
-           "AlphaScaled", "Linearized", "regime_alpha", "initial_params"]
+__all__ = ["MLP", "CNN", "ResNet18", "NTKLinear", "NTKConv2d", "Activation", "Ensemble", "freeze_batchnorm",
+           "load_pretrained", "AlphaScaled", "Linearized", "regime_alpha"]

@@ -3,7 +3,9 @@
 A regime is a wrapper, not a flag: both keep the wrapped model's call signature and expose the wrapped
 model's parameters as their own, so an optimiser, a stepper or ``torch.func.functional_call`` treats them
 like any ``nn.Module``. The learning-rate rule eta_alpha = eta / alpha^2 is *not* applied here: it lives in
-the trainer (:func:`lazyhasty.dynamics.train.regime_alpha`), which reads ``alpha`` from the wrapper.
+the training engine (:func:`lazyhasty.train`), which reads ``alpha`` from the wrapper. The output maps
+(:func:`alpha_output`, :func:`linear_output`) are plain functions, so that :class:`~lazyhasty.Ensemble` evaluates
+many wrapped members with exactly the same formulas.
 
 Initial parameters theta0 are a frozen copy taken at wrap time, stored as buffers (so they follow
 ``.to(device/dtype)`` and are saved in ``state_dict``) under the names ``theta0__<param name>``.
@@ -83,6 +85,55 @@ class _InputCache:
         self._entries.clear()
 
 
+def alpha_output(f: torch.Tensor, f0: torch.Tensor, alpha, c) -> torch.Tensor:
+    """f^alpha = c f0 + alpha (f - f0)   (eq. 4 of George et al.; c = 0 is Geiger et al.'s centring).
+
+    The one place this formula lives: :class:`AlphaScaled` uses it with numbers, :class:`Ensemble` with one alpha
+    and c per member (tensors shaped to broadcast over the member axis).
+    """
+    return c * f0 + alpha * (f - f0)
+
+
+def cached_f0(cache: _InputCache, fn: Callable, params0, args: tuple, kwargs: dict, training: bool) -> torch.Tensor:
+    """fn(params0) without gradients, remembered per input batch (see :class:`_InputCache`)."""
+    cacheable = _InputCache.cacheable(args, kwargs)
+    entry = cache.get(args, kwargs, training) if cacheable else None
+    if entry is not None and "f0" in entry:
+        return entry["f0"]
+    with torch.no_grad():
+        out = fn(params0)
+    if cacheable:
+        entry = entry if entry is not None else {}
+        entry["f0"] = out
+        cache.put(args, kwargs, training, entry)
+    return out
+
+
+def linear_output(cache: _InputCache, fn: Callable, params0, delta, args: tuple, kwargs: dict,
+                  training: bool) -> torch.Tensor:
+    """f_bar = fn(params0) + J_fn(params0) delta   (eq. 3 of George et al.), differentiable in delta.
+
+    ``torch.func.jvp`` for a batch seen once; for a batch seen again (same tensor, unchanged) the linearisation
+    at params0 is built once with ``torch.func.linearize`` and reused, so a full-batch step costs about 4/3 of a
+    plain step instead of 2x. No Jacobian is materialised. Used by :class:`Linearized` and :class:`Ensemble`.
+    """
+    if not _InputCache.cacheable(args, kwargs):
+        f0, df = jvp(fn, (params0,), (delta,))
+        return f0.detach() + df
+    entry = cache.get(args, kwargs, training)
+    if entry is None:  # first sighting: plain jvp, remember the batch
+        f0, df = jvp(fn, (params0,), (delta,))
+        cache.put(args, kwargs, training, {"f0": f0.detach()})
+        return f0.detach() + df
+    if "jvp_fn" not in entry:  # seen again: build the reusable linearisation once
+        with warnings.catch_warnings():
+            # make_fx's constant folding warns about an internal detail that does not affect results
+            warnings.filterwarnings("ignore", message="Attempted to insert a get_attr Node")
+            f0, entry["jvp_fn"] = linearize(fn, params0)
+        entry["f0"] = f0.detach()
+    return entry["f0"] + entry["jvp_fn"](delta)
+
+
 class _Regime(nn.Module):
     """Shared machinery: holds ``model`` and a frozen copy of its initial parameters and buffers."""
 
@@ -110,19 +161,14 @@ class _Regime(nn.Module):
         """The wrapped model's buffers at wrap time (e.g. batch-norm statistics)."""
         return {n: getattr(self, _frozen_name("buffer." + n)) for n in self._buffer_names}
 
+    def _fn(self, args, kwargs) -> Callable[[dict], torch.Tensor]:
+        """theta -> f_theta(args) with the buffers at wrap time."""
+        buffers0 = self.buffers0()
+        return lambda p: functional_call(self.model, (p, buffers0), args, kwargs)
+
     def f0(self, *args, **kwargs) -> torch.Tensor:
         """f_theta0(x): the wrapped model at its initial parameters, without gradients (cached per batch)."""
-        cacheable = _InputCache.cacheable(args, kwargs)
-        entry = self._cache.get(args, kwargs, self.training) if cacheable else None
-        if entry is not None and "f0" in entry:
-            return entry["f0"]
-        with torch.no_grad():
-            out = functional_call(self.model, (self.params0(), self.buffers0()), args, kwargs)
-        if cacheable:
-            entry = entry if entry is not None else {}
-            entry["f0"] = out
-            self._cache.put(args, kwargs, self.training, entry)
-        return out
+        return cached_f0(self._cache, self._fn(args, kwargs), self.params0(), args, kwargs, self.training)
 
     def _apply(self, fn, *a, **k):  # .to(), .double(), .cuda(): cached outputs are stale afterwards
         self._cache.clear()
@@ -154,12 +200,13 @@ class AlphaScaled(_Regime):
         self.alpha = alpha
         self.center = center
 
+    @property
+    def c(self) -> float:
+        """The weight of f_theta0 in the output: 1 for ``center="keep"``, 0 for ``"zero"``."""
+        return 1.0 if self.center == "keep" else 0.0
+
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        f = self.model(*args, **kwargs)
-        f0 = self.f0(*args, **kwargs)
-        if self.center == "keep":
-            return f0 + self.alpha * (f - f0)
-        return self.alpha * (f - f0)
+        return alpha_output(self.model(*args, **kwargs), self.f0(*args, **kwargs), self.alpha, self.c)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha:g}, center={self.center!r}"
@@ -170,9 +217,7 @@ class Linearized(_Regime):
 
     It is the alpha -> inf limit of :class:`AlphaScaled` (Chizat et al. 2019, Thm 2.4) and trains like any
     module: its parameters are the wrapped model's, and gradients flow through J_theta0 (theta - theta0).
-    No Jacobian is materialised. The Jacobian-vector product is computed with ``torch.func.jvp``; for an
-    input batch seen before (same tensor, unchanged), the linearisation at theta0 is built once with
-    ``torch.func.linearize`` and reused, so a full-batch step costs about 4/3 of a plain step instead of 2x.
+    See :func:`linear_output` for how the Jacobian-vector product is computed and reused.
 
     Its ``alpha`` is 1: in function space the linearized dynamics do not depend on alpha.
 
@@ -181,46 +226,16 @@ class Linearized(_Regime):
 
     alpha = 1.0
 
-    def __init__(self, model: nn.Module, cache_size: int = 4):
-        super().__init__(model, cache_size)
-
-    def _fn(self, args, kwargs) -> Callable[[dict], torch.Tensor]:
-        buffers0 = self.buffers0()
-        return lambda p: functional_call(self.model, (p, buffers0), args, kwargs)
-
     def delta(self) -> dict[str, torch.Tensor]:
         """theta - theta0 as ``{name: tensor}``, differentiable w.r.t. theta."""
         p0 = self.params0()
         return {n: p - p0[n] for n, p in self.model.named_parameters()}
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        delta = self.delta()
-        fn = self._fn(args, kwargs)
-        if not _InputCache.cacheable(args, kwargs):
-            f0, df = jvp(fn, (self.params0(),), (delta,))
-            return f0.detach() + df
-        entry = self._cache.get(args, kwargs, self.training)
-        if entry is None:  # first sighting: plain jvp, remember the batch
-            f0, df = jvp(fn, (self.params0(),), (delta,))
-            self._cache.put(args, kwargs, self.training, {"f0": f0.detach(), "seen": 1})
-            return f0.detach() + df
-        if "jvp_fn" not in entry:  # seen again: build the reusable linearisation once
-            with warnings.catch_warnings():
-                # make_fx's constant folding warns about an internal detail that does not affect results
-                warnings.filterwarnings("ignore", message="Attempted to insert a get_attr Node")
-                f0, jvp_fn = linearize(fn, self.params0())
-            entry["f0"] = f0.detach()
-            entry["jvp_fn"] = jvp_fn
-        return entry["f0"] + entry["jvp_fn"](delta)
+        return linear_output(self._cache, self._fn(args, kwargs), self.params0(), self.delta(), args, kwargs,
+                             self.training)
 
 
 def regime_alpha(model: nn.Module) -> float:
     """The alpha of a regime wrapper (1.0 for a plain model or ``Linearized``)."""
     return float(getattr(model, "alpha", 1.0)) if isinstance(model, _Regime) else 1.0
-
-
-def initial_params(model: nn.Module) -> dict[str, torch.Tensor]:
-    """theta0 of a regime wrapper, else a detached copy of the model's current parameters."""
-    if isinstance(model, _Regime):
-        return {"model." + k: v for k, v in model.params0().items()}
-    return {k: v.detach().clone() for k, v in model.named_parameters()}

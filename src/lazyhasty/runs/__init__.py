@@ -1,14 +1,6 @@
 from .output import prepare_output
-from .records import (
-    RunRecord,
-    atomic_write,
-    atomic_write_json,
-    atomic_write_parquet,
-    atomic_write_text,
-    environment,
-    find_runs,
-    load_runs,
-)
+from .records import RunRecord, TensorBoardSink, atomic_write, environment, find_runs, load_runs
+from .sweep import Job, config_jobs, run_sweep
 
-__all__ = ["RunRecord", "atomic_write", "atomic_write_json", "atomic_write_parquet", "atomic_write_text",
-           "environment", "find_runs", "load_runs", "prepare_output"]
+__all__ = ["RunRecord", "TensorBoardSink", "atomic_write", "environment", "find_runs", "load_runs",
+           "prepare_output", "Job", "config_jobs", "run_sweep"]

@@ -12,6 +12,7 @@ either the previous complete file or the new complete file, never half of one.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -20,22 +21,39 @@ import socket
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
+from ..dynamics import METRIC_COLUMNS
+
 STATUSES = ("running", "complete", "diverged", "failed")
-METRIC_COLUMNS = ["run_id", "step", "t", "milestone", "split", "group", "metric", "value"]
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename tmp_path onto ``path`` (same folder, so the rename is atomic)."""
+def atomic_write(path: str | Path, content) -> None:
+    """Write ``path`` so that a crash never leaves half of it: into a temporary file in the same folder, fsynced,
+    then renamed into place. ``content``: a str (text), bytes, a DataFrame (Parquet), a dict or list (JSON), or a
+    callable ``write(tmp_path)`` that writes the file itself (figures, npz archives)."""
     path = Path(path)
+    if isinstance(content, pd.DataFrame):
+        def write(p):
+            content.to_parquet(p, index=False)
+    elif isinstance(content, (dict, list)):
+        def write(p):
+            p.write_text(json.dumps(content, indent=2, sort_keys=True, default=str) + "\n")
+    elif isinstance(content, str):
+        def write(p):
+            p.write_text(content)
+    elif isinstance(content, bytes):
+        def write(p):
+            p.write_bytes(content)
+    else:
+        write = content
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -47,18 +65,6 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text))
-
-
-def atomic_write_json(path: str | Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def atomic_write_parquet(path: str | Path, df: pd.DataFrame) -> None:
-    atomic_write(path, lambda p: df.to_parquet(p, index=False))
 
 
 def git_sha() -> str | None:
@@ -82,10 +88,12 @@ def environment(seed: int | None = None, device: str = "cpu") -> dict:
     import scipy
     import torch
 
-    from .. import __version__
-
+    try:
+        version = metadata.version("lazyhasty")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+        version = None
     env = {
-        "lazyhasty": __version__,
+        "lazyhasty": version,
         "git_sha": git_sha(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -106,16 +114,29 @@ def environment(seed: int | None = None, device: str = "cpu") -> dict:
 
 
 class RunRecord:
-    """The directory of one run. Create with :meth:`start`; every write is atomic."""
+    """The directory of one run, and the engine's :class:`~lazyhasty.RecordSink` for it (Parquet tables, JSON
+    status). Create with :meth:`start`; every write is atomic.
 
-    def __init__(self, path: str | Path):
+    Args:
+        path: the run's folder.
+        tensorboard: also write TensorBoard event files under ``path/tensorboard`` (a :class:`TensorBoardSink`);
+            ``None`` reads the environment variable ``LAZYHASTY_TENSORBOARD`` (set by ``--tensorboard``).
+    """
+
+    def __init__(self, path: str | Path, tensorboard: bool | None = None):
         self.path = Path(path)
         self.run_id = self.path.name
+        if tensorboard is None:
+            tensorboard = os.environ.get("LAZYHASTY_TENSORBOARD", "") not in ("", "0")
+        self.tensorboard = TensorBoardSink(self.path / "tensorboard") if tensorboard else None
 
-    def start(self, config: dict, seed: int | None = None, device: str = "cpu") -> RunRecord:
+    def start(self, config, **fields) -> RunRecord:
+        """Create the folder with ``config.json`` (``config``, a dict or a config dataclass, updated with
+        ``fields``), ``env.json`` (provenance, with the config's ``seed`` and ``device``) and status ``running``."""
+        config = {**(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config), **fields}
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.path / "config.json", config)
-        atomic_write_json(self.path / "env.json", environment(seed, device))
+        atomic_write(self.path / "config.json", config)
+        atomic_write(self.path / "env.json", environment(config.get("seed"), config.get("device") or "cpu"))
         self.set_status("running", started=_now())
         return self
 
@@ -123,25 +144,63 @@ class RunRecord:
         f = self.path / "status.json"
         return json.loads(f.read_text()) if f.exists() else None
 
-    def set_status(self, status: str, reason: str | None = None, **extra) -> None:
+    def set_status(self, status: str, reason: str | None = None, **info) -> None:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         old = self.status() or {}
-        new = {**old, **extra, "status": status, "reason": reason, "updated": _now()}
-        atomic_write_json(self.path / "status.json", new)
+        atomic_write(self.path / "status.json", {**old, **info, "status": status, "reason": reason, "updated": _now()})
+        if self.tensorboard is not None and status != "running":
+            self.tensorboard.set_status(status, reason, **info)
 
-    def write_metrics(self, rows: pd.DataFrame) -> None:
-        atomic_write_parquet(self.path / "metrics.parquet", rows)
+    def write(self, metrics: pd.DataFrame, trace: pd.DataFrame) -> None:
+        atomic_write(self.path / "metrics.parquet", metrics)
+        atomic_write(self.path / "trace.parquet", trace)
+        if self.tensorboard is not None:
+            self.tensorboard.write(metrics, trace)
 
-    def write_trace(self, trace: pd.DataFrame) -> None:
-        atomic_write_parquet(self.path / "trace.parquet", trace)
 
+class TensorBoardSink:
+    """A :class:`~lazyhasty.RecordSink` that writes a run as TensorBoard event files in ``folder``: every value
+    of its tables as a scalar, stored in float64 (new-style scalar summaries).
 
-def metrics_frame(rows: list[tuple]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    df["milestone"] = df["milestone"].astype("Int64")
-    df["step"] = df["step"].astype("int64")
-    return df
+    Tags: ``<split>/<group>/<metric>`` for each row of the long table at its step, ``progress/milestone`` (the
+    milestone k) at the steps where one was reached, and ``trace/loss``, ``trace/t``, ``trace/dt`` at every step.
+    Needs the optional extra: ``pip install 'lazyhasty[tensorboard]'``.
+    """
+
+    def __init__(self, folder: str | Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ImportError("TensorBoard event files need the tensorboard package: "
+                              "pip install 'lazyhasty[tensorboard]'") from None
+        self.folder, self._writer_class, self._writer, self._done = Path(folder), SummaryWriter, None, (0, 0)
+
+    def _scalar(self, tag: str, value, step) -> None:
+        self._writer.add_scalar(tag, float(value), int(step), new_style=True, double_precision=True)
+
+    def write(self, metrics: pd.DataFrame, trace: pd.DataFrame) -> None:
+        if self._writer is None:
+            self._writer = self._writer_class(str(self.folder))
+        m0, t0 = self._done
+        new = metrics.iloc[m0:]
+        for step, split, group, metric, value in zip(new.step, new.split, new.group, new.metric, new.value):
+            self._scalar(f"{split}/{group}/{metric}", value, step)
+        for step, k in new.dropna(subset=["milestone"]).drop_duplicates("step")[["step", "milestone"]].itertuples(
+                index=False):
+            self._scalar("progress/milestone", k, step)
+        for row in trace.iloc[t0:].itertuples(index=False):
+            for name in ("loss", "t", "dt"):
+                self._scalar(f"trace/{name}", getattr(row, name), row.step)
+        self._done = (len(metrics), len(trace))
+        self._writer.flush()
+
+    def set_status(self, status: str, reason: str | None = None, **info) -> None:
+        if self._writer is None:
+            self._writer = self._writer_class(str(self.folder))
+        self._writer.add_text("status", f"{status}: {reason or ''}")
+        self._writer.close()
+        self._writer = None
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

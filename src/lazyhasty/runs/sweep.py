@@ -8,9 +8,13 @@ Layout of a sweep folder::
     DIR/<job id>/...        the experiment's own output (figures, run records)
 
 A job's id is a hash of the experiment name and its fully resolved config, so the same command always maps the
-same config to the same folder. Running a sweep runs exactly the jobs that are not complete: a job whose
-``job.json`` says ``running`` was interrupted (its process died) and is wiped and restarted from scratch; a
-``complete`` job whose files do not all parse (a corrupt or half-written file) is reported and re-run.
+same config to the same folder. Experiments come from a registry that the caller names (``"module:function"``,
+e.g. ``lazyhasty.experiments:registry``): the runner never imports the experiments, it records the registry's name
+in each job so that a worker process (or a SLURM job) can look its experiment up. A registry maps names to
+objects with ``config`` (the config dataclass), ``default_preset``, ``preset(name)`` and ``main(config, folder)``.
+Running a sweep runs exactly the jobs that are not complete: a job whose ``job.json`` says ``running`` was
+interrupted (its process died) and is wiped and restarted from scratch; a ``complete`` job whose files do not
+all parse (a corrupt or half-written file) is reported and re-run.
 
 Back ends: ``local`` (default) runs each job in its own worker process, at most ``workers`` at a time, with
 torch's threads split between them, so a worker that dies takes only its own job with it; ``slurm`` and
@@ -38,9 +42,9 @@ from typing import get_args, get_origin, get_type_hints
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..config import override, to_dict
+from ..config import override, to_assignments, to_dict
 from ..errors import UsageError
-from .records import _now, atomic_write_json
+from .records import _now, atomic_write
 
 FINAL = ("complete", "diverged")
 
@@ -53,6 +57,22 @@ class Job:
     assignments: tuple[str, ...]  # key=value overrides that define this job
     config: dict
     dir: Path
+    registry: str  # "module:function" returning the experiment registry (looked up by the worker)
+
+
+def load_registry(name: str) -> dict:
+    """The registry named ``"module:function"`` (imported by name, never by this module)."""
+    import importlib
+
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr)()
+
+
+def get_experiment(registry: str, name: str):
+    exps = load_registry(registry)
+    if name not in exps:
+        raise UsageError(f"unknown experiment {name!r}; available: {', '.join(sorted(exps))} (see `lazyhasty list`)")
+    return exps[name]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -135,12 +155,10 @@ def job_id(experiment: str, config: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def plan(experiment: str, preset: str | None, sets: list[str], grid: list[str], seeds: str | None,
+def plan(registry: str, experiment: str, preset: str | None, sets: list[str], grid: list[str], seeds: str | None,
          out: Path) -> list[Job]:
     """Expand the grid (times the seeds) into jobs with stable ids. Validates every config up front."""
-    from ..experiments import get_experiment
-
-    exp = get_experiment(experiment)
+    exp = get_experiment(registry, experiment)
     preset = preset or exp.default_preset
     base = override(exp.preset(preset), sets)
     axes = parse_grid(grid, exp.config)
@@ -157,7 +175,17 @@ def plan(experiment: str, preset: str | None, sets: list[str], grid: list[str], 
         if jid in seen:
             continue
         seen.add(jid)
-        jobs.append(Job(jid, experiment, preset, tuple(sets) + assignments, cfg, out / jid))
+        jobs.append(Job(jid, experiment, preset, tuple(sets) + assignments, cfg, out / jid, registry))
+    return jobs
+
+
+def config_jobs(registry: str, experiment: str, preset: str, configs, out: Path) -> list[Job]:
+    """One job per config dataclass (ids hash the experiment and the config), in ``out/<id>``."""
+    jobs = []
+    for c in configs:
+        d = to_dict(c)
+        jid = job_id(experiment, d)
+        jobs.append(Job(jid, experiment, preset, tuple(to_assignments(c)), d, out / jid, registry))
     return jobs
 
 
@@ -215,16 +243,14 @@ def prepare_job(job: Job) -> None:
     if job.dir.exists():
         shutil.rmtree(job.dir)
     job.dir.mkdir(parents=True)
-    atomic_write_json(job.dir / "job.json", {"id": job.id, "experiment": job.experiment, "preset": job.preset,
-                                             "assignments": list(job.assignments), "config": job.config,
-                                             "status": "pending"})
+    atomic_write(job.dir / "job.json", {"id": job.id, "experiment": job.experiment, "preset": job.preset,
+                                        "assignments": list(job.assignments), "config": job.config,
+                                        "registry": job.registry, "status": "pending"})
 
 
 def run_job(job_dir: str | Path) -> str:
     """Run one prepared job in this process; returns its final status. Used by workers and submitit."""
     import torch
-
-    from ..experiments import get_experiment
 
     job_dir = Path(job_dir)
     spec = read_job(job_dir)
@@ -233,23 +259,23 @@ def run_job(job_dir: str | Path) -> str:
     if os.environ.get("LAZYHASTY_THREADS"):
         torch.set_num_threads(int(os.environ["LAZYHASTY_THREADS"]))
     sweep_dir = job_dir.parent
-    atomic_write_json(job_dir / "job.json", {**spec, "status": "running", "pid": os.getpid(), "started": _now()})
+    atomic_write(job_dir / "job.json", {**spec, "status": "running", "pid": os.getpid(), "started": _now()})
     _log_event(sweep_dir, job=spec["id"], event="start", pid=os.getpid())
     t0 = time.perf_counter()
-    exp = get_experiment(spec["experiment"])
+    exp = get_experiment(spec["registry"], spec["experiment"])
     cfg = override(exp.preset(spec["preset"]), spec["assignments"])
     try:
         exp.main(cfg, job_dir)
     except BaseException as e:
-        atomic_write_json(job_dir / "job.json", {**spec, "status": "failed", "reason": f"{type(e).__name__}: {e}",
-                                                 "finished": _now()})
+        atomic_write(job_dir / "job.json", {**spec, "status": "failed", "reason": f"{type(e).__name__}: {e}",
+                                            "finished": _now()})
         _log_event(sweep_dir, job=spec["id"], event="failed")
         raise
     statuses = [json.loads(p.read_text()).get("status") for p in job_dir.rglob("status.json")]
     final = "diverged" if "diverged" in statuses else "complete"
     reason = f"{statuses.count('diverged')} of {len(statuses)} runs diverged" if final == "diverged" else ""
-    atomic_write_json(job_dir / "job.json", {**spec, "status": final, "reason": reason, "finished": _now(),
-                                             "wall_s": round(time.perf_counter() - t0, 2)})
+    atomic_write(job_dir / "job.json", {**spec, "status": final, "reason": reason, "finished": _now(),
+                                        "wall_s": round(time.perf_counter() - t0, 2)})
     _log_event(sweep_dir, job=spec["id"], event=final)
     return final
 
@@ -290,8 +316,7 @@ def _run_local(todo: list[Job], workers: int, bar) -> None:
             if proc.returncode != 0 and spec.get("status") not in ("failed", *FINAL):
                 why = (f"worker killed by signal {-proc.returncode}" if proc.returncode < 0
                        else f"worker exited with code {proc.returncode}")
-                atomic_write_json(job.dir / "job.json", {**spec, "status": "failed", "reason": why,
-                                                         "finished": _now()})
+                atomic_write(job.dir / "job.json", {**spec, "status": "failed", "reason": why, "finished": _now()})
                 _log_event(job.dir.parent, job=job.id, event="failed", reason=why)
             bar.update(1)
 
@@ -319,8 +344,8 @@ def _run_submitit(todo: list[Job], executor_name: str, out: Path, bar, slurm: di
         except Exception as e:  # the job's own job.json already says why, unless the worker died
             spec = read_job(job.dir) or {}
             if spec.get("status") not in ("failed", *FINAL):
-                atomic_write_json(job.dir / "job.json", {**spec, "status": "failed",
-                                                         "reason": f"{type(e).__name__}: {str(e)[:300]}"})
+                atomic_write(job.dir / "job.json", {**spec, "status": "failed",
+                                                    "reason": f"{type(e).__name__}: {str(e)[:300]}"})
         bar.update(1)
 
 
@@ -338,8 +363,8 @@ def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int 
             pass  # stale lock from a killed sweep
     lock.write_text(str(os.getpid()))
     try:
-        atomic_write_json(out / "sweep.json", {"jobs": [{"id": j.id, "experiment": j.experiment, "preset": j.preset,
-                                                         "assignments": list(j.assignments)} for j in jobs]})
+        atomic_write(out / "sweep.json", {"jobs": [{"id": j.id, "experiment": j.experiment, "preset": j.preset,
+                                                    "assignments": list(j.assignments)} for j in jobs]})
         todo, notes, skipped = [], [], 0
         for job in jobs:
             state, why = job_state(job)

@@ -1,0 +1,144 @@
+"""Ensembles: E members of one architecture evaluated as one computation (torch.func's model-ensembling recipe).
+
+``Ensemble(members)`` stacks the members' trainable parameters along a new leading axis and evaluates every
+member at once with ``vmap`` over ``functional_call``. Members are plain modules, ``AlphaScaled`` wrappers (any
+alpha and centre per member) or ``Linearized`` wrappers, all of one architecture; a member's output is computed
+with its wrapper's own output map (:func:`alpha_output`, :func:`linear_output`), so member k of an ensemble is
+the module it was built from, evaluated in a batch.
+
+The stacked parameters are the ensemble's state while it trains: ``member(k)`` copies row k back into member k's
+module and returns that module. A single member is evaluated without ``vmap`` (plain ``functional_call``), so an
+ensemble of one accepts any module that ``functional_call`` accepts; ``lazyhasty.train`` trains every model as an
+ensemble of one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from .regimes import AlphaScaled, Linearized, _InputCache, _Regime, alpha_output, cached_f0, linear_output
+
+
+def _network(member: nn.Module) -> nn.Module:
+    return member.model if isinstance(member, _Regime) else member
+
+
+def _structure(net: nn.Module) -> list[tuple]:
+    params = [("parameter", n, tuple(p.shape), p.dtype, p.device, p.requires_grad) for n, p in net.named_parameters()]
+    buffers = [("buffer", n, tuple(b.shape), b.dtype, b.device) for n, b in net.named_buffers()]
+    return [type(net).__name__, *params, *buffers]
+
+
+class Ensemble(nn.Module):
+    """E members of one architecture, evaluated together: ``forward(x)`` maps x (n, ...) to (E, n, ...).
+
+    Args:
+        members: modules of the same structure (class, parameter and buffer names, shapes, dtypes, devices):
+            plain modules, :class:`AlphaScaled` with any alpha and centre per member, or all :class:`Linearized`
+            (a linearized member's output is computed differently, so it cannot share an ensemble with others).
+            Build paired members with ``seeded`` and ``fork``: member k then starts from exactly the theta0 of the
+            single run with the same seed.
+    Attributes:
+        alphas: (E,) each member's alpha (1 for plain and Linearized members).
+        params: the stacked trainable parameters, one (E, *shape) tensor per parameter of the architecture.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], cache_size: int = 4):
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        for k, m in enumerate(members):
+            if not isinstance(m, nn.Module) or isinstance(m, Ensemble):
+                raise TypeError(f"member {k} must be a module (not an Ensemble), got {type(m).__name__}")
+        linear = [isinstance(m, Linearized) for m in members]
+        if any(linear) and not all(linear):
+            raise ValueError("Linearized members cannot share an ensemble with plain or AlphaScaled members (their "
+                             "outputs are computed differently): train them as an ensemble of their own")
+        nets = [_network(m) for m in members]
+        ref = _structure(nets[0])
+        for k, net in enumerate(nets[1:], 1):
+            s = _structure(net)
+            if s != ref:
+                diff = next((a, b) for a, b in zip([*ref, None], [*s, None]) if a != b)
+                raise ValueError(f"member {k} does not have member 0's structure: {diff[1]} vs {diff[0]}")
+        self.members = nn.ModuleList(members)
+        self.linear, self.plain = all(linear), not any(isinstance(m, _Regime) for m in members)
+        self._names = [n for n, p in nets[0].named_parameters() if p.requires_grad]
+        self._const_names = [n for n, p in nets[0].named_parameters() if not p.requires_grad]
+        self._const_names += [n for n, _ in nets[0].named_buffers()]
+
+        def stack(tensors):
+            return torch.stack([t.detach() for t in tensors]).clone()
+
+        self.params = nn.ParameterList([nn.Parameter(stack(dict(net.named_parameters())[n] for net in nets))
+                                        for n in self._names])
+        for i, n in enumerate(self._names):  # theta0: the wrapper's frozen copy, or a plain member's parameters now
+            self.register_buffer(f"theta0_{i}", stack(m.params0()[n] if isinstance(m, _Regime)
+                                                      else dict(m.named_parameters())[n] for m in members))
+        for i, n in enumerate(self._const_names):  # frozen parameters and buffers: constants of the computation
+            self.register_buffer(f"const_{i}", stack({**dict(net.named_parameters()), **dict(net.named_buffers())}[n]
+                                                     for net in nets))
+        dtype = self.params[0].dtype if len(self.params) else torch.get_default_dtype()
+        self.register_buffer("alphas", torch.tensor([float(getattr(m, "alpha", 1.0)) for m in members], dtype=dtype))
+        self.register_buffer("c", torch.tensor([m.c if isinstance(m, AlphaScaled) else 1.0 for m in members],
+                                               dtype=dtype))
+        self._cache = _InputCache(cache_size)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    # -- stacked state ----------------------------------------------------------------------------------
+    def stacked_params(self) -> dict[str, torch.Tensor]:
+        """The trainable parameters, {name: (E, *shape)}, with the architecture's names."""
+        return dict(zip(self._names, self.params))
+
+    def stacked_params0(self) -> dict[str, torch.Tensor]:
+        """theta0 of every member, {name: (E, *shape)}."""
+        return {n: getattr(self, f"theta0_{i}") for i, n in enumerate(self._names)}
+
+    def params0(self, k: int) -> dict[str, torch.Tensor]:
+        """theta0 of member k, named as ``member(k).named_parameters()`` names them."""
+        prefix = "model." if isinstance(self.members[k], _Regime) else ""
+        return {prefix + n: p0[k] for n, p0 in self.stacked_params0().items()}
+
+    def member(self, k: int) -> nn.Module:
+        """Member k as the module it was built from (its own type), holding its current parameters."""
+        named = dict(_network(self.members[k]).named_parameters())
+        with torch.no_grad():
+            for n, p in zip(self._names, self.params):
+                named[n].copy_(p[k])
+        return self.members[k]
+
+    # -- evaluation -------------------------------------------------------------------------------------
+    def _fn(self, args: tuple, kwargs: dict) -> Callable[[dict], torch.Tensor]:
+        """{name: (E, *shape)} -> stacked network outputs (E, n, ...) on the given inputs."""
+        net = _network(self.members[0])  # the template: functional_call swaps every tensor it uses
+        consts = {n: getattr(self, f"const_{i}") for i, n in enumerate(self._const_names)}
+
+        def one(p, c):
+            return functional_call(net, (p, c), args, kwargs)
+
+        if len(self) == 1:  # no vmap: an ensemble of one runs any module functional_call runs
+            return lambda P: one({n: v[0] for n, v in P.items()}, {n: v[0] for n, v in consts.items()})[None]
+        return lambda P: vmap(one)(P, consts)
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        fn, P0 = self._fn(args, kwargs), self.stacked_params0()
+        if self.linear:
+            delta = {n: p - P0[n] for n, p in self.stacked_params().items()}
+            return linear_output(self._cache, fn, P0, delta, args, kwargs, self.training)
+        f = fn(self.stacked_params())  # (E, n, ...)
+        if self.plain:
+            return f
+        f0 = cached_f0(self._cache, fn, P0, args, kwargs, self.training)
+        shape = (-1, *([1] * (f.ndim - 1)))
+        return alpha_output(f, f0, self.alphas.view(shape), self.c.view(shape))
+
+    def _apply(self, fn, *a, **k):  # .to(), .double(): cached outputs are stale afterwards
+        self._cache.clear()
+        return super()._apply(fn, *a, **k)
