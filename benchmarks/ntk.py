@@ -35,6 +35,7 @@ from lazyhasty import (  # noqa: E402
     SGD,
     AlphaScaled,
     LinearityProbe,
+    ProbeContext,
     Schedule,
     Split,
     Stop,
@@ -42,7 +43,6 @@ from lazyhasty import (  # noqa: E402
     seeded,
     train,
 )
-from lazyhasty.dynamics.probes import ProbeContext  # noqa: E402
 
 WIDTHS = [784, 512, 512, 10]
 

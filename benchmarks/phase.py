@@ -11,24 +11,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import time
 
 import torch
 
-from lazyhasty.dynamics.ensemble import Ensemble, train_ensemble
-from lazyhasty.dynamics.losses import SoftHinge
-from lazyhasty.dynamics.probes import Schedule, loss_probe
-from lazyhasty.dynamics.train import Stop
-from lazyhasty.experiments.phase import PRESETS, factory, load_task, stepper
+from lazyhasty import Schedule, SoftHinge, Stop, loss_probe, train
+from lazyhasty.experiments.phase import PRESETS, cell_ensemble, load_task, stepper
 
 
 def one(cfg, h, sa, seeds, steps, train_set) -> float:
-    ens = Ensemble(factory(cfg, h, tuple(train_set.x.shape[1:])), seeds, sa / math.sqrt(h), center="zero")
+    cfg = dataclasses.replace(cfg, seed=seeds[0], seeds=len(seeds))
+    ens = cell_ensemble(cfg, h, sa, tuple(train_set.x.shape[1:]))
     t0 = time.perf_counter()
-    train_ensemble(ens, train_set, loss=SoftHinge(cfg.hinge_beta), stepper=stepper(cfg, sa),
-                   stop=Stop(max_steps=steps), probes=(loss_probe,),
-                   schedule=Schedule(milestone_ratio=None, points_per_decade=0), progress=False)
+    train(ens, train_set, loss=SoftHinge(cfg.hinge_beta), stepper=stepper(cfg, sa), stop=Stop(max_steps=steps),
+          probes=(loss_probe,), schedule=Schedule(milestone_ratio=None, points_per_decade=0), progress=False)
     return time.perf_counter() - t0
 
 

@@ -54,8 +54,9 @@ def test_unwritable_output_folder(capsys, tmp_path):
     assert code == 2 and "cannot write to output folder" in err and err.count("\n") == 1
 
 
-def test_demo_run_writes_records_and_report(capsys, tmp_path):
-    code, out, err = run_cli(capsys, "run", "demo", "--out", str(tmp_path), "--set", "max_steps=60",
+def test_demo_run_writes_records_and_report(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAZYHASTY_TENSORBOARD", "")  # restored after the test: --tensorboard sets it
+    code, out, err = run_cli(capsys, "run", "demo", "--out", str(tmp_path), "--set", "max_steps=60", "--tensorboard",
                              "--set", "n_train=40", "--set", "widths=16,16", "--set", "dtype=float64")
     assert code == 0, err
     for f in ("experiment.json", "summary.json", "summary.txt", "report.md", "loss_curves.png", "loss_curves.pdf"):
@@ -64,6 +65,7 @@ def test_demo_run_writes_records_and_report(capsys, tmp_path):
         assert json.loads((tmp_path / rid / "status.json").read_text())["status"] == "complete"
         cfg = json.loads((tmp_path / rid / "config.json").read_text())
         assert cfg["widths"] == [16, 16] and cfg["max_steps"] == 60
+        assert list((tmp_path / rid / "tensorboard").glob("events.out.tfevents.*"))  # --tensorboard
     m1 = pd.read_parquet(tmp_path / "alpha=1" / "trace.parquet")
     m100 = pd.read_parquet(tmp_path / "alpha=100" / "trace.parquet")
     assert m1["loss"].iloc[0] == m100["loss"].iloc[0]  # forked: same theta0, same initial loss

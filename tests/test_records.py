@@ -59,3 +59,43 @@ def test_unwritable_output_is_a_usage_error(tmp_path):
         prepare_output(blocker / "sub")
     atomic_write(tmp_path / "x.json", {"a": 1})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}
+
+
+def scalars_as_tensorboard_shows_them(folder):
+    """{tag: {step: value}} read back through TensorBoard's own data provider (what its Scalars tab plots)."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(folder))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(folder))
+    data = provider.read_scalars(context.RequestContext(), experiment_id="", plugin_name="scalars",
+                                 downsample=10**9, run_tag_filter=None)
+    (run,) = data.values()
+    return {tag: {d.step: d.value for d in series} for tag, series in run.items()}
+
+
+def test_tensorboard_sink_has_every_scalar_of_the_parquet_record(tmp_path):
+    """The second record sink: the same run written as Parquet and as TensorBoard events, compared value by value."""
+    import torch
+
+    from lazyhasty import GD, MLP, LinearityProbe, Schedule, Stop, loss_probe, seeded, train, yinyang
+
+    data = yinyang(40, seed=1, dtype=torch.float64)
+    rec = RunRecord(tmp_path / "run", tensorboard=True).start({"lr": 0.3})
+    train(seeded(lambda: MLP([2, 8, 1]).double(), 0), data, loss="bce", stepper=GD(0.3), stop=Stop(max_steps=40),
+          schedule=Schedule(milestone_ratio=0.9), record=rec, splits={"test": yinyang(30, seed=2, dtype=torch.float64)},
+          probes=(loss_probe, LinearityProbe(data.x[:10], signs=False)))
+    tb = scalars_as_tensorboard_shows_them(tmp_path / "run" / "tensorboard")
+    metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
+    trace = pd.read_parquet(tmp_path / "run" / "trace.parquet")
+    expected: dict[str, dict[int, float]] = {}
+    for r in metrics.itertuples(index=False):
+        expected.setdefault(f"{r.split}/{r.group}/{r.metric}", {})[int(r.step)] = r.value
+    for r in metrics.dropna(subset=["milestone"]).itertuples(index=False):
+        expected.setdefault("progress/milestone", {})[int(r.step)] = float(r.milestone)
+    for name in ("loss", "t", "dt"):
+        expected[f"trace/{name}"] = dict(zip(trace.step.astype(int), trace[name]))
+    assert len(expected["progress/milestone"]) >= 3 and len(expected["trace/loss"]) == 41
+    assert tb == expected  # every tag, step and value, exactly (stored in float64)

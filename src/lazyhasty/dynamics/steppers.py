@@ -42,9 +42,19 @@ def per_member(values, like: torch.Tensor) -> torch.Tensor:
     return (t if t.dtype == torch.bool else t.to(like.dtype)).view(-1, *([1] * (like.ndim - 1)))
 
 
-def _sq_norms(ts: list[torch.Tensor]) -> torch.Tensor:
-    """Squared norm of each member's slice of a list of stacked tensors, (E,) in float64."""
-    return sum(t.detach().flatten(1).double().pow(2).sum(1) for t in ts)
+def _flat(ts: list[torch.Tensor]) -> torch.Tensor:
+    """A list of stacked tensors as one (E, P) matrix: member k's row holds all of its numbers."""
+    return torch.cat([t.detach().flatten(1) for t in ts], dim=1)
+
+
+def _axpy(ys: list[torch.Tensor], xs: list[torch.Tensor], a) -> None:
+    """y += a_k x_k in place for every member k; ``a``: (E,) numbers (one member: plain foreach arithmetic)."""
+    if np.size(a) == 1:
+        torch._foreach_add_(ys, xs, alpha=float(np.asarray(a).reshape(-1)[0]))
+        return
+    a = torch.as_tensor(a, dtype=ys[0].dtype, device=ys[0].device)
+    for y, x in zip(ys, xs):
+        y.add_(x * a.view(-1, *([1] * (x.ndim - 1))))
 
 
 class Stepper:
@@ -184,12 +194,14 @@ class _AdaptiveFlow(Stepper):
         saved_v = [v.clone() for v in state.get("v", [])]
         self._propose(params, cur.grads, dt, state)
         new = evaluate()
-        g0, g1 = _sq_norms(cur.grads).sqrt(), _sq_norms(new.grads).sqrt()
-        diff = _sq_norms([a - b for a, b in zip(new.grads, cur.grads)])
-        dgrad = torch.where(g0 * g1 > 0, diff / (g0 * g1), 0.0)
-        dout = (new.out - cur.out).abs().flatten(1).amax(1) if new.out[0].numel() else torch.zeros_like(new.loss)
-        dgrad, dout, finite, live = torch.stack([dgrad, dout.double(), torch.isfinite(new.loss).double(),
-                                                 cur.live.double()]).cpu().numpy()  # one host sync per trial
+        G0, G1 = _flat(cur.grads), _flat(new.grads)  # (E, P)
+        norms = torch.linalg.vector_norm(torch.stack([G0, G1, G1 - G0]), dim=2, dtype=torch.float64)  # (3, E)
+        dout = (new.out - cur.out).flatten(1).abs().amax(1) if new.out[0].numel() else torch.zeros_like(new.loss)
+        checks = torch.cat([norms, torch.stack([dout.double(), torch.isfinite(new.loss).double(),
+                                                cur.live.double()])]).cpu().numpy()  # one host sync per trial
+        g0, g1, d, dout, finite, live = checks
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dgrad = np.where(g0 * g1 > 0, d**2 / (g0 * g1), 0.0)
         ok = (finite > 0) & (dgrad <= self.max_dgrad) & (dout <= self.max_dout)
         accept = ok | (dt / self.shrink < self.min_dt) | (live == 0)  # stopped members do not move anyway
         low = self.max_dgrad / 2 if self.min_dgrad is None else self.min_dgrad
@@ -198,7 +210,11 @@ class _AdaptiveFlow(Stepper):
         state["dt"] = np.where(live > 0, grown, state["dt"])
         state["accepted"] += accept & (live > 0)
         state["rejected"] += ~accept
-        if not accept.all():
+        if not accept.any():  # every member stays where it was
+            with torch.no_grad():
+                torch._foreach_copy_([*params, *state.get("v", [])], [*saved, *saved_v])
+            new = cur
+        elif not accept.all():
             keep = torch.as_tensor(accept, device=new.loss.device)
             with torch.no_grad():
                 for p, s in zip([*params, *state.get("v", [])], [*saved, *saved_v]):
@@ -223,8 +239,7 @@ class GradientFlow(_AdaptiveFlow):
 
     def _propose(self, params, g, dt, state):
         with torch.no_grad():
-            for p, gp in zip(params, g):
-                p.sub_(gp * per_member(dt, gp))
+            _axpy(params, g, -dt)
 
 
 @dataclass
@@ -249,9 +264,14 @@ class MomentumFlow(_AdaptiveFlow):
         a = np.exp(-dt / self.tau)
         c_v = self.tau * (1 - a)  # weight of v_0 in the position update
         with torch.no_grad():
-            for p, v, gp in zip(params, state["v"], g):
-                p.add_(v * per_member(c_v, v)).sub_(gp * per_member(dt - c_v, gp))
-                v.mul_(per_member(a, v)).sub_(gp * per_member(1 - a, gp))
+            _axpy(params, state["v"], c_v)
+            _axpy(params, g, -(dt - c_v))
+            if np.size(a) == 1:
+                torch._foreach_mul_(state["v"], float(a[0]))
+            else:
+                for v in state["v"]:
+                    v.mul_(per_member(a, v))
+            _axpy(state["v"], g, -(1 - a))
 
 
 STEPPERS = {"gd": GD, "sgd": SGD, "gradient_flow": GradientFlow, "momentum_flow": MomentumFlow}

@@ -198,47 +198,48 @@ def train(
     loss = get_loss(loss)
     schedule = schedule or Schedule()
     splits = {"train": train_set, **(splits or {})}
-    params = list(ens.params)
-    inv_alpha2 = 1.0 / ens.alphas**2  # (E,): eta / alpha^2, the one place the rule lives
+    params = ens.params
+    inv_alpha2 = 1.0 / ens.alphas**2  # (E,): eta / alpha^2, the one place the rule lives (see evaluate)
     live = torch.ones(E, dtype=torch.bool, device=inv_alpha2.device)
+    weight = inv_alpha2.clone()  # 1 / alpha_k^2 for a member still training, 0 once it has stopped
     state = stepper.init_state(params)
     batches = stepper.batches(n, torch.Generator().manual_seed(int(data_seed)))
     smooth = schedule.smoothing if schedule.smoothing is not None else (0.0 if stepper.full_batch else 0.9)
 
     def per_example(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(E, m, ...) outputs and (m, ...) targets -> (E, m) losses."""
+        """(E, m, ...) outputs and (m, ...) targets -> (E m,) losses, member by member."""
         m = y.shape[0]
-        per = loss(out.reshape(E * m, *out.shape[2:]), y.repeat(E, *([1] * (y.ndim - 1))))
+        per = loss(out.flatten(0, 1), y if E == 1 else y.expand(E, *y.shape).flatten(0, 1))
         if per.shape != (E * m,):
             raise ValueError(f"loss {type(loss).__name__} returned shape {tuple(per.shape)} for {m} examples; a "
                              "loss must return one value per example")
-        return per.view(E, m)
+        return per
 
-    def mean_loss(per: torch.Tensor, index) -> torch.Tensor:
+    def example_weights(m: int, index) -> torch.Tensor:
+        """(E, m): each example's weight in its member's mean loss (1/m, or w_i / sum w over the batch)."""
         if weights is None:
-            return per.mean(1)
+            return torch.full((E, m), 1.0 / m, dtype=inv_alpha2.dtype, device=inv_alpha2.device)
         w = weights if index is None else weights[:, index]
-        return (per * w).sum(1) / w.sum(1).clamp_min(1e-12)
+        return w / w.sum(1, keepdim=True).clamp_min(1e-12)
 
     def evaluate(index: torch.Tensor | None = None) -> Evaluation:
         """Every member at once. Stopped or diverged members are masked out of everything a stepper sees (loss,
         gradients, outputs), so that one member's NaN never reaches another's update."""
         x, y = (train_set.x, train_set.y) if index is None else (train_set.x[index], train_set.y[index])
         out = ens(x)  # (E, m, ...)
-        per = per_example(out, y)  # (E, m)
-        mean = mean_loss(per, index)  # (E,)
-        objective = mean * inv_alpha2 if all_live else torch.where(live, mean * inv_alpha2, 0.0)
-        grads = torch.autograd.grad(objective.sum(), params, allow_unused=True)
-        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
-        out = out.detach()
+        per = per_example(out, y)  # (E m,)
+        w = example_weights(len(y), index)  # (E, m)
+        grads = ens.gradients(per @ (w * weight[:, None]).flatten())  # d/dtheta of sum_k L_k / alpha_k^2, live k
+        per, out = per.detach().view(E, -1), out.detach()
         if not all_live:
             grads = [torch.where(per_member(live, g), g, 0.0) for g in grads]
             out = torch.where(per_member(live, out), out, 0.0)
-        return Evaluation(mean.detach(), grads, out, per.detach(), live.clone(), index)
+        return Evaluation((per * w).sum(1), grads, out, per, live, index)
 
     with torch.no_grad():
         out0 = torch.cat([ens(xb) for xb in train_set.x.split(4096)], dim=1)
-        loss0 = mean_loss(per_example(out0, train_set.y).double(), None).cpu().numpy()
+        per0 = per_example(out0, train_set.y).view(E, n).double()
+        loss0 = (per0 * example_weights(n, None).double()).sum(1).cpu().numpy()
     runs = [_Run(rid, sink, schedule.milestones(float(l0)), float(l0)) for rid, sink, l0 in zip(ids, sinks, loss0)]
     all_live, probe_s, wall0 = True, 0.0, time.perf_counter()
 
@@ -276,13 +277,11 @@ def train(
         nonlocal all_live
         r = runs[k]
         r.live, all_live = False, False
-        live[k] = False
+        live[k], weight[k] = False, 0.0
         with torch.no_grad():
             for t in [*(cur.grads if cur is not None else []), *(v for vs in state.values() if isinstance(vs, list)
                                                                   for v in vs)]:
                 t[k].zero_()
-        if cur is not None:
-            cur.live = live.clone()
         if r.converged is None and stop.has_target and r.status == "complete":
             r.converged = False
         r.info = {key: v[k].item() for key, v in state.items() if isinstance(v, np.ndarray)}
@@ -293,21 +292,24 @@ def train(
                               wall_s=round(r.wall_s, 3), probe_s=round(probe_s, 3), alpha=float(ens.alphas[k]),
                               loss0=r.loss0, ensemble_size=E, **r.info)
 
-    def stop_reason(r: _Run, out: torch.Tensor | None) -> tuple[str, bool | None]:
+    def stop_reason(r: _Run, outputs: Callable[[], torch.Tensor | None]) -> tuple[str, bool | None]:
         if stop.loss_below is not None and r.smoothed < stop.loss_below:
             return f"training loss {r.smoothed:.4g} < {stop.loss_below:g}", True
-        if stop.min_margin is not None and out is not None and \
-                float(loss.margin(out, train_set.y).min()) >= stop.min_margin:
-            return f"every training margin >= {stop.min_margin:g}", True
+        if stop.min_margin is not None:
+            out = outputs()
+            if out is not None and float(loss.margin(out, train_set.y).min()) >= stop.min_margin:
+                return f"every training margin >= {stop.min_margin:g}", True
         if stop.max_steps is not None and r.step >= stop.max_steps:
             return f"reached max_steps = {stop.max_steps}", None
         if stop.max_time is not None and r.t >= stop.max_time:
             return f"reached max_time = {stop.max_time:g}", None
         return "", None
 
+    # the margin target of a minibatch run is checked on the full training set, at measurement points only
+    late = stop.min_margin is not None and not stepper.full_batch
     last_flush = time.perf_counter()
     cur: Evaluation | None = None
-    moved = np.ones(E, dtype=bool)  # members at a point not yet recorded
+    new = list(range(E))  # members at a point not yet recorded
     bar = tqdm(total=stop.max_steps, desc=ids[0] if single else f"ensemble of {E}", leave=False, mininterval=0.5,
                disable=(None if progress is None else not progress), unit="step")
     try:
@@ -316,48 +318,61 @@ def train(
                 cur = evaluate(next(batches))
             if on_step is not None:
                 on_step(cur)
-            losses = cur.loss.double().cpu().numpy()  # one host sync per step
-            todo, ending, new = {}, [], [k for k in np.nonzero(moved)[0] if runs[k].live]
+            losses = cur.loss.tolist()  # one host sync per step
+            todo, ending = {}, []
             for k in new:
-                r = runs[k]
-                r.trace.append((r.step, r.t, float(losses[k]), r.dt))
-                if not math.isfinite(losses[k]):
+                r, value = runs[k], losses[k]
+                r.trace.append((r.step, r.t, value, r.dt))
+                if not math.isfinite(value):
                     r.status, r.reason = "diverged", f"non-finite training loss at step {r.step} (t = {r.t:.4g})"
                     todo[k] = None
                     ending.append(k)
                     continue
-                r.smoothed = losses[k] if smooth == 0 else smooth * r.smoothed + (1 - smooth) * losses[k]
+                r.smoothed = value if smooth == 0 else smooth * r.smoothed + (1 - smooth) * value
                 m = r.milestones.update(r.smoothed) if r.milestones is not None else None
                 if m is not None or schedule.log_step(r.step):
                     todo[k] = m
+                if not late:
+                    r.reason, r.converged = stop_reason(r, lambda k=k, out=cur.out: out[k])
+                    if r.reason:
+                        ending.append(k)
             ctxs = measure(todo) if todo else {}
-            if ctxs:
-                finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in params]).all(0).cpu()
-            for k in (k for k in new if k not in ending):
-                r = runs[k]
-                if k in ctxs and not bool(finite[k]):
-                    r.status, r.reason = "diverged", f"non-finite parameters at step {r.step} (t = {r.t:.4g})"
-                    ending.append(k)
-                    continue
-                out = cur.out[k] if stepper.full_batch else ctxs[k].outputs("train") if k in ctxs else None
-                r.reason, r.converged = stop_reason(r, out)
-                if r.reason:
-                    ending.append(k)
+            if ctxs:  # parameters are checked at measurement points
+                finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in params]).all(0).tolist()
+                for k in ctxs:
+                    if not finite[k] and runs[k].status != "diverged":
+                        r = runs[k]
+                        r.status, r.converged = "diverged", None
+                        r.reason = f"non-finite parameters at step {r.step} (t = {r.t:.4g})"
+                        if k not in ending:
+                            ending.append(k)
+            if late:
+                for k in (k for k in new if k not in ending):
+                    r = runs[k]
+                    ctx = ctxs.get(k)
+                    r.reason, r.converged = stop_reason(r, lambda ctx=ctx: ctx.outputs("train") if ctx else None)
+                    if r.reason:
+                        ending.append(k)
             last = {k: None for k in ending if k not in ctxs}
             if last:
                 measure(last)  # every run is measured at its last point
             for k in ending:
                 finish(k, cur)
-            if not any(r.live for r in runs):
+            if all_live is False and not any(r.live for r in runs):
                 break
             dt, cur = stepper.step(params, cur, evaluate, state)
-            dt = np.broadcast_to(np.asarray(dt, dtype=np.float64), (E,))
-            moved = dt > 0
-            for k in np.nonzero(moved)[0]:
-                r = runs[k]
-                if r.live:
+            if np.isscalar(dt):  # a discrete step: every live member moved by dt
+                new = [k for k, r in enumerate(runs) if r.live]
+                for k in new:
+                    r = runs[k]
+                    r.step, r.t, r.dt = r.step + 1, r.t + dt, dt
+            else:  # one dt per member, 0 where a trial was rejected
+                new = [k for k, (d, r) in enumerate(zip(dt.tolist(), runs)) if d > 0 and r.live]
+                for k in new:
+                    r = runs[k]
                     r.step, r.t, r.dt = r.step + 1, r.t + float(dt[k]), float(dt[k])
-            bar.update(max(r.step for r in runs) - bar.n)
+            if not bar.disable:
+                bar.update(max(r.step for r in runs) - bar.n)
             if time.perf_counter() - last_flush > flush_every_s:
                 for r in runs:
                     if r.live:

@@ -7,9 +7,9 @@ with its wrapper's own output map (:func:`alpha_output`, :func:`linear_output`),
 the module it was built from, evaluated in a batch.
 
 The stacked parameters are the ensemble's state while it trains: ``member(k)`` copies row k back into member k's
-module and returns that module. A single member is evaluated without ``vmap`` (plain ``functional_call``), so an
-ensemble of one accepts any module that ``functional_call`` accepts; ``lazyhasty.train`` trains every model as an
-ensemble of one.
+module and returns that module. An ensemble of one stacks nothing: its parameters are views of its member's own,
+and its member is called as it is (no ``vmap``, the wrapper's own caches), so it accepts any module, trains it in
+place and costs what a plain training step costs; ``lazyhasty.train`` trains every model as an ensemble of one.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Ensemble(nn.Module):
             single run with the same seed.
     Attributes:
         alphas: (E,) each member's alpha (1 for plain and Linearized members).
-        params: the stacked trainable parameters, one (E, *shape) tensor per parameter of the architecture.
+        params: the trainable parameters, one (E, *shape) tensor per parameter of the architecture.
     """
 
     def __init__(self, members: Sequence[nn.Module], cache_size: int = 4):
@@ -71,35 +71,67 @@ class Ensemble(nn.Module):
         self._names = [n for n, p in nets[0].named_parameters() if p.requires_grad]
         self._const_names = [n for n, p in nets[0].named_parameters() if not p.requires_grad]
         self._const_names += [n for n, _ in nets[0].named_buffers()]
+        self._tied = len(list(nets[0].named_parameters(remove_duplicate=False))) > len(list(nets[0].parameters()))
 
-        def stack(tensors):
-            return torch.stack([t.detach() for t in tensors]).clone()
+        def stack(tensors, copy=False):  # an ensemble of one keeps views of its member's tensors
+            tensors = [t.detach() for t in tensors]
+            return tensors[0].clone()[None] if copy and len(tensors) == 1 else \
+                tensors[0][None] if len(tensors) == 1 else torch.stack(tensors).clone()
 
-        self.params = nn.ParameterList([nn.Parameter(stack(dict(net.named_parameters())[n] for net in nets))
-                                        for n in self._names])
+        if len(members) > 1:  # the stacked parameters are the ensemble's own state
+            self._stacked = nn.ParameterList([nn.Parameter(stack(dict(net.named_parameters())[n] for net in nets))
+                                              for n in self._names])
         for i, n in enumerate(self._names):  # theta0: the wrapper's frozen copy, or a plain member's parameters now
-            self.register_buffer(f"theta0_{i}", stack(m.params0()[n] if isinstance(m, _Regime)
-                                                      else dict(m.named_parameters())[n] for m in members))
+            self.register_buffer(f"theta0_{i}", stack([m.params0()[n] if isinstance(m, _Regime)
+                                                       else dict(m.named_parameters())[n] for m in members],
+                                                      copy=not isinstance(members[0], _Regime)))
         for i, n in enumerate(self._const_names):  # frozen parameters and buffers: constants of the computation
-            self.register_buffer(f"const_{i}", stack({**dict(net.named_parameters()), **dict(net.named_buffers())}[n]
-                                                     for net in nets))
-        dtype = self.params[0].dtype if len(self.params) else torch.get_default_dtype()
+            self.register_buffer(f"const_{i}", stack([{**dict(net.named_parameters()), **dict(net.named_buffers()),
+                                                       **(m.buffers0() if isinstance(m, _Regime) else {})}[n]
+                                                      for m, net in zip(members, nets)]))
+        dtype = nets[0].parameters().__next__().dtype if self._names else torch.get_default_dtype()
         self.register_buffer("alphas", torch.tensor([float(getattr(m, "alpha", 1.0)) for m in members], dtype=dtype))
         self.register_buffer("c", torch.tensor([m.c if isinstance(m, AlphaScaled) else 1.0 for m in members],
                                                dtype=dtype))
         self._cache = _InputCache(cache_size)
+        self._lookup: dict = {}  # leaves, theta0 and constants by name, rebuilt after .to()
 
     def __len__(self) -> int:
         return len(self.members)
 
     # -- stacked state ----------------------------------------------------------------------------------
+    def _leaves(self) -> list[torch.Tensor]:
+        """The tensors gradients are taken with respect to: the stacked parameters, or for an ensemble of one the
+        member's own parameters."""
+        if "leaves" not in self._lookup:
+            named = dict(_network(self.members[0]).named_parameters())
+            self._lookup["leaves"] = list(self._stacked) if len(self) > 1 else [named[n] for n in self._names]
+        return self._lookup["leaves"]
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        """The trainable parameters, one (E, *shape) tensor each: what a stepper updates in place. An ensemble of
+        one stacks nothing: these are views of its member's own parameters, which therefore train in place."""
+        leaves = self._leaves()
+        return leaves if len(self) > 1 else [p.detach()[None] for p in leaves]
+
+    def gradients(self, objective: torch.Tensor) -> list[torch.Tensor]:
+        """d objective / d params, shaped like :attr:`params` (zeros for a parameter the objective does not use)."""
+        leaves = self._leaves()
+        grads = torch.autograd.grad(objective, leaves, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(leaves, grads)]
+        return grads if len(self) > 1 else [g[None] for g in grads]
+
     def stacked_params(self) -> dict[str, torch.Tensor]:
-        """The trainable parameters, {name: (E, *shape)}, with the architecture's names."""
-        return dict(zip(self._names, self.params))
+        """The trainable parameters, {name: (E, *shape)}, with the architecture's names (differentiable)."""
+        leaves = self._leaves()
+        return dict(zip(self._names, leaves if len(self) > 1 else [p[None] for p in leaves]))
 
     def stacked_params0(self) -> dict[str, torch.Tensor]:
         """theta0 of every member, {name: (E, *shape)}."""
-        return {n: getattr(self, f"theta0_{i}") for i, n in enumerate(self._names)}
+        if "theta0" not in self._lookup:
+            self._lookup["theta0"] = {n: getattr(self, f"theta0_{i}") for i, n in enumerate(self._names)}
+        return self._lookup["theta0"]
 
     def params0(self, k: int) -> dict[str, torch.Tensor]:
         """theta0 of member k, named as ``member(k).named_parameters()`` names them."""
@@ -108,37 +140,41 @@ class Ensemble(nn.Module):
 
     def member(self, k: int) -> nn.Module:
         """Member k as the module it was built from (its own type), holding its current parameters."""
-        named = dict(_network(self.members[k]).named_parameters())
-        with torch.no_grad():
-            for n, p in zip(self._names, self.params):
-                named[n].copy_(p[k])
+        if len(self) > 1:
+            named = dict(_network(self.members[k]).named_parameters())
+            with torch.no_grad():
+                for n, p in zip(self._names, self._stacked):
+                    named[n].copy_(p[k])
         return self.members[k]
 
     # -- evaluation -------------------------------------------------------------------------------------
     def _fn(self, args: tuple, kwargs: dict) -> Callable[[dict], torch.Tensor]:
-        """{name: (E, *shape)} -> stacked network outputs (E, n, ...) on the given inputs."""
+        """Stacked parameters -> stacked network outputs on the given inputs: {name: (E, *shape)} -> (E, n, ...)."""
         net = _network(self.members[0])  # the template: functional_call swaps every tensor it uses
-        consts = {n: getattr(self, f"const_{i}") for i, n in enumerate(self._const_names)}
+        if "consts" not in self._lookup:
+            self._lookup["consts"] = {n: getattr(self, f"const_{i}") for i, n in enumerate(self._const_names)}
+        consts = self._lookup["consts"]
 
         def one(p, c):
-            return functional_call(net, (p, c), args, kwargs)
+            return functional_call(net, (p, c), args, kwargs, tie_weights=self._tied)
 
-        if len(self) == 1:  # no vmap: an ensemble of one runs any module functional_call runs
-            return lambda P: one({n: v[0] for n, v in P.items()}, {n: v[0] for n, v in consts.items()})[None]
         return lambda P: vmap(one)(P, consts)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        fn, P0 = self._fn(args, kwargs), self.stacked_params0()
+        if len(self) == 1:  # an ensemble of one is its member, called as it is, with a member axis added
+            return self.members[0](*args, **kwargs)[None]
+        P0 = self.stacked_params0()
         if self.linear:
             delta = {n: p - P0[n] for n, p in self.stacked_params().items()}
-            return linear_output(self._cache, fn, P0, delta, args, kwargs, self.training)
-        f = fn(self.stacked_params())  # (E, n, ...)
+            return linear_output(self._cache, self._fn(args, kwargs), P0, delta, args, kwargs, self.training)
+        f = self._fn(args, kwargs)(self.stacked_params())  # (E, n, ...)
         if self.plain:
             return f
-        f0 = cached_f0(self._cache, fn, P0, args, kwargs, self.training)
+        f0 = cached_f0(self._cache, lambda: self._fn(args, kwargs)(P0), args, kwargs, self.training)
         shape = (-1, *([1] * (f.ndim - 1)))
         return alpha_output(f, f0, self.alphas.view(shape), self.c.view(shape))
 
-    def _apply(self, fn, *a, **k):  # .to(), .double(): cached outputs are stale afterwards
+    def _apply(self, fn, *a, **k):  # .to(), .double(): cached outputs and tensors are stale afterwards
         self._cache.clear()
+        self._lookup.clear()
         return super()._apply(fn, *a, **k)

@@ -91,17 +91,21 @@ def alpha_output(f: torch.Tensor, f0: torch.Tensor, alpha, c) -> torch.Tensor:
     The one place this formula lives: :class:`AlphaScaled` uses it with numbers, :class:`Ensemble` with one alpha
     and c per member (tensors shaped to broadcast over the member axis).
     """
+    if isinstance(c, (int, float)):  # one member: c is 1 (keep) or 0 (zero); no multiplication by a constant
+        return f0 + alpha * (f - f0) if c else alpha * (f - f0)
     return c * f0 + alpha * (f - f0)
 
 
-def cached_f0(cache: _InputCache, fn: Callable, params0, args: tuple, kwargs: dict, training: bool) -> torch.Tensor:
-    """fn(params0) without gradients, remembered per input batch (see :class:`_InputCache`)."""
+def cached_f0(cache: _InputCache, compute: Callable[[], torch.Tensor], args: tuple, kwargs: dict,
+              training: bool) -> torch.Tensor:
+    """f_theta0 on the inputs ``args``: ``compute()`` without gradients, remembered per input batch (see
+    :class:`_InputCache`), so a full-batch step evaluates the network once, not twice."""
     cacheable = _InputCache.cacheable(args, kwargs)
     entry = cache.get(args, kwargs, training) if cacheable else None
     if entry is not None and "f0" in entry:
         return entry["f0"]
     with torch.no_grad():
-        out = fn(params0)
+        out = compute()
     if cacheable:
         entry = entry if entry is not None else {}
         entry["f0"] = out
@@ -168,7 +172,7 @@ class _Regime(nn.Module):
 
     def f0(self, *args, **kwargs) -> torch.Tensor:
         """f_theta0(x): the wrapped model at its initial parameters, without gradients (cached per batch)."""
-        return cached_f0(self._cache, self._fn(args, kwargs), self.params0(), args, kwargs, self.training)
+        return cached_f0(self._cache, lambda: self._fn(args, kwargs)(self.params0()), args, kwargs, self.training)
 
     def _apply(self, fn, *a, **k):  # .to(), .double(), .cuda(): cached outputs are stale afterwards
         self._cache.clear()
