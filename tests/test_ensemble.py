@@ -149,7 +149,7 @@ def test_linearized_ensemble_against_explicit_jacobians(gen):
             net = seeded(factory, s)
             p0 = {n: p.detach() for n, p in net.named_parameters()}
             J = jacrev(lambda p, net=net: functional_call(net, p, (x,)))(p0)
-            delta = {n: ens.stacked_params()[n][k] - p0[n] for n in p0}
+            delta = {n: stacked[k] - p0[n] for n, stacked in zip(p0, ens.params)}
             ref = functional_call(net, p0, (x,)) + sum(J[n].reshape(20, 1, -1) @ delta[n].reshape(-1) for n in p0)
             torch.testing.assert_close(out[k], ref, rtol=1e-12, atol=1e-14)
 

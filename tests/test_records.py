@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from lazyhasty.runs import RunRecord, atomic_write, load_runs
+from lazyhasty import RunRecord, atomic_write, load_runs
 from lazyhasty.runs.output import prepare_output
 
 

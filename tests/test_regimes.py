@@ -66,11 +66,11 @@ def test_linearized_equals_explicit_taylor_model(gen, path):
     expected = f0 + torch.einsum("ncp,p->nc", J, delta)
     if path == "cached-linearize":
         lin(x)  # first sighting: jvp path; second: the reusable linearisation
-        assert lin._cache.get((x,), {}, lin.training) is not None
+        assert lin._cache.entry((x,), {}, lin.training).get("seen")
     xin = x.clone().requires_grad_(True) if path == "grad-input" else x
     out = lin(xin)
     if path == "cached-linearize":
-        assert "jvp_fn" in lin._cache.get((x,), {}, lin.training)
+        assert "jvp_fn" in lin._cache.entry((x,), {}, lin.training)
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
     w = torch.randn(out.shape, generator=gen, dtype=torch.float64)
     grads = torch.autograd.grad((out * w).sum(), [dict(lin.model.named_parameters())[k] for k in names])

@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
+from lazyhasty import ResNet18
 from lazyhasty.data.images import DatasetError
 from lazyhasty.data.spurious import celeba, plant, spurious_fashion_mnist, waterbirds
-from lazyhasty.models import ResNet18
 from lazyhasty.models.pretrained import FrozenBatchNorm2d, freeze_batchnorm, load_pretrained
 from test_fmnist_experiments import data_root  # noqa: F401  (fixture: real data or IDX fixtures)
 

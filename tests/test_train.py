@@ -10,6 +10,7 @@ import torch
 
 from lazyhasty import (
     GD,
+    MLP,
     SGD,
     AlphaScaled,
     GradientFlow,
@@ -24,7 +25,6 @@ from lazyhasty import (
     train,
     yinyang,
 )
-from lazyhasty.models import MLP
 
 
 @pytest.fixture

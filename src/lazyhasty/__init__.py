@@ -11,62 +11,26 @@ try:
 except _metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
     __version__ = "unknown"
 
-from .data import DatasetError, Groups, Split, yinyang  # noqa: E402
-from .dynamics import (  # noqa: E402
-    BCE,
-    GD,
-    MSE,
-    SGD,
-    CrossEntropy,
-    GradientFlow,
-    Hinge,
-    LinearityProbe,
-    Milestones,
-    MomentumFlow,
-    ProbeContext,
-    QuadraticHinge,
-    RecordSink,
-    Schedule,
-    SoftHinge,
-    Stop,
-    TrainResult,
-    estimate_cscores,
-    fork,
-    get_loss,
-    learning_speed,
-    loss_probe,
-    parameter_distance_probe,
-    seeded,
-    train,
-)
-from .errors import UsageError  # noqa: E402
-from .metrics import (  # noqa: E402
-    at_equal_progress,
-    broken_power_law,
-    consistent,
-    crossing_time,
-    kernel_alignment,
-    kernel_distance,
-    kernel_target_alignment,
-    ntk_gram,
-    parameter_distance,
-    power_law,
-    representation_alignment,
-    seed_bootstrap,
-    sign_similarity,
-)
-from .models import (  # noqa: E402
-    CNN,
-    MLP,
-    AlphaScaled,
-    Ensemble,
-    Linearized,
-    ResNet18,
-    freeze_batchnorm,
-    load_pretrained,
-    regime_alpha,
-)
-from .runs import RunRecord, TensorBoardSink, atomic_write, config_jobs, load_runs, run_sweep  # noqa: E402
+# ruff: noqa: E402
+from .data import DatasetError, Groups, Split, yinyang
+from .dynamics.cscores import estimate_cscores, learning_speed
+from .dynamics.losses import BCE, MSE, CrossEntropy, Hinge, QuadraticHinge, SoftHinge, get_loss
+from .dynamics.probes import LinearityProbe, Milestones, ProbeContext, Schedule, loss_probe, parameter_distance_probe
+from .dynamics.steppers import GD, SGD, GradientFlow, MomentumFlow
+from .dynamics.train import RecordSink, Stop, TrainResult, fork, seeded, train
+from .errors import UsageError
+from .metrics.alignment import kernel_alignment, kernel_distance, kernel_target_alignment
+from .metrics.linearity import parameter_distance, representation_alignment, sign_similarity
+from .metrics.ntk import ntk_gram
+from .metrics.progress import at_equal_progress
+from .metrics.scaling import broken_power_law, consistent, crossing_time, power_law, seed_bootstrap
+from .models.cnn import CNN, ResNet18
+from .models.ensemble import Ensemble
+from .models.mlp import MLP
+from .models.pretrained import freeze_batchnorm, load_pretrained
+from .models.regimes import AlphaScaled, Linearized, regime_alpha
+from .runs.records import RunRecord, TensorBoardSink, atomic_write, load_runs
+from .runs.sweep import config_jobs, run_sweep
 
 __all__ = [
     # regimes, ensembles and models

@@ -40,10 +40,12 @@ def _tensorboard(on: bool) -> None:
 
 def _run(name: str, preset: str | None, sets: list[str], out: str | None) -> int:
     from .config import override, to_dict
-    from .experiments import get_experiment
-    from .runs import atomic_write, environment, prepare_output
+    from .experiments import REGISTRY
+    from .runs.output import prepare_output
+    from .runs.records import atomic_write, environment
+    from .runs.sweep import get_experiment
 
-    exp = get_experiment(name)
+    exp = get_experiment(REGISTRY, name)
     preset = preset or exp.default_preset
     cfg = override(exp.preset(preset), sets)
     out_dir = prepare_output(out or Path("runs") / name)
@@ -144,9 +146,10 @@ def _cmd_report(args) -> int:
 
 def _cmd_show(args) -> int:
     from .config import to_dict
-    from .experiments import get_experiment
+    from .experiments import REGISTRY
+    from .runs.sweep import get_experiment
 
-    exp = get_experiment(args.experiment)
+    exp = get_experiment(REGISTRY, args.experiment)
     print(json.dumps(to_dict(exp.preset(args.preset or exp.default_preset)), indent=2))
     return 0
 

@@ -64,6 +64,17 @@ def _parse(text: str, tp: Any, key: str) -> Any:
     raise UsageError(f"{key}: cannot set a value of type {tp} from the command line")
 
 
+def split_assignment(text: str, cls, what: str = "key", usage: str = "--set expects key=value") -> tuple[str, str]:
+    """``"key=value"`` -> (key, value) for a field ``key`` of the config dataclass ``cls``, else UsageError."""
+    if "=" not in text:
+        raise UsageError(f"{usage}, got {text!r}")
+    key, value = (part.strip() for part in text.split("=", 1))
+    names = [f.name for f in dataclasses.fields(cls)]
+    if key not in names:
+        raise UsageError(f"unknown {what} {key!r}; valid keys: {', '.join(names)}")
+    return key, value
+
+
 def override(config: Any, assignments: typing.Iterable[str]) -> Any:
     """A copy of the frozen dataclass ``config`` with ``key=value`` assignments applied and type-checked.
 
@@ -71,16 +82,10 @@ def override(config: Any, assignments: typing.Iterable[str]) -> Any:
     whatever the config's own validation (``__post_init__``) raises as ``ValueError``, re-raised as UsageError.
     """
     hints = get_type_hints(type(config))
-    names = [f.name for f in dataclasses.fields(config)]
     changes = {}
     for a in assignments:
-        if "=" not in a:
-            raise UsageError(f"--set expects key=value, got {a!r}")
-        key, text = a.split("=", 1)
-        key = key.strip()
-        if key not in names:
-            raise UsageError(f"unknown key {key!r}; valid keys: {', '.join(names)}")
-        changes[key] = _parse(text.strip(), hints[key], key)
+        key, text = split_assignment(a, type(config))
+        changes[key] = _parse(text, hints[key], key)
     try:
         return dataclasses.replace(config, **changes)
     except (ValueError, TypeError) as e:

@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from .runs import atomic_write
+from .runs.records import atomic_write
 
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}

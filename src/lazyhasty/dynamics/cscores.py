@@ -59,8 +59,8 @@ def estimate_cscores(split: Split, model_fn: Callable[[], nn.Module], ratios: Se
     ens = Ensemble([seeded(model_fn, seed * 1000 + m) for m in range(len(members))]).to(split.x.device)
     steps = epochs * _epoch_steps(n, batch_size)
     train(ens, split, loss="cross_entropy", stepper=SGD(lr, momentum=momentum, batch_size=batch_size),
-                   stop=Stop(max_steps=steps), probes=(), schedule=Schedule(points_per_decade=0, milestone_ratio=None),
-                   data_seed=seed, weights=weights.to(split.x.device), progress=progress)
+          stop=Stop(max_steps=steps), probes=(), schedule=Schedule(points_per_decade=0, milestone_ratio=None),
+          data_seed=seed, weights=weights.to(split.x.device), progress=progress)
     ens.eval()
     with torch.no_grad():
         out = torch.cat([ens(xb) for xb in split.x.split(2048)], dim=1)  # (E, n, C)
@@ -84,31 +84,22 @@ def estimate_cscores(split: Split, model_fn: Callable[[], nn.Module], ratios: Se
     return {"scores": scores, "per_ratio": per_ratio, "held_out_counts": counts, "ratios": list(ratios)}
 
 
-class _CorrectnessProbe:
-    """Accumulates each training example's correctness at every measurement, per run."""
-
-    def __init__(self):
-        self.sum: dict[str, np.ndarray] = {}
-        self.count: dict[str, int] = {}
-
-    def __call__(self, ctx):
-        if ctx.step == 0:
-            return []
-        c = ctx.loss.correct(ctx.outputs("train"), ctx.splits["train"].y).double().cpu().numpy()
-        self.sum[ctx.run_id] = self.sum.get(ctx.run_id, 0) + c
-        self.count[ctx.run_id] = self.count.get(ctx.run_id, 0) + 1
-        return []
-
-
 def learning_speed(split: Split, model_fn: Callable[[], nn.Module], epochs: int = 5, seeds: Sequence[int] = (0, 1),
                    lr: float = 0.05, momentum: float = 0.9, batch_size: int = 128,
                    progress: bool | None = None) -> np.ndarray:
     """Mean correctness of each training example over per-epoch checkpoints and seeds, shape (n,)."""
-    probe = _CorrectnessProbe()
+    seen: dict[str, list[np.ndarray]] = {}
+
+    def correctness(ctx):  # each training example's correctness at every checkpoint after the first
+        if ctx.step:
+            y = ctx.splits["train"].y
+            seen.setdefault(ctx.run_id, []).append(ctx.loss.correct(ctx.outputs("train"), y).double().cpu().numpy())
+        return []
+
     ens = Ensemble([seeded(model_fn, s) for s in seeds]).to(split.x.device)
     per_epoch = _epoch_steps(len(split), batch_size)
     train(ens, split, loss="cross_entropy", stepper=SGD(lr, momentum=momentum, batch_size=batch_size),
-                   stop=Stop(max_steps=epochs * per_epoch), probes=(probe,),
-                   schedule=Schedule(points_per_decade=0, milestone_ratio=None, every=per_epoch),
-                   run_id=[f"seed{s}" for s in seeds], progress=progress)
-    return np.mean([probe.sum[k] / probe.count[k] for k in probe.sum], axis=0)
+          stop=Stop(max_steps=epochs * per_epoch), probes=(correctness,),
+          schedule=Schedule(points_per_decade=0, milestone_ratio=None, every=per_epoch),
+          run_id=[f"seed{s}" for s in seeds], progress=progress)
+    return np.mean([np.mean(v, axis=0) for v in seen.values()], axis=0)

@@ -17,14 +17,9 @@ import torch
 from torch import nn
 
 from ..data.groups import Split
-from ..metrics import (
-    kernel_alignment,
-    kernel_distance,
-    ntk_gram,
-    parameter_distance,
-    representation_alignment,
-    sign_similarity,
-)
+from ..metrics.alignment import kernel_alignment, kernel_distance
+from ..metrics.linearity import parameter_distance, representation_alignment, sign_similarity
+from ..metrics.ntk import ntk_gram
 from .losses import Loss
 
 Row = tuple[str, str, str, float]
@@ -159,12 +154,7 @@ def loss_probe(ctx: ProbeContext) -> list[Row]:
 
 def parameter_distance_probe(ctx: ProbeContext) -> list[Row]:
     """||theta - theta0|| / ||theta0|| over all parameters (split and group ``"-"``)."""
-    num = den = 0.0
-    named = dict(ctx.model.named_parameters())
-    for k, p0 in ctx.params0.items():
-        num += float((named[k].detach() - p0).double().pow(2).sum())
-        den += float(p0.double().pow(2).sum())
-    return [("-", "-", "param_distance", math.sqrt(num / den) if den > 0 else float("nan"))]
+    return [("-", "-", "param_distance", parameter_distance(ctx.model, ctx.params0)["total"])]
 
 
 class LinearityProbe:

@@ -4,7 +4,11 @@ Units. The engine hands each stepper the gradients of L_k / alpha_k^2 for member
 eta_alpha = eta / alpha^2 lives, :func:`lazyhasty.train`), so a step of rate eta moves member k by
 eta / alpha_k^2 along grad L_k, and a flow integrates theta' = -(1/alpha^2) grad L. A stepper returns the
 increment of *theory time*: eta for a discrete step, dt for a flow, so runs at different alpha share one time
-axis (Geiger et al. 2020, sec. 2; Chizat et al. 2019).
+axis (Chizat et al. 2019; Geiger et al. 2020, slide "training procedure": the alpha^2 in their loss "is here to
+converge in a time that does not scale with alpha").
+
+Geiger et al. (arXiv:1906.08034) are cited by the slide of the seed text that states a formula (the seed has no
+equation numbers).
 
 Parameters are stacked: every tensor has a leading member axis (E, *shape); a single model is an ensemble of one.
 A stopped member has zero gradients and zero stepper state (the engine zeroes them), so no stepper moves it.
@@ -61,7 +65,6 @@ class Stepper:
     """Base class. ``full_batch``: whether each step sees the whole training set."""
 
     full_batch = True
-    batch_size: int | None = None
 
     def init_state(self, params: list[torch.Tensor]) -> dict:
         """Per-member state: tensors (E, ...) in lists, numbers as (E,) numpy arrays."""
@@ -139,8 +142,9 @@ class SGD(Stepper):
 
 @dataclass
 class _AdaptiveFlow(Stepper):
-    """Explicit integration of a flow with the adaptive time step of Geiger et al. (2020, sec. 2 and their
-    appendix on the dynamics), decided for each member on its own.
+    """Explicit integration of a flow with the adaptive time step of Geiger et al. (2020, slide "continuous
+    dynamics": 1e-4 < ||grad L(t_i+1) - grad L(t_i)||^2 / (||grad L(t_i+1)|| ||grad L(t_i)||) < 1e-2), decided for
+    each member on its own.
 
     Each call makes one trial step of length dt_k for every member k. Member k's trial is rejected (its
     parameters restored, dt_k divided by ``shrink``) when its gradient turns too much,
@@ -234,8 +238,8 @@ def _merge(new: Evaluation, cur: Evaluation, keep: torch.Tensor) -> Evaluation:
 
 @dataclass
 class GradientFlow(_AdaptiveFlow):
-    """Gradient flow theta' = -(1/alpha^2) grad L (Geiger et al. 2020, sec. 2), explicit Euler with the adaptive
-    step."""
+    """Gradient flow theta' = -(1/alpha^2) grad L (Geiger et al. 2020, slide "continuous dynamics": w' = -grad L
+    with their L = alpha^-2 mean l), explicit Euler with the adaptive step."""
 
     def _propose(self, params, g, dt, state):
         with torch.no_grad():
@@ -244,7 +248,8 @@ class GradientFlow(_AdaptiveFlow):
 
 @dataclass
 class MomentumFlow(_AdaptiveFlow):
-    """Momentum dynamics tau v' = -(v + grad L / alpha^2), theta' = v (Geiger et al. 2020, sec. 2), adaptive step.
+    """Momentum dynamics tau v' = -(v + grad L / alpha^2), theta' = v (Geiger et al. 2020, slide "momentum
+    dynamics": v' = -(v + grad L) / tau, w' = v), with the adaptive step.
 
     Each step integrates the ODE exactly with the gradient g held at its value at the start of the step:
     with a = exp(-dt/tau), v <- a v - (1 - a) g and theta <- theta + tau (1 - a) v_0 - (dt - tau (1 - a)) g.

@@ -5,8 +5,9 @@ evaluated as one computation (a single model is trained as an ensemble of one) -
 probes measure each member at its measurement points -> record sinks receive each member's tables.
 
 The learning-rate rule eta_alpha = eta / alpha^2 lives here and only here: the engine differentiates
-sum_k L_k / alpha_k^2 (member k's mean loss over its alpha squared, which is Geiger et al.'s objective
-alpha^-2 mean l(alpha (f - f0), y), sec. 2), so every stepper of rate eta moves member k with eta / alpha_k^2.
+sum_k L_k / alpha_k^2 (member k's mean loss over its alpha squared: Geiger et al. 2020, slide "training
+procedure", L(w) = alpha^-2 |D|^-1 sum l(alpha (f(w, x) - f(w0, x)), y)), so every stepper of rate eta moves
+member k with eta / alpha_k^2.
 Time is measured in theory units (t = sum of eta for discrete steps, sum of dt for flows), so runs at
 different alpha share an axis.
 """
@@ -53,14 +54,6 @@ class RecordSink(Protocol):
     def set_status(self, status: str, reason: str | None = None, **info) -> None: ...
 
 
-def metrics_frame(rows: list[tuple]) -> pd.DataFrame:
-    """The long table from rows (run_id, step, t, milestone, split, group, metric, value)."""
-    df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    df["milestone"] = df["milestone"].astype("Int64")
-    df["step"] = df["step"].astype("int64")
-    return df
-
-
 @dataclass(frozen=True)
 class Stop:
     """When to stop. At least one budget (``max_steps`` or ``max_time``) is required.
@@ -86,10 +79,6 @@ class Stop:
             raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
         if self.max_time is not None and not self.max_time >= 0:
             raise ValueError(f"max_time must be >= 0, got {self.max_time}")
-
-    @property
-    def has_target(self) -> bool:
-        return self.loss_below is not None or self.min_margin is not None
 
 
 @dataclass
@@ -134,7 +123,9 @@ class _Run:
         self.wall_s = self.probe_s = 0.0
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return metrics_frame(self.rows), pd.DataFrame(self.trace, columns=TRACE_COLUMNS)
+        """The long table (milestone: nullable integers) and the per-step trace."""
+        metrics = pd.DataFrame(self.rows, columns=METRIC_COLUMNS).astype({"step": "int64", "milestone": "Int64"})
+        return metrics, pd.DataFrame(self.trace, columns=TRACE_COLUMNS)
 
     def flush(self) -> None:
         if self.sink is not None:
@@ -282,7 +273,7 @@ def train(
             for t in [*(cur.grads if cur is not None else []), *(v for vs in state.values() if isinstance(vs, list)
                                                                   for v in vs)]:
                 t[k].zero_()
-        if r.converged is None and stop.has_target and r.status == "complete":
+        if r.converged is None and r.status == "complete" and (stop.loss_below, stop.min_margin) != (None, None):
             r.converged = False
         r.info = {key: v[k].item() for key, v in state.items() if isinstance(v, np.ndarray)}
         r.wall_s, r.probe_s = time.perf_counter() - wall0, probe_s
@@ -305,8 +296,6 @@ def train(
             return f"reached max_time = {stop.max_time:g}", None
         return "", None
 
-    # the margin target of a minibatch run is checked on the full training set, at measurement points only
-    late = stop.min_margin is not None and not stepper.full_batch
     last_flush = time.perf_counter()
     cur: Evaluation | None = None
     new = list(range(E))  # members at a point not yet recorded
@@ -332,27 +321,18 @@ def train(
                 m = r.milestones.update(r.smoothed) if r.milestones is not None else None
                 if m is not None or schedule.log_step(r.step):
                     todo[k] = m
-                if not late:
-                    r.reason, r.converged = stop_reason(r, lambda k=k, out=cur.out: out[k])
-                    if r.reason:
-                        ending.append(k)
             ctxs = measure(todo) if todo else {}
             if ctxs:  # parameters are checked at measurement points
                 finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in params]).all(0).tolist()
-                for k in ctxs:
-                    if not finite[k] and runs[k].status != "diverged":
-                        r = runs[k]
-                        r.status, r.converged = "diverged", None
-                        r.reason = f"non-finite parameters at step {r.step} (t = {r.t:.4g})"
-                        if k not in ending:
-                            ending.append(k)
-            if late:
-                for k in (k for k in new if k not in ending):
-                    r = runs[k]
-                    ctx = ctxs.get(k)
-                    r.reason, r.converged = stop_reason(r, lambda ctx=ctx: ctx.outputs("train") if ctx else None)
-                    if r.reason:
-                        ending.append(k)
+            for k in [k for k in new if k not in ending]:
+                r, ctx = runs[k], ctxs.get(k)
+                if ctx is not None and not finite[k]:
+                    r.status, r.reason = "diverged", f"non-finite parameters at step {r.step} (t = {r.t:.4g})"
+                else:  # a minibatch run's margins are checked on the full training set, at measurement points
+                    r.reason, r.converged = stop_reason(r, lambda k=k, out=cur.out, ctx=ctx: out[k] if
+                                                        stepper.full_batch else ctx.outputs("train") if ctx else None)
+                if r.reason:
+                    ending.append(k)
             last = {k: None for k in ending if k not in ctxs}
             if last:
                 measure(last)  # every run is measured at its last point

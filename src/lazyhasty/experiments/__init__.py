@@ -47,9 +47,3 @@ def registry() -> dict[str, Experiment]:
         exps[e.name] = e
     return exps
 
-
-def get_experiment(name: str) -> Experiment:
-    exps = registry()
-    if name not in exps:
-        raise UsageError(f"unknown experiment {name!r}; available: {', '.join(sorted(exps))} (see `lazyhasty list`)")
-    return exps[name]

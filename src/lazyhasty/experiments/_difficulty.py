@@ -14,26 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lazyhasty import (
-    CNN,
-    MLP,
-    SGD,
-    AlphaScaled,
-    Ensemble,
-    Groups,
-    LinearityProbe,
-    ResNet18,
-    RunRecord,
-    Schedule,
-    Split,
-    Stop,
-    UsageError,
-    at_equal_progress,
-    loss_probe,
-    parameter_distance_probe,
-    seeded,
-    train,
-)
+import lazyhasty as lh
 from lazyhasty.data import cifar10, fashion_mnist, label_noise
 
 
@@ -66,7 +47,7 @@ class RegimeConfig:
 
 
 def load_fmnist(root: str | None, n_train: int, n_test: int, seed: int, device: str,
-                dataset: str = "fashion_mnist") -> tuple[Split, Split]:
+                dataset: str = "fashion_mnist") -> tuple[lh.Split, lh.Split]:
     """A class-balanced random subset of the train (n_train) and test (n_test) sets, deterministic in seed.
 
     ``dataset``: ``"fashion_mnist"`` (Debian's copy or ``root``) or ``"cifar10"`` (the python batches in ``root``).
@@ -77,18 +58,18 @@ def load_fmnist(root: str | None, n_train: int, n_test: int, seed: int, device: 
         tr, te = fashion_mnist(root, "train"), fashion_mnist(root, "test")
     elif dataset == "cifar10":
         if root is None:
-            raise UsageError("dataset=cifar10 needs data_root=<your cifar-10-batches-py folder>")
+            raise lh.UsageError("dataset=cifar10 needs data_root=<your cifar-10-batches-py folder>")
         tr, te = cifar10(root, "train"), cifar10(root, "test")
     else:
-        raise UsageError(f"dataset must be fashion_mnist or cifar10, got {dataset!r}")
+        raise lh.UsageError(f"dataset must be fashion_mnist or cifar10, got {dataset!r}")
     g = torch.Generator().manual_seed(seed)
 
-    def subset(s: Split, n: int) -> Split:
+    def subset(s: lh.Split, n: int) -> lh.Split:
         per = n // 10
         idx = torch.cat([(s.y == c).nonzero()[:, 0][torch.randperm(int((s.y == c).sum()), generator=g)[:per]]
                          for c in range(10)])
         idx = idx[torch.randperm(len(idx), generator=g)]
-        out = Split(s.x[idx].to(device), s.y[idx].to(device))
+        out = lh.Split(s.x[idx].to(device), s.y[idx].to(device))
         out.index = idx.numpy()
         return out
 
@@ -100,15 +81,15 @@ def model_factory(arch: str, width: int, outputs: int = 10, in_shape: tuple[int,
     off: ensembles evaluate members with vmap, which cannot update batch-norm statistics in place)."""
     if arch == "mlp":
         d = int(torch.tensor(in_shape).prod())
-        return lambda: torch.nn.Sequential(torch.nn.Flatten(), MLP([d, width, width, outputs]))
+        return lambda: torch.nn.Sequential(torch.nn.Flatten(), lh.MLP([d, width, width, outputs]))
     if arch == "cnn":
-        return lambda: CNN(in_channels=in_shape[0], num_outputs=outputs, width=max(1, width // 8), depth=3)
+        return lambda: lh.CNN(in_channels=in_shape[0], num_outputs=outputs, width=max(1, width // 8), depth=3)
     if arch == "resnet18":
-        return lambda: ResNet18(num_outputs=outputs, in_channels=in_shape[0], width=width, batchnorm=False)
-    raise UsageError(f"arch must be mlp, cnn or resnet18, got {arch!r}")
+        return lambda: lh.ResNet18(num_outputs=outputs, in_channels=in_shape[0], width=width, batchnorm=False)
+    raise lh.UsageError(f"arch must be mlp, cnn or resnet18, got {arch!r}")
 
 
-def run_regimes(cfg, train_set: Split, splits: dict[str, Split], out: Path, seed: int, alphas=None,
+def run_regimes(cfg, train_set: lh.Split, splits: dict[str, lh.Split], out: Path, seed: int, alphas=None,
                 lr: float | None = None, tag: str = "", loss: str = "cross_entropy", outputs: int = 10,
                 factory=None) -> list[str]:
     """Train the regimes of one seed as one forked ensemble; returns the run ids. Records under out/runs/."""
@@ -116,18 +97,18 @@ def run_regimes(cfg, train_set: Split, splits: dict[str, Split], out: Path, seed
     lr = cfg.lr if lr is None else lr
     steps_per_epoch = -(-len(train_set) // cfg.batch_size)
     ids = [f"{tag}alpha={a:g}-seed={seed}" for a in alphas]
-    recs = [RunRecord(out / "runs" / rid).start(cfg, alpha=a, seed=seed, lr=lr) for a, rid in zip(alphas, ids)]
+    recs = [lh.RunRecord(out / "runs" / rid).start(cfg, alpha=a, seed=seed, lr=lr) for a, rid in zip(alphas, ids)]
     factory = factory or model_factory(cfg.arch, cfg.width, outputs, tuple(train_set.x.shape[1:]))
-    ens = Ensemble([AlphaScaled(seeded(factory, seed), a) for a in alphas]).to(cfg.device)
+    ens = lh.Ensemble([lh.AlphaScaled(lh.seeded(factory, seed), a) for a in alphas]).to(cfg.device)
     g = torch.Generator().manual_seed(10_000 + seed)
     probe_x = train_set.x[torch.randperm(len(train_set), generator=g)[: cfg.probe_size]]
-    probes = [loss_probe, parameter_distance_probe]
+    probes = [lh.loss_probe, lh.parameter_distance_probe]
     if cfg.linearity:
-        probes.append(LinearityProbe(probe_x, split="probe", outputs="trace", per_layer=False))
-    train(ens, train_set, loss=loss, splits=splits, stepper=SGD(lr, momentum=cfg.momentum, batch_size=cfg.batch_size),
-          stop=Stop(max_steps=cfg.max_epochs * steps_per_epoch, loss_below=cfg.loss_target),
-          schedule=Schedule(milestone_ratio=cfg.milestone_ratio, points_per_decade=5),
-          data_seed=seed, run_id=ids, record=recs, progress=True, probes=probes)
+        probes.append(lh.LinearityProbe(probe_x, split="probe", outputs="trace", per_layer=False))
+    lh.train(ens, train_set, loss=loss, splits=splits, stepper=lh.SGD(lr, cfg.momentum, cfg.batch_size),
+             stop=lh.Stop(max_steps=cfg.max_epochs * steps_per_epoch, loss_below=cfg.loss_target),
+             schedule=lh.Schedule(milestone_ratio=cfg.milestone_ratio, points_per_decade=5),
+             data_seed=seed, run_id=ids, record=recs, progress=True, probes=probes)
     return ids
 
 
@@ -136,7 +117,7 @@ def gap_at_equal_progress(metrics: pd.DataFrame, run_a: str, run_b: str, progres
     """Mean over the shared progress range of value(run_a) - value(run_b), interpolated at equal progress."""
     m = metrics[metrics.run_id.isin([run_a, run_b])]
     try:
-        t = at_equal_progress(m, progress=progress, grid=points, decreasing=decreasing)
+        t = lh.at_equal_progress(m, progress=progress, grid=points, decreasing=decreasing)
     except ValueError:  # the runs share no range of progress (e.g. far too short): nothing to compare
         return float("nan")
     t = t[(t.split == value[0]) & (t.group == value[1]) & (t.metric == value[2])]
@@ -160,7 +141,7 @@ def mean_spread(values) -> str:
     return f"{v.mean():+.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f} (n = {len(v)})"
 
 
-def noisy_split(cfg, train: Split, seed: int) -> tuple[Split, torch.Tensor]:
-    y_noisy, mask = label_noise(train.y.cpu(), cfg.noise, 10, seed=cfg.data_seed * 7919 + seed)
-    groups = Groups({"clean": (~mask).numpy(), "noisy": mask.numpy()}, n=len(train))
-    return Split(train.x, y_noisy.to(train.y.device), groups), mask
+def noisy_split(cfg, split: lh.Split, seed: int) -> tuple[lh.Split, torch.Tensor]:
+    y_noisy, mask = label_noise(split.y.cpu(), cfg.noise, 10, seed=cfg.data_seed * 7919 + seed)
+    groups = lh.Groups({"clean": (~mask).numpy(), "noisy": mask.numpy()}, n=len(split))
+    return lh.Split(split.x, y_noisy.to(split.y.device), groups), mask

@@ -27,21 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lazyhasty import (
-    BCE,
-    GD,
-    MLP,
-    AlphaScaled,
-    Ensemble,
-    RunRecord,
-    Schedule,
-    Stop,
-    atomic_write,
-    load_runs,
-    loss_probe,
-    seeded,
-    train,
-)
+import lazyhasty as lh
 from lazyhasty.data import yinyang, yinyang_labels, yinyang_regions
 from lazyhasty.plotting import fig1_figure, save_figure
 
@@ -91,7 +77,7 @@ class GridProbe:
         t0 = time.perf_counter()
         with torch.no_grad():
             out = torch.cat([ctx.model(xb) for xb in self.x.split(16384)])
-        loss = BCE()(out, self.y).float().cpu().numpy()
+        loss = lh.BCE()(out, self.y).float().cpu().numpy()
         self.maps[(ctx.run_id, ctx.milestone)] = loss
         self.seconds += time.perf_counter() - t0
         return [("grid", "all", "loss", float(loss.mean()))]
@@ -122,16 +108,16 @@ def main(cfg: Config, out: Path) -> dict:
     probe = GridProbe(gx, gy)
     train_s = 0.0
     for alpha in cfg.alphas:
-        ens = Ensemble([AlphaScaled(seeded(lambda: MLP([2, 60, 60, 60, 1]), s), alpha)
-                        for s in range(cfg.seeds)]).to(cfg.device)
+        ens = lh.Ensemble([lh.AlphaScaled(lh.seeded(lambda: lh.MLP([2, 60, 60, 60, 1]), s), alpha)
+                           for s in range(cfg.seeds)]).to(cfg.device)
         ids = [run_id(alpha, s) for s in range(cfg.seeds)]
-        recs = [RunRecord(out / "runs" / rid).start(cfg, alpha=alpha, seed=s) for s, rid in enumerate(ids)]
+        recs = [lh.RunRecord(out / "runs" / rid).start(cfg, alpha=alpha, seed=s) for s, rid in enumerate(ids)]
         print(f"[fig1] alpha = {alpha:g}: {cfg.seeds} members, GD lr = {cfg.lr:g} / alpha^2, "
               f"up to {cfg.max_steps} steps", flush=True)
-        res = train(ens, data, loss="bce", stepper=GD(cfg.lr),
-                    stop=Stop(max_steps=cfg.max_steps, loss_below=min(cfg.thresholds)),
-                    schedule=Schedule(levels=cfg.thresholds, points_per_decade=10),
-                    probes=(loss_probe, probe), run_id=ids, record=recs, progress=True)
+        res = lh.train(ens, data, loss="bce", stepper=lh.GD(cfg.lr),
+                       stop=lh.Stop(max_steps=cfg.max_steps, loss_below=min(cfg.thresholds)),
+                       schedule=lh.Schedule(levels=cfg.thresholds, points_per_decade=10),
+                       probes=(lh.loss_probe, probe), run_id=ids, record=recs, progress=True)
         train_s += res[0].wall_s - res[0].probe_s
     # every member's grid loss at each threshold: (thresholds, 2 regimes, seeds, grid, grid); nan = not reached
     K, S, G = len(cfg.thresholds), cfg.seeds, cfg.grid
@@ -145,7 +131,7 @@ def main(cfg: Config, out: Path) -> dict:
             np.savez_compressed(f, losses=maps, points=pts, thresholds=np.array(cfg.thresholds),
                                 alphas=np.array(cfg.alphas))
 
-    atomic_write(out / "grid.npz", write_npz)
+    lh.atomic_write(out / "grid.npz", write_npz)
     summary = summarize(out, cfg)
     summary["wall_s"] = round(time.perf_counter() - wall0, 1)
     summary["train_s"] = round(train_s, 1)
@@ -153,8 +139,8 @@ def main(cfg: Config, out: Path) -> dict:
     line = (f"[fig1] wall {summary['wall_s']:.1f} s: training {summary['train_s']:.1f} s, evaluation and "
             f"figures {summary['eval_s']:.1f} s")
     print(line)
-    atomic_write(out / "summary.txt", (out / "summary.txt").read_text() + line + "\n")
-    atomic_write(out / "claims.json", summary)
+    lh.atomic_write(out / "summary.txt", (out / "summary.txt").read_text() + line + "\n")
+    lh.atomic_write(out / "claims.json", summary)
     return summary
 
 
@@ -188,7 +174,7 @@ def summarize(out: Path, cfg: Config) -> dict:
         lines.append(f"loss < {th:g} ({both.sum()} seeds): easy {d_easy.mean():+.4f} [{ci_e[0]:+.4f}, {ci_e[1]:+.4f}]"
                      f", hard {d_hard.mean():+.4f} [{ci_h[0]:+.4f}, {ci_h[1]:+.4f}] -> "
                      f"{'Delta<0 on easy and >0 on hard: held' if held else 'NOT held'}")
-    trace = load_runs(out / "runs", table="trace")
+    trace = lh.load_runs(out / "runs", table="trace")
     reached = {f"alpha={a:g}": [int((~np.isnan(maps[k, r, :, 0, 0])).sum()) for k in range(len(cfg.thresholds))]
                for r, a in enumerate(cfg.alphas)}
     lines.append("seeds that reached each threshold: " + ", ".join(f"{a}: {v}" for a, v in reached.items()))
@@ -197,7 +183,7 @@ def summarize(out: Path, cfg: Config) -> dict:
     text = "\n".join(lines) + "\n"
     fig = fig1_figure(trace, maps, pts, cfg.thresholds, cfg.alphas, yinyang(cfg.n_train, seed=cfg.data_seed))
     paths = save_figure(fig, out / "fig1")
-    atomic_write(out / "summary.txt", text)
+    lh.atomic_write(out / "summary.txt", text)
     print(text + f"[fig1] figure: {paths[0]}")
     return {"thresholds": per_threshold, "claim_held": bool(held_all), "seeds_reaching_thresholds": reached}
 

@@ -31,24 +31,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from lazyhasty import (
-    GD,
-    MLP,
-    AlphaScaled,
-    GradientFlow,
-    Groups,
-    Linearized,
-    RunRecord,
-    Schedule,
-    Split,
-    Stop,
-    atomic_write,
-    fork,
-    load_runs,
-    ntk_gram,
-    seeded,
-    train,
-)
+import lazyhasty as lh
 from lazyhasty.plotting import group_loss_panels, save_figure
 
 from . import Experiment, write_claims
@@ -85,7 +68,7 @@ def run_label(alpha: float | None) -> str:
 
 def curves_from_records(out: Path) -> pd.DataFrame:
     """example, run, step, mean_loss, group, loss: read back from the run records (never from the models)."""
-    m = load_runs(out)
+    m = lh.load_runs(out)
     m = m[(m.metric == "loss") & (m.split == "train")]
     rows = []
     for (ex, run), d in m.groupby(["example", "run"]):
@@ -129,24 +112,24 @@ def main(cfg: Config, out: Path) -> dict:
     data_cfg = Fig4Config(seed=cfg.data_seed)
     runs = [run_label(a) for a in sorted(cfg.alphas)] + [run_label(None)]
     for ex, (X, y, groups) in problems(data_cfg).items():
-        split = Split(torch.tensor(X), torch.tensor(y), Groups(groups, n=len(y)))
-        base = seeded(lambda X=X: MLP([X.shape[1], cfg.width, 1]).double(), cfg.seed)
+        split = lh.Split(torch.tensor(X), torch.tensor(y), lh.Groups(groups, n=len(y)))
+        base = lh.seeded(lambda X=X: lh.MLP([X.shape[1], cfg.width, 1]).double(), cfg.seed)
         with torch.no_grad():
             loss0 = float((0.5 * (base(split.x)[:, 0] - split.y) ** 2).mean())
-        lam_max = float(torch.linalg.eigvalsh(ntk_gram(base, split.x, outputs="trace")).max()) / len(y)
+        lam_max = float(torch.linalg.eigvalsh(lh.ntk_gram(base, split.x, outputs="trace")).max()) / len(y)
         lr = cfg.lr_fraction * 2.0 / lam_max
         for alpha in [*sorted(cfg.alphas), None]:
-            model = Linearized(fork(base)) if alpha is None else AlphaScaled(fork(base), alpha)
+            model = lh.Linearized(lh.fork(base)) if alpha is None else lh.AlphaScaled(lh.fork(base), alpha)
             rid = f"{ex}-{run_label(alpha)}"
-            rec = RunRecord(out / rid).start(cfg, example=ex, run=run_label(alpha), alpha=alpha, lr=lr)
-            stepper = GD(lr) if cfg.stepper == "gd" else GradientFlow(dt=lr, max_dgrad=cfg.max_dgrad)
-            train(model, split, loss="mse", stepper=stepper, run_id=rid, record=rec, progress=True,
-                  stop=Stop(max_steps=cfg.max_steps, loss_below=cfg.loss_fraction * loss0),
-                  schedule=Schedule(milestone_ratio=0.9, points_per_decade=20))
+            rec = lh.RunRecord(out / rid).start(cfg, example=ex, run=run_label(alpha), alpha=alpha, lr=lr)
+            stepper = lh.GD(lr) if cfg.stepper == "gd" else lh.GradientFlow(dt=lr, max_dgrad=cfg.max_dgrad)
+            lh.train(model, split, loss="mse", stepper=stepper, run_id=rid, record=rec, progress=True,
+                     stop=lh.Stop(max_steps=cfg.max_steps, loss_below=cfg.loss_fraction * loss0),
+                     schedule=lh.Schedule(milestone_ratio=0.9, points_per_decade=20))
             print(f"[fig14] {rid}: {rec.status()['status']} after {rec.status()['steps']} steps "
                   f"(converged: {rec.status()['converged']})", flush=True)
     df = curves_from_records(out)
-    atomic_write(out / "curves.parquet", df)
+    lh.atomic_write(out / "curves.parquet", df)
     summary = orderings(df, runs)
     marks = {f"example{k}": None if summary[f"example{k}_held"] else "ordering NOT reproduced" for k in (1, 2, 3)}
     styles = {r: {"ls": "-" if i == 0 else ("--" if r == "linearized" else ":"), "alpha": 1.0 if i == 0 or

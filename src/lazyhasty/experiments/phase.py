@@ -41,28 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lazyhasty import (
-    CNN,
-    MLP,
-    AlphaScaled,
-    Ensemble,
-    GradientFlow,
-    LinearityProbe,
-    MomentumFlow,
-    RunRecord,
-    Schedule,
-    SoftHinge,
-    Stop,
-    UsageError,
-    atomic_write,
-    config_jobs,
-    crossing_time,
-    loss_probe,
-    parameter_distance_probe,
-    run_sweep,
-    seeded,
-    train,
-)
+import lazyhasty as lh
 from lazyhasty.data import SOURCES, binary_task, kriener_yinyang
 
 from . import REGISTRY, Experiment, write_claims
@@ -162,18 +141,18 @@ def factory(cfg: Config, h: int, x_shape: tuple[int, ...]):
     """The architecture at width h (called under ``seeded`` once per seed: θ0 depends on (seed, h) only)."""
     c = num_outputs(cfg)
     if cfg.arch == "fc":
-        return lambda: MLP([x_shape[0], *([h] * cfg.depth), c], activation=cfg.activation, beta=cfg.beta,
-                           parametrization="ntk", bias=cfg.bias, normalize_activation=True)
-    return lambda: CNN(in_channels=x_shape[0], num_outputs=c, width=h, depth=cfg.depth, activation=cfg.activation,
-                       parametrization="ntk", bias=cfg.bias, beta=cfg.beta, normalize_activation=True)
+        return lambda: lh.MLP([x_shape[0], *([h] * cfg.depth), c], activation=cfg.activation, beta=cfg.beta,
+                              parametrization="ntk", bias=cfg.bias, normalize_activation=True)
+    return lambda: lh.CNN(in_channels=x_shape[0], num_outputs=c, width=h, depth=cfg.depth, activation=cfg.activation,
+                          parametrization="ntk", bias=cfg.bias, beta=cfg.beta, normalize_activation=True)
 
 
-def cell_ensemble(cfg: Config, h: int, sqrt_h_alpha: float, x_shape: tuple[int, ...]) -> Ensemble:
+def cell_ensemble(cfg: Config, h: int, sqrt_h_alpha: float, x_shape: tuple[int, ...]) -> lh.Ensemble:
     """The members of one cell: AlphaScaled(seeded(factory, seed), α = √h·α / √h, center="zero") per seed, so the
     same seed has the same θ0 at every α."""
     make = factory(cfg, h, x_shape)
-    return Ensemble([AlphaScaled(seeded(make, s), sqrt_h_alpha / math.sqrt(h), center="zero")
-                     for s in range(cfg.seed, cfg.seed + cfg.seeds)])
+    return lh.Ensemble([lh.AlphaScaled(lh.seeded(make, s), sqrt_h_alpha / math.sqrt(h), center="zero")
+                        for s in range(cfg.seed, cfg.seed + cfg.seeds)])
 
 
 def load_task(cfg: Config):
@@ -197,8 +176,8 @@ def stepper(cfg: Config, sqrt_h_alpha: float):
     scale = min(1.0, sqrt_h_alpha)
     common = dict(dt=1e-2 * scale, max_dgrad=cfg.max_dgrad, min_dgrad=cfg.min_dgrad, grow=1.1, shrink=2.0)
     if cfg.dynamics == "momentum_flow":
-        return MomentumFlow(tau=cfg.tau * scale, **common)
-    return GradientFlow(**common)
+        return lh.MomentumFlow(tau=cfg.tau * scale, **common)
+    return lh.GradientFlow(**common)
 
 
 class OutputProbe:
@@ -249,7 +228,7 @@ def run_row(run_dir: Path) -> dict:
            "min_margin_end": _value(last, "min_margin", "train"), "test_err_end": 1 - _value(last, "accuracy"),
            "kernel_change_end": _value(last, "ntk_distance", "probe"),
            "param_change_end": _value(last, "param_distance", "-"), "f_change_end": _value(last, "f_change"),
-           "t_half": crossing_time(tr.t, tr.loss, 0.5 * float(st.get("loss0", nan)))}
+           "t_half": lh.crossing_time(tr.t, tr.loss, 0.5 * float(st.get("loss0", nan)))}
     for k, name in PROGRESS_POINTS.items():
         at = m[m.milestone == k]
         reached = len(at) > 0
@@ -273,20 +252,20 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     ens = cell_ensemble(cfg, h, sa, tuple(train_set.x.shape[1:])).to(device=cfg.device, dtype=getattr(torch, cfg.dtype))
     ids = [run_id(h, sa, s) for s in seeds]
-    recs = [RunRecord(out / "runs" / rid).start(cfg, h=h, sqrt_h_alpha=sa, alpha=alpha, seed=s)
+    recs = [lh.RunRecord(out / "runs" / rid).start(cfg, h=h, sqrt_h_alpha=sa, alpha=alpha, seed=s)
             for s, rid in zip(seeds, ids)]
     l0 = initial_loss(cfg)
     levels = (0.5 * l0, 0.1 * l0, cfg.progress * l0)
     outputs = OutputProbe()
-    probes = (loss_probe, parameter_distance_probe, outputs,
-              LinearityProbe(train_set.x[: cfg.n_probe], split="probe", outputs="trace", signs=False,
-                             representation=False, per_layer=False))
+    probes = (lh.loss_probe, lh.parameter_distance_probe, outputs,
+              lh.LinearityProbe(train_set.x[: cfg.n_probe], split="probe", outputs="trace", signs=False,
+                                representation=False, per_layer=False))
     print(f"[phase] h = {h}, sqrt(h) alpha = {sa:g} (alpha = {alpha:.4g}): {len(seeds)} seeds, {cfg.dynamics}, "
           f"up to {cfg.max_steps} steps", flush=True)
-    train(ens, train_set, loss=SoftHinge(cfg.hinge_beta), stepper=stepper(cfg, sa),
-          stop=Stop(max_steps=cfg.max_steps, max_time=cfg.max_time, min_margin=1.0),
-          splits={"test": test_set}, probes=probes, run_id=ids, record=recs, data_seed=cfg.data_seed,
-          schedule=Schedule(levels=levels, points_per_decade=4))
+    lh.train(ens, train_set, loss=lh.SoftHinge(cfg.hinge_beta), stepper=stepper(cfg, sa),
+             stop=lh.Stop(max_steps=cfg.max_steps, max_time=cfg.max_time, min_margin=1.0),
+             splits={"test": test_set}, probes=probes, run_id=ids, record=recs, data_seed=cfg.data_seed,
+             schedule=lh.Schedule(levels=levels, points_per_decade=4))
     f_end, f_prog = [], []
     for rid in ids:
         seen = outputs.outputs[rid]
@@ -299,7 +278,7 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
         with open(path, "wb") as f:
             np.savez_compressed(f, f_end=np.stack(f_end), f_progress=np.stack(f_prog), y=y, seeds=np.array(seeds))
 
-    atomic_write(out / "outputs.npz", write_npz)
+    lh.atomic_write(out / "outputs.npz", write_npz)
     return [run_row(r.path) for r in recs]
 
 
@@ -313,14 +292,14 @@ def cell_configs(cfg: Config) -> list[Config]:
 
 def cell_jobs(cfg: Config, out: Path) -> list:
     """The sweep runner's jobs, one per cell, in ``out/cells/<id>`` (the id hashes the cell's config)."""
-    return config_jobs(REGISTRY, "phase", "quick", cell_configs(cfg), out / "cells")
+    return lh.config_jobs(REGISTRY, "phase", "quick", cell_configs(cfg), out / "cells")
 
 
 def run_cells(cfg: Config, out: Path) -> dict:
     """Every cell as a job of the sweep runner under ``out/cells`` (resumable: complete cells are kept)."""
     jobs = cell_jobs(cfg, out)
     slurm = {"partition": cfg.slurm_partition, "time": cfg.slurm_time, "gpus_per_run": cfg.gpus_per_run}
-    return run_sweep(jobs, out / "cells", executor=cfg.executor, workers=min(cfg.workers, len(jobs)), slurm=slurm)
+    return lh.run_sweep(jobs, out / "cells", executor=cfg.executor, workers=min(cfg.workers, len(jobs)), slurm=slurm)
 
 
 def predict(F: np.ndarray) -> np.ndarray:
@@ -373,9 +352,9 @@ def main(cfg: Config, out: Path) -> dict:
               "Run the same command again to retry them.", flush=True)
     runs, cells = collect(cfg, out)
     if runs.empty:
-        raise UsageError(f"no cell finished; see the worker logs under {out / 'cells'}")
-    atomic_write(out / "phase_runs.parquet", runs)
-    atomic_write(out / "phase_cells.parquet", cells)
+        raise lh.UsageError(f"no cell finished; see the worker logs under {out / 'cells'}")
+    lh.atomic_write(out / "phase_runs.parquet", runs)
+    lh.atomic_write(out / "phase_cells.parquet", cells)
     widest = [j.dir / "runs" for j in cell_jobs(cfg, out) if j.config["widths"] == [int(runs.h.max())]]
     summary = analyse(out, cfg, [d for d in widest if d.is_dir()])
     summary["wall_s"] = round(time.perf_counter() - wall0, 1)

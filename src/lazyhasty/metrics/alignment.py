@@ -49,7 +49,8 @@ def kernel_alignment(K1: torch.Tensor, K2: torch.Tensor, centered: bool = False)
 
 
 def kernel_distance(K: torch.Tensor, K0: torch.Tensor) -> float:
-    """||K - K0||_F / ||K0||_F (Geiger et al. 2020: how far the kernel moved from initialisation)."""
+    """||K - K0||_F / ||K0||_F: how far the kernel moved from initialisation (Geiger et al. 2020, slide "the kernel
+    evolution displays two regimes": ||Theta - Theta_0|| / ||Theta_0||, Theta the NTK)."""
     if K.shape != K0.shape:
         raise ValueError(f"kernels have different shapes: {tuple(K.shape)} vs {tuple(K0.shape)}")
     return float((K.double() - K0.double()).norm() / K0.double().norm())

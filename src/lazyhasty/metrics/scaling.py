@@ -1,5 +1,10 @@
 """Scaling-law fits for α × width sweeps (Geiger, Spigler, Jacot & Wyart 2020), as pure functions on arrays.
 
+What they test, from the seed's slides: runs collapse against √h·α ("plot in function of √n α overlap the
+lines"), the crossover α* ~ 1/√h ("the phase space is split in two by α* who decays with √n"), the time to leave
+the tangent space t1 ~ √h·α, and the kernel change ||Θ − Θ0|| / ||Θ0|| ("the kernel evolution displays two
+regimes").
+
 All fits are in log10-log10 coordinates. ``power_law`` is ordinary least squares with a Student-t interval on
 the slope; ``broken_power_law`` is a continuous two-piece power law whose breakpoint is the crossover between
 the regimes; ``seed_bootstrap`` gives percentile intervals for any fit by resampling whole seeds (runs at
@@ -101,7 +106,8 @@ def seed_bootstrap(fit: Callable[[np.ndarray], dict], seeds, keys: list[str], re
 def crossing_time(t, loss, level: float) -> float:
     """First time the loss falls to ``level``, linearly interpolated between the two recorded points around the
     crossing (t and loss: 1-d, in the order recorded). NaN if it never does. This is t_1/2 with
-    level = L(0) / 2 (Geiger et al.: the time at which α²·L reaches half its initial value)."""
+    level = L(0) / 2 (Geiger et al. 2020: the time at which α²·L reaches half its initial value; in the lazy regime
+    it is O(1), in the feature regime it grows like t1 ~ √h·α)."""
     t, loss = np.asarray(t, dtype=np.float64), np.asarray(loss, dtype=np.float64)
     below = np.nonzero(loss <= level)[0]
     if len(below) == 0:

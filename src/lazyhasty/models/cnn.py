@@ -8,22 +8,18 @@ import torch
 from torch import nn
 
 from .activations import Activation
-from .mlp import linear_layer
+from .mlp import NTKInit, linear_layer
 
 
-class NTKConv2d(nn.Conv2d):
-    """Conv2d with N(0, 1) weights scaled by 1/sqrt(fan_in), fan_in = in_channels * kh * kw (NTK parametrisation)."""
+class NTKConv2d(NTKInit, nn.Conv2d):
+    """Conv2d with N(0, 1) weights scaled by 1/sqrt(fan_in), fan_in = in_channels * kh * kw: the NTK parametrisation
+    of :class:`~lazyhasty.models.mlp.NTKLinear` (Geiger et al. 2020, slide "training procedure") for convolutions."""
 
     def __init__(self, *args, bias_scale: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
         self.weight_scale = 1.0 / math.sqrt(fan_in)
         self.bias_scale = float(bias_scale)
-
-    def reset_parameters(self) -> None:
-        nn.init.normal_(self.weight)
-        if self.bias is not None:
-            nn.init.normal_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias * self.bias_scale

@@ -122,11 +122,6 @@ class Ensemble(nn.Module):
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(leaves, grads)]
         return grads if len(self) > 1 else [g[None] for g in grads]
 
-    def stacked_params(self) -> dict[str, torch.Tensor]:
-        """The trainable parameters, {name: (E, *shape)}, with the architecture's names (differentiable)."""
-        leaves = self._leaves()
-        return dict(zip(self._names, leaves if len(self) > 1 else [p[None] for p in leaves]))
-
     def stacked_params0(self) -> dict[str, torch.Tensor]:
         """theta0 of every member, {name: (E, *shape)}."""
         if "theta0" not in self._lookup:
@@ -165,9 +160,9 @@ class Ensemble(nn.Module):
             return self.members[0](*args, **kwargs)[None]
         P0 = self.stacked_params0()
         if self.linear:
-            delta = {n: p - P0[n] for n, p in self.stacked_params().items()}
+            delta = {n: p - P0[n] for n, p in zip(self._names, self._stacked)}
             return linear_output(self._cache, self._fn(args, kwargs), P0, delta, args, kwargs, self.training)
-        f = self._fn(args, kwargs)(self.stacked_params())  # (E, n, ...)
+        f = self._fn(args, kwargs)(dict(zip(self._names, self._stacked)))  # (E, n, ...)
         if self.plain:
             return f
         f0 = cached_f0(self._cache, lambda: self._fn(args, kwargs)(P0), args, kwargs, self.training)

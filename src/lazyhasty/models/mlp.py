@@ -13,8 +13,19 @@ from .activations import Activation
 PARAMETRIZATIONS = ("standard", "ntk")
 
 
-class NTKLinear(nn.Linear):
-    """y = W x / sqrt(fan_in) + bias_scale * b with W, b ~ N(0, 1)   (Jacot et al. 2018; Geiger et al. 2020).
+class NTKInit:
+    """N(0, 1) weights and biases; the layer scales them by ``weight_scale`` = 1/sqrt(fan_in) and ``bias_scale``."""
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight)
+        if self.bias is not None:
+            nn.init.normal_(self.bias)
+
+
+class NTKLinear(NTKInit, nn.Linear):
+    """y = W x / sqrt(fan_in) + bias_scale * b with W, b ~ N(0, 1): the NTK parametrisation (Jacot et al. 2018;
+    Geiger et al. 2020, slide "training procedure": z^(l+1)_i = n^-1/2 sum_j W^l_ij phi(z^l_j), W_ij(0) ~ N(0, 1),
+    and the output f(w, x) = n^-1/2 sum_i W^L_i phi(z^L_i)).
 
     Subclasses ``nn.Linear`` so that layer-wise tools (structured NTK) see a linear layer; the scale factors
     are the attributes ``weight_scale`` = 1/sqrt(fan_in) and ``bias_scale``.
@@ -26,11 +37,6 @@ class NTKLinear(nn.Linear):
         super().__init__(fan_in, fan_out, bias=bias, device=device, dtype=dtype)
         self.weight_scale = 1.0 / math.sqrt(fan_in)
         self.bias_scale = float(bias_scale)
-
-    def reset_parameters(self) -> None:
-        nn.init.normal_(self.weight)
-        if self.bias is not None:
-            nn.init.normal_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = nn.functional.linear(x, self.weight) * self.weight_scale  # (..., fan_out)
@@ -54,7 +60,7 @@ class MLP(nn.Module):
         widths: ``[d_in, h_1, ..., h_L, d_out]``; at least input and output.
         activation: ``"relu"``, ``"softplus"`` or ``"tanh"``.
         parametrization: ``"standard"`` (PyTorch's default ``nn.Linear`` init) or ``"ntk"`` (N(0, 1) weights,
-            every layer scaled by 1/sqrt(fan_in), so the last by 1/sqrt(h): Geiger et al. 2020).
+            every layer scaled by 1/sqrt(fan_in), so the last by 1/sqrt(h): :class:`NTKLinear`).
         bias: whether layers have biases.
         beta: softplus sharpness (Geiger et al. use beta = 5).
         normalize_activation: divide phi by sqrt(E[phi(z)^2]), z ~ N(0,1) (relu becomes sqrt(2) relu).

@@ -29,57 +29,31 @@ def _frozen_name(name: str) -> str:
 
 
 class _InputCache:
-    """A tiny LRU keyed by the *identity and version* of the input tensors.
+    """A tiny LRU of per-batch results, keyed by the *identity and version* of the input tensors.
 
-    An entry is reused only when the very same tensor objects (``is``) come back with an unchanged
-    ``_version`` (so an in-place edit of the input invalidates it), the same dtype/device, and the same
-    train/eval mode. Holding a reference to the key tensors keeps ``id`` from being recycled.
-    Inputs that require grad or are wrapped by a ``torch.func`` transform are never cached.
+    An entry is reused only when the very same tensor objects come back with an unchanged ``_version`` (so an
+    in-place edit of the input invalidates it) in the same train/eval mode; an entry holds its input tensors, so
+    their ids cannot be recycled while it lives. Non-tensor arguments and inputs that require grad or are wrapped
+    by a ``torch.func`` transform are never cached.
     """
 
     def __init__(self, size: int = 4):
         self.size = size
-        self._entries: OrderedDict[int, tuple[tuple, object]] = OrderedDict()
+        self._entries: OrderedDict[tuple, tuple[list, dict]] = OrderedDict()
 
-    @staticmethod
-    def cacheable(args: tuple, kwargs: dict) -> bool:
-        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-        if not tensors or len(tensors) != len(args) + len(kwargs):
-            return False  # non-tensor arguments: their identity says nothing about their value
-        for t in tensors:
-            if t.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(t):
-                return False
-        return True
-
-    @staticmethod
-    def _signature(args: tuple, kwargs: dict, training: bool) -> tuple:
-        items = list(args) + [kwargs[k] for k in sorted(kwargs)]
-        return (training, tuple(sorted(kwargs)), tuple((t, t._version) for t in items))
-
-    def get(self, args, kwargs, training):
-        sig = self._signature(args, kwargs, training)
-        key = id(args[0]) if args else id(next(iter(kwargs.values())))
-        hit = self._entries.get(key)
-        if hit is None:
+    def entry(self, args: tuple, kwargs: dict, training: bool) -> dict | None:
+        """The results remembered for these inputs (an empty dict to fill if they are new), or None."""
+        items = [*args, *(kwargs[k] for k in sorted(kwargs))]
+        if not items or not all(isinstance(t, torch.Tensor) and not t.requires_grad
+                                and not torch._C._functorch.is_functorch_wrapped_tensor(t) for t in items):
             return None
-        old = hit[0]
-        same = (
-            old[0] == sig[0]
-            and old[1] == sig[1]
-            and len(old[2]) == len(sig[2])
-            and all(a is b and va == vb for (a, va), (b, vb) in zip(old[2], sig[2]))
-        )
-        if not same:
-            return None
+        key = (training, tuple(sorted(kwargs)), tuple((id(t), t._version) for t in items))
+        if key not in self._entries:
+            self._entries[key] = (items, {})
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
         self._entries.move_to_end(key)
-        return hit[1]
-
-    def put(self, args, kwargs, training, value):
-        key = id(args[0]) if args else id(next(iter(kwargs.values())))
-        self._entries[key] = (self._signature(args, kwargs, training), value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        return self._entries[key][1]
 
     def clear(self):
         self._entries.clear()
@@ -100,17 +74,14 @@ def cached_f0(cache: _InputCache, compute: Callable[[], torch.Tensor], args: tup
               training: bool) -> torch.Tensor:
     """f_theta0 on the inputs ``args``: ``compute()`` without gradients, remembered per input batch (see
     :class:`_InputCache`), so a full-batch step evaluates the network once, not twice."""
-    cacheable = _InputCache.cacheable(args, kwargs)
-    entry = cache.get(args, kwargs, training) if cacheable else None
+    entry = cache.entry(args, kwargs, training)
     if entry is not None and "f0" in entry:
         return entry["f0"]
     with torch.no_grad():
-        out = compute()
-    if cacheable:
-        entry = entry if entry is not None else {}
-        entry["f0"] = out
-        cache.put(args, kwargs, training, entry)
-    return out
+        f0 = compute()
+    if entry is not None:
+        entry["f0"] = f0
+    return f0
 
 
 def linear_output(cache: _InputCache, fn: Callable, params0, delta, args: tuple, kwargs: dict,
@@ -121,13 +92,11 @@ def linear_output(cache: _InputCache, fn: Callable, params0, delta, args: tuple,
     at params0 is built once with ``torch.func.linearize`` and reused, so a full-batch step costs about 4/3 of a
     plain step instead of 2x. No Jacobian is materialised. Used by :class:`Linearized` and :class:`Ensemble`.
     """
-    if not _InputCache.cacheable(args, kwargs):
+    entry = cache.entry(args, kwargs, training)
+    if entry is None or not entry.get("seen"):  # a batch not seen before: plain jvp
         f0, df = jvp(fn, (params0,), (delta,))
-        return f0.detach() + df
-    entry = cache.get(args, kwargs, training)
-    if entry is None:  # first sighting: plain jvp, remember the batch
-        f0, df = jvp(fn, (params0,), (delta,))
-        cache.put(args, kwargs, training, {"f0": f0.detach()})
+        if entry is not None:
+            entry["seen"] = True
         return f0.detach() + df
     if "jvp_fn" not in entry:  # seen again: build the reusable linearisation once
         with warnings.catch_warnings():

@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 
 def save_figure(fig, path_stem: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Save ``fig`` as ``path_stem.png`` (and ``.pdf``), atomically; returns the paths."""
-    from ..runs import atomic_write
+    from ..runs.records import atomic_write
 
     paths = []
     for fmt in formats:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..dynamics import METRIC_COLUMNS
+from ..dynamics.train import METRIC_COLUMNS
 
 STATUSES = ("running", "complete", "diverged", "failed")
 
@@ -40,20 +40,16 @@ def atomic_write(path: str | Path, content) -> None:
     then renamed into place. ``content``: a str (text), bytes, a DataFrame (Parquet), a dict or list (JSON), or a
     callable ``write(tmp_path)`` that writes the file itself (figures, npz archives)."""
     path = Path(path)
-    if isinstance(content, pd.DataFrame):
-        def write(p):
-            content.to_parquet(p, index=False)
-    elif isinstance(content, (dict, list)):
-        def write(p):
-            p.write_text(json.dumps(content, indent=2, sort_keys=True, default=str) + "\n")
-    elif isinstance(content, str):
-        def write(p):
-            p.write_text(content)
-    elif isinstance(content, bytes):
-        def write(p):
-            p.write_bytes(content)
-    else:
-        write = content
+    if isinstance(content, (dict, list)):
+        content = json.dumps(content, indent=2, sort_keys=True, default=str) + "\n"
+    data = content.encode() if isinstance(content, str) else content
+
+    def write(p: Path) -> None:
+        if isinstance(data, pd.DataFrame):
+            data.to_parquet(p, index=False)
+        else:
+            p.write_bytes(data) if isinstance(data, bytes) else data(p)
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -69,16 +65,12 @@ def atomic_write(path: str | Path, content) -> None:
 
 def git_sha() -> str | None:
     """The git commit of the lazyhasty source tree, if it is a git checkout (with '+dirty' if modified)."""
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        if sha.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5)
-        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    try:  # the full SHA (tags excluded), with the mark when tracked files are modified
+        p = subprocess.run(["git", "describe", "--always", "--dirty=+dirty", "--abbrev=40", "--exclude=*"],
+                           cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
+    return p.stdout.strip() if p.returncode == 0 else None
 
 
 def environment(seed: int | None = None, device: str = "cpu") -> dict:
@@ -176,12 +168,15 @@ class TensorBoardSink:
                               "pip install 'lazyhasty[tensorboard]'") from None
         self.folder, self._writer_class, self._writer, self._done = Path(folder), SummaryWriter, None, (0, 0)
 
-    def _scalar(self, tag: str, value, step) -> None:
-        self._writer.add_scalar(tag, float(value), int(step), new_style=True, double_precision=True)
-
-    def write(self, metrics: pd.DataFrame, trace: pd.DataFrame) -> None:
+    def _open(self):
         if self._writer is None:
             self._writer = self._writer_class(str(self.folder))
+        return self._writer
+
+    def _scalar(self, tag: str, value, step) -> None:
+        self._open().add_scalar(tag, float(value), int(step), new_style=True, double_precision=True)
+
+    def write(self, metrics: pd.DataFrame, trace: pd.DataFrame) -> None:
         m0, t0 = self._done
         new = metrics.iloc[m0:]
         for step, split, group, metric, value in zip(new.step, new.split, new.group, new.metric, new.value):
@@ -193,12 +188,10 @@ class TensorBoardSink:
             for name in ("loss", "t", "dt"):
                 self._scalar(f"trace/{name}", getattr(row, name), row.step)
         self._done = (len(metrics), len(trace))
-        self._writer.flush()
+        self._open().flush()
 
     def set_status(self, status: str, reason: str | None = None, **info) -> None:
-        if self._writer is None:
-            self._writer = self._writer_class(str(self.folder))
-        self._writer.add_text("status", f"{status}: {reason or ''}")
+        self._open().add_text("status", f"{status}: {reason or ''}")
         self._writer.close()
         self._writer = None
 

@@ -42,7 +42,7 @@ from typing import get_args, get_origin, get_type_hints
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..config import override, to_assignments, to_dict
+from ..config import override, split_assignment, to_assignments, to_dict
 from ..errors import UsageError
 from .records import _now, atomic_write
 
@@ -60,16 +60,12 @@ class Job:
     registry: str  # "module:function" returning the experiment registry (looked up by the worker)
 
 
-def load_registry(name: str) -> dict:
-    """The registry named ``"module:function"`` (imported by name, never by this module)."""
+def get_experiment(registry: str, name: str):
+    """Experiment ``name`` of the registry named ``"module:function"`` (imported by name, not by this module)."""
     import importlib
 
-    module, _, attr = name.partition(":")
-    return getattr(importlib.import_module(module), attr)()
-
-
-def get_experiment(registry: str, name: str):
-    exps = load_registry(registry)
+    module, _, attr = registry.partition(":")
+    exps = getattr(importlib.import_module(module), attr)()
     if name not in exps:
         raise UsageError(f"unknown experiment {name!r}; available: {', '.join(sorted(exps))} (see `lazyhasty list`)")
     return exps[name]
@@ -96,14 +92,8 @@ def parse_grid(specs: list[str], cfg_cls) -> dict[str, list[str]]:
     """``["alpha=1,10,100", "widths=64,64;128,128"]`` -> {key: [value, ...]}. Values of a sequence-typed field
     are separated by ``;`` (a value itself is a comma list); other fields' values by ``,``."""
     grid: dict[str, list[str]] = {}
-    names = {f.name for f in dataclasses.fields(cfg_cls)}
     for spec in specs:
-        if "=" not in spec:
-            raise UsageError(f"--grid expects key=v1,v2,...; got {spec!r}")
-        key, vals = spec.split("=", 1)
-        key = key.strip()
-        if key not in names:
-            raise UsageError(f"unknown grid key {key!r}; valid keys: {', '.join(sorted(names))}")
+        key, vals = split_assignment(spec, cfg_cls, "grid key", "--grid expects key=v1,v2,...")
         sep = ";" if _is_sequence_field(cfg_cls, key) else ","
         values = [v.strip() for v in vals.split(sep) if v.strip()]
         if not values:
