@@ -58,12 +58,15 @@ def test_plan_ids_grid_and_seeds(tmp_path):
     assert spec["experiment"] == "demo" and spec["grid"] == ["lr=0.1,0.2", "alphas=1,10;1,100"]
 
 
-def test_sweep_runs_once_and_skips_completed(tmp_path, capsys):
+def test_sweep_runs_once_and_skips_completed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LAZYHASTY_TENSORBOARD", "")  # restored after the test: --tensorboard sets it
     args = ["sweep", "demo", "--grid", "lr=0.2,0.5", "--seeds", "0-1", "--out", str(tmp_path), "--workers", "2"]
     for a in FAST:
         args += ["--set", a]
-    assert main(args) == 0
+    assert main([*args, "--tensorboard"]) == 0
     assert "4 complete, 0 diverged, 0 failed" in capsys.readouterr().out
+    events = list(tmp_path.glob("*/alpha=*/tensorboard/events.out.tfevents.*"))  # written by the worker processes
+    assert len(events) == 8
     assert main(args) == 0
     assert "4 already done, 0 to run" in capsys.readouterr().out
     assert set(completes_per_job(tmp_path).values()) == {1} and len(completes_per_job(tmp_path)) == 4

@@ -198,39 +198,38 @@ def train(
     smooth = schedule.smoothing if schedule.smoothing is not None else (0.0 if stepper.full_batch else 0.9)
 
     def per_example(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(E, m, ...) outputs and (m, ...) targets -> (E m,) losses, member by member."""
+        """(E, m, ...) outputs (one member's: (m, ...)) and (m, ...) targets -> (E m,) losses, member by member."""
         m = y.shape[0]
-        per = loss(out.flatten(0, 1), y if E == 1 else y.expand(E, *y.shape).flatten(0, 1))
+        per = loss(out, y) if E == 1 else loss(out.flatten(0, 1), y.expand(E, *y.shape).flatten(0, 1))
         if per.shape != (E * m,):
             raise ValueError(f"loss {type(loss).__name__} returned shape {tuple(per.shape)} for {m} examples; a "
                              "loss must return one value per example")
         return per
 
-    def example_weights(m: int, index) -> torch.Tensor:
-        """(E, m): each example's weight in its member's mean loss (1/m, or w_i / sum w over the batch)."""
+    def mean_loss(per: torch.Tensor, index) -> torch.Tensor:
+        """(E m,) -> (E,): each member's mean loss over the batch (weighted: sum w_i l_i / sum w_i)."""
         if weights is None:
-            return torch.full((E, m), 1.0 / m, dtype=inv_alpha2.dtype, device=inv_alpha2.device)
+            return per.mean()[None] if E == 1 else per.view(E, -1).mean(1)
         w = weights if index is None else weights[:, index]
-        return w / w.sum(1, keepdim=True).clamp_min(1e-12)
+        return (per.view(E, -1) * w).sum(1) / w.sum(1).clamp_min(1e-12)
 
     def evaluate(index: torch.Tensor | None = None) -> Evaluation:
         """Every member at once. Stopped or diverged members are masked out of everything a stepper sees (loss,
         gradients, outputs), so that one member's NaN never reaches another's update."""
         x, y = (train_set.x, train_set.y) if index is None else (train_set.x[index], train_set.y[index])
-        out = ens(x)  # (E, m, ...)
+        out = ens.members[0](x) if E == 1 else ens(x)  # (E, m, ...); an ensemble of one is its member: (m, ...)
         per = per_example(out, y)  # (E m,)
-        w = example_weights(len(y), index)  # (E, m)
-        grads = ens.gradients(per @ (w * weight[:, None]).flatten())  # d/dtheta of sum_k L_k / alpha_k^2, live k
-        per, out = per.detach().view(E, -1), out.detach()
+        mean = mean_loss(per, index)  # (E,)
+        grads = ens.gradients(mean @ weight)  # d/dtheta of sum_k L_k / alpha_k^2 over the live members k
+        out = out.detach()[None] if E == 1 else out.detach()
         if not all_live:
             grads = [torch.where(per_member(live, g), g, 0.0) for g in grads]
             out = torch.where(per_member(live, out), out, 0.0)
-        return Evaluation((per * w).sum(1), grads, out, per, live, index)
+        return Evaluation(mean.detach(), grads, out, per.detach().view(E, -1), live, index)
 
     with torch.no_grad():
         out0 = torch.cat([ens(xb) for xb in train_set.x.split(4096)], dim=1)
-        per0 = per_example(out0, train_set.y).view(E, n).double()
-        loss0 = (per0 * example_weights(n, None).double()).sum(1).cpu().numpy()
+        loss0 = mean_loss(per_example(out0[0] if E == 1 else out0, train_set.y).double(), None).cpu().numpy()
     runs = [_Run(rid, sink, schedule.milestones(float(l0)), float(l0)) for rid, sink, l0 in zip(ids, sinks, loss0)]
     all_live, probe_s, wall0 = True, 0.0, time.perf_counter()
 
@@ -305,7 +304,7 @@ def train(
         while True:
             if cur is None:
                 cur = evaluate(next(batches))
-            if on_step is not None:
+            if on_step is not None and new:
                 on_step(cur)
             losses = cur.loss.tolist()  # one host sync per step
             todo, ending = {}, []

@@ -89,7 +89,7 @@ class Ensemble(nn.Module):
             self.register_buffer(f"const_{i}", stack([{**dict(net.named_parameters()), **dict(net.named_buffers()),
                                                        **(m.buffers0() if isinstance(m, _Regime) else {})}[n]
                                                       for m, net in zip(members, nets)]))
-        dtype = nets[0].parameters().__next__().dtype if self._names else torch.get_default_dtype()
+        dtype = next(nets[0].parameters()).dtype if self._names else torch.get_default_dtype()
         self.register_buffer("alphas", torch.tensor([float(getattr(m, "alpha", 1.0)) for m in members], dtype=dtype))
         self.register_buffer("c", torch.tensor([m.c if isinstance(m, AlphaScaled) else 1.0 for m in members],
                                                dtype=dtype))
@@ -116,7 +116,8 @@ class Ensemble(nn.Module):
         return leaves if len(self) > 1 else [p.detach()[None] for p in leaves]
 
     def gradients(self, objective: torch.Tensor) -> list[torch.Tensor]:
-        """d objective / d params, shaped like :attr:`params` (zeros for a parameter the objective does not use)."""
+        """d objective / d params, shaped like :attr:`params` (zeros for a parameter the objective does not use).
+        The objective is a scalar (a tensor grad_outputs would make torch import sympy, 0.4 s, on first use)."""
         leaves = self._leaves()
         grads = torch.autograd.grad(objective, leaves, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(leaves, grads)]
