@@ -56,9 +56,8 @@ def _axpy(ys: list[torch.Tensor], xs: list[torch.Tensor], a) -> None:
     if np.size(a) == 1:
         torch._foreach_add_(ys, xs, alpha=float(np.asarray(a).reshape(-1)[0]))
         return
-    a = torch.as_tensor(a, dtype=ys[0].dtype, device=ys[0].device)
     for y, x in zip(ys, xs):
-        y.add_(x * a.view(-1, *([1] * (x.ndim - 1))))
+        y.add_(x * per_member(a, x))
 
 
 class Stepper:

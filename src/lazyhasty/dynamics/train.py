@@ -198,9 +198,9 @@ def train(
     smooth = schedule.smoothing if schedule.smoothing is not None else (0.0 if stepper.full_batch else 0.9)
 
     def per_example(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(E, m, ...) outputs (one member's: (m, ...)) and (m, ...) targets -> (E m,) losses, member by member."""
+        """(E, m, ...) outputs and (m, ...) targets -> (E m,) losses, member by member."""
         m = y.shape[0]
-        per = loss(out, y) if E == 1 else loss(out.flatten(0, 1), y.expand(E, *y.shape).flatten(0, 1))
+        per = loss(out.flatten(0, 1), y if E == 1 else y.expand(E, *y.shape).flatten(0, 1))
         if per.shape != (E * m,):
             raise ValueError(f"loss {type(loss).__name__} returned shape {tuple(per.shape)} for {m} examples; a "
                              "loss must return one value per example")
@@ -217,11 +217,11 @@ def train(
         """Every member at once. Stopped or diverged members are masked out of everything a stepper sees (loss,
         gradients, outputs), so that one member's NaN never reaches another's update."""
         x, y = (train_set.x, train_set.y) if index is None else (train_set.x[index], train_set.y[index])
-        out = ens.members[0](x) if E == 1 else ens(x)  # (E, m, ...); an ensemble of one is its member: (m, ...)
+        out = ens(x)  # (E, m, ...)
         per = per_example(out, y)  # (E m,)
         mean = mean_loss(per, index)  # (E,)
         grads = ens.gradients(mean @ weight)  # d/dtheta of sum_k L_k / alpha_k^2 over the live members k
-        out = out.detach()[None] if E == 1 else out.detach()
+        out = out.detach()
         if not all_live:
             grads = [torch.where(per_member(live, g), g, 0.0) for g in grads]
             out = torch.where(per_member(live, out), out, 0.0)
@@ -229,7 +229,7 @@ def train(
 
     with torch.no_grad():
         out0 = torch.cat([ens(xb) for xb in train_set.x.split(4096)], dim=1)
-        loss0 = mean_loss(per_example(out0[0] if E == 1 else out0, train_set.y).double(), None).cpu().numpy()
+        loss0 = mean_loss(per_example(out0, train_set.y).double(), None).cpu().numpy()
     runs = [_Run(rid, sink, schedule.milestones(float(l0)), float(l0)) for rid, sink, l0 in zip(ids, sinks, loss0)]
     all_live, probe_s, wall0 = True, 0.0, time.perf_counter()
 
