@@ -61,9 +61,15 @@ def test_fig2_cscores_and_fig5_tiny(tmp_path, data_root, capsys):
 def test_missing_dataset_is_a_usage_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("lazyhasty.data.images.DEBIAN_FASHION_MNIST", tmp_path / "none")
     monkeypatch.delenv("LAZYHASTY_DATA", raising=False)
+    (tmp_path / "empty").mkdir()
     code = main(["run", "fig2_noise", "--out", str(tmp_path / "o"), "--set", f"data_root={tmp_path / 'empty'}"])
     err = capsys.readouterr().err
     assert code == 2 and "not found" in err and "dataset-fashion-mnist" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "experiment.json").exists()  # refused before anything ran: the folder stays free
+    # a given data_root is used or refused, never replaced by the system's copy
+    monkeypatch.undo()
+    code = main(["run", "fig2_noise", "--out", str(tmp_path / "o"), "--set", f"data_root={tmp_path / 'empty'}"])
+    assert code == 2 and str(tmp_path / "empty") in capsys.readouterr().err
 
 
 def test_fig3_tiny(tmp_path, data_root, capsys):

@@ -175,6 +175,9 @@ def test_phase_end_to_end_through_the_cli_and_resume(tmp_path):
     assert fits.quantity.str.contains("lazy side").any() and "Plain statements" in (out / "summary.txt").read_text()
     cells = pd.read_parquet(out / "phase_cells.parquet")
     assert len(cells) == 10 and np.isfinite(cells.ensemble_test_err_end).all()
+    r0 = subprocess.run(args, capture_output=True, text=True)  # the folder holds a run: refused without --resume
+    assert r0.returncode == 2 and "already holds records" in r0.stderr and "Traceback" not in r0.stderr
+    args.append("--resume")
     r2 = subprocess.run(args, capture_output=True, text=True)  # a second run keeps every finished cell
     assert r2.returncode == 0 and "10 already done, 0 to run" in r2.stdout, r2.stdout[-1000:]
     sub = [a.replace("0.01,0.1,1,10,100", "0.1,1,10,100") for a in args]  # a sub-grid: its cells exist already

@@ -49,8 +49,10 @@ def test_plan_ids_grid_and_seeds(tmp_path):
     assert {tuple(j.config["alphas"]) for j in jobs} == {(1.0, 10.0), (1.0, 100.0)}
     with pytest.raises(UsageError, match="unknown grid key"):
         plan(REGISTRY, "demo", "quick", [], ["colour=red"], None, tmp_path)
-    with pytest.raises(UsageError, match="no 'seed' field"):
-        plan(REGISTRY, "fig1", "quick", [], [], "0-1", tmp_path)
+    fig1 = plan(REGISTRY, "fig1", "quick", [], [], "3-4", tmp_path)  # a seed count: one job per seed all the same
+    assert [(j.config["seed"], j.config["seeds"]) for j in fig1] == [(3, 1), (4, 1)]
+    with pytest.raises(UsageError, match="at most 10000"):
+        plan(REGISTRY, "demo", "quick", [], [], "0-100000000", tmp_path)
     f = tmp_path / "sweep.toml"
     f.write_text('experiment = "demo"\nseeds = "0-1"\nset = ["max_steps=10"]\n[grid]\nlr = [0.1, 0.2]\n'
                  'alphas = [[1, 10], [1, 100]]\n')
@@ -144,7 +146,7 @@ def test_corrupt_record_is_detected_and_rerun(tmp_path, capsys):
 def test_sweep_through_submitit_local_executor(tmp_path):
     jobs = plan(REGISTRY, "demo", "quick", FAST, ["lr=0.2,0.4"], None, tmp_path)
     result = run_sweep(jobs, tmp_path, executor="submitit-local", workers=2, progress=False)
-    assert result["counts"] == {"complete": 2, "diverged": 0, "failed": 0}
+    assert result["counts"] == {"complete": 2, "diverged": 0, "failed": 0, "interrupted": 0}
     assert all(json.loads((j.dir / "job.json").read_text())["status"] == "complete" for j in jobs)
     assert (tmp_path / ".submitit").is_dir()  # submitit's own logs and pickles
 

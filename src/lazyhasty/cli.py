@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import UsageError, signals_interrupt, stopped_by
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,44 +38,66 @@ def _tensorboard(on: bool) -> None:
     os.environ["LAZYHASTY_TENSORBOARD"] = "1"
 
 
-def _run(name: str, preset: str | None, sets: list[str], out: str | None) -> int:
-    from .config import override, to_dict
+def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume: bool = False) -> int:
+    """One experiment into a folder of its own: ``out`` if it holds no records (else exit 2; with ``resume``, an
+    earlier run of a resumable experiment), or without ``out`` the first free one of runs/NAME, runs/NAME.2, ...
+    Every way out leaves experiment.json with a final status."""
+    from .config import check_machine, override, to_dict
     from .experiments import REGISTRY
-    from .runs.output import prepare_output
-    from .runs.records import atomic_write, environment
+    from .experiments import registry as REGISTRY_EXPERIMENTS
+    from .runs.output import claim_output, records_in
+    from .runs.records import atomic_write, close_open_records, environment
     from .runs.sweep import get_experiment
 
     exp = get_experiment(REGISTRY, name)
     preset = preset or exp.default_preset
     cfg = override(exp.preset(preset), sets)
-    out_dir = prepare_output(out or Path("runs") / name)
-    atomic_write(out_dir / "experiment.json", {"experiment": name, "preset": preset, "overrides": sets,
-                                                   "config": to_dict(cfg),
-                                                   "env": environment(getattr(cfg, "seed", None),
-                                                                      getattr(cfg, "device", "cpu"))})
+    check_machine(to_dict(cfg))
+    if resume and not (exp.resumable and out):
+        raise UsageError(f"--resume needs --out and an experiment that runs as resumable parts ("
+                         f"{', '.join(n for n, e in sorted(REGISTRY_EXPERIMENTS().items()) if e.resumable)})")
+    out_dir, lock = claim_output(out, Path("runs") / name, resume=name if resume else None)
+    meta = {"experiment": name, "preset": preset, "overrides": sets, "config": to_dict(cfg),
+            "env": environment(getattr(cfg, "seed", None), getattr(cfg, "device", "cpu")), "status": "running"}
+    atomic_write(out_dir / "experiment.json", meta)
     t0 = time.perf_counter()
+
+    def end(status: str, reason: str = "", **more) -> None:
+        close_open_records(status, reason)
+        atomic_write(out_dir / "experiment.json", {**meta, "status": status, "reason": reason,
+                                                   "wall_s": round(time.perf_counter() - t0, 2), **more})
+
     try:
         summary = exp.main(cfg, out_dir)
-    except UsageError:
+        atomic_write(out_dir / "summary.json", {"wall_s": round(time.perf_counter() - t0, 2), **(summary or {})})
+        end("complete")
+    except UsageError as e:  # refused before anything ran (e.g. a missing dataset): the folder is free again
+        if records_in(out_dir) == out_dir / "experiment.json":
+            (out_dir / "experiment.json").unlink()
+        else:
+            end("failed", str(e))
         raise
-    except KeyboardInterrupt:
-        print(f"lazyhasty: interrupted; partial records are in {out_dir}", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        end(*stopped_by(e))
+        print(f"lazyhasty: {name} interrupted ({str(e) or 'Ctrl-C'}); every run records how far it got, in "
+              f"{out_dir}", file=sys.stderr)
         return 130
     except Exception as e:
+        end(*stopped_by(e))
         if os.environ.get("LAZYHASTY_DEBUG"):
             raise
         print(f"lazyhasty: run {name!r} failed: {type(e).__name__}: {e} (records so far in {out_dir}; "
               f"set LAZYHASTY_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
-    wall = time.perf_counter() - t0
-    atomic_write(out_dir / "summary.json", {"wall_s": round(wall, 2), **(summary or {})})
-    print(f"[{name}] done in {wall:.1f} s; records in {out_dir}")
+    finally:
+        lock.release()
+    print(f"[{name}] done in {time.perf_counter() - t0:.1f} s; records in {out_dir}")
     return 0
 
 
 def _cmd_run(args) -> int:
     _tensorboard(args.tensorboard)
-    return _run(args.experiment, args.preset, args.set or [], args.out)
+    return _run(args.experiment, args.preset, args.set or [], args.out, args.resume)
 
 
 def _cmd_demo(args) -> int:
@@ -84,21 +106,27 @@ def _cmd_demo(args) -> int:
     from .data import DatasetError
     from .experiments import registry
     from .report import build_report
-    from .runs.output import prepare_output
+    from .runs.output import claim_output
 
-    root = prepare_output(args.out)
-    names = args.only.split(",") if args.only else sorted(registry())
+    exps = registry()
+    names = args.only.split(",") if args.only else sorted(exps)
+    unknown = [n for n in names if n not in exps]
+    if unknown:
+        raise UsageError(f"unknown experiment {', '.join(map(repr, unknown))}; available: {', '.join(sorted(exps))}")
+    root, lock = claim_output(args.out, Path("runs") / "demo")
     t0 = time.perf_counter()
     codes, skipped = {}, {}
-    exps = registry()
     for i, name in enumerate(names, 1):
-        preset = exps[name].demo_preset if name in exps else "quick"
+        preset = exps[name].demo_preset
         print(f"=== [{i}/{len(names)}] {name} ({preset} preset) ===", flush=True)
         try:
             codes[name] = _run(name, preset, args.set or [], str(root / name))
         except DatasetError as e:  # a dataset the machine does not have: skip it, say how to get it
             skipped[name] = str(e)
             print(f"[demo] skipped {name}: {e}", flush=True)
+        if codes.get(name) == 130:
+            return 130
+    lock.release()
     report = build_report(root, title="lazyhasty demo: every experiment on CPU")
     failed = [n for n, c in codes.items() if c != 0]
     print(f"\n[demo] {len(codes) - len(failed)}/{len(names)} experiments done in {time.perf_counter() - t0:.0f} s"
@@ -109,6 +137,7 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
+    from .config import check_machine
     from .experiments import REGISTRY
     from .runs.output import prepare_output
     from .runs.sweep import load_sweep_file, plan, run_sweep
@@ -124,16 +153,25 @@ def _cmd_sweep(args) -> int:
         raise UsageError("name an experiment (lazyhasty sweep EXPERIMENT ...) or set 'experiment' in the sweep file")
     if args.device:
         spec["set"].append(f"device={args.device}")
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    for flag, v in (("--workers", args.workers), ("--time", args.time), ("--gpus-per-run", args.gpus_per_run)):
+        if v is not None and not 0 < v <= 100_000:
+            raise UsageError(f"{flag} must be between 1 and 100000, got {v}")
+    jobs = plan(REGISTRY, spec["experiment"], spec["preset"], spec["set"], spec["grid"], spec["seeds"], Path(args.out))
+    if args.executor != "slurm":  # the jobs run on this machine: its device and paths are checked now
+        for job in jobs:
+            check_machine(job.config)
     out = prepare_output(args.out)
-    jobs = plan(REGISTRY, spec["experiment"], spec["preset"], spec["set"], spec["grid"], spec["seeds"], out)
-    result = run_sweep(jobs, out, executor=args.executor, workers=args.workers,
-                       slurm={"partition": args.partition, "time": args.time, "gpus_per_run": args.gpus_per_run})
+    try:
+        result = run_sweep(jobs, out, executor=args.executor, workers=args.workers,
+                           slurm={"partition": args.partition, "time": args.time, "gpus_per_run": args.gpus_per_run})
+    except KeyboardInterrupt as e:
+        print(f"lazyhasty: sweep interrupted ({str(e) or 'Ctrl-C'}); finished jobs are kept, run the same command to "
+              f"resume (records in {out})", file=sys.stderr)
+        return 130
     c = result["counts"]
-    print(f"[sweep] {len(jobs)} jobs: {c['complete']} complete, {c['diverged']} diverged, {c['failed']} failed "
-          f"(records in {out})")
-    return 1 if c["failed"] else 0
+    print(f"[sweep] {len(jobs)} jobs: {c['complete']} complete, {c['diverged']} diverged, {c['failed']} failed"
+          + (f", {c['interrupted']} interrupted" if c["interrupted"] else "") + f" (records in {out})")
+    return 1 if c["failed"] or c["interrupted"] else 0
 
 
 def _cmd_report(args) -> int:
@@ -161,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     s = sub.add_parser("demo", help="run every experiment's demo preset (quick; tiny for phase) on CPU, then the "
                        "HTML report (what `make demo` runs)")
-    s.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    s.add_argument("--out", help="output folder, which must hold no records (default: runs/demo, or runs/demo.2, "
+                   "... when that holds an earlier demo)")
     s.add_argument("--only", help="comma-separated experiments to run (default: all)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
     s.set_defaults(fn=_cmd_demo)
@@ -170,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--file", help="sweep file (TOML; YAML with PyYAML): experiment, preset, grid, seeds, set")
     s.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="a grid axis (repeatable); values of "
                    "list-valued keys are separated by ';'")
-    s.add_argument("--seeds", help="seeds of the 'seed' field, e.g. 0-4 or 0,3,7")
+    s.add_argument("--seeds", help="one job per initialisation seed, e.g. 0-4 or 0,3,7 (sets seed=S, and seeds=1 "
+                   "where the experiment has a seed count)")
     s.add_argument("--preset", help="preset of every job (default: the experiment's)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed override for every job")
     s.add_argument("--out", required=True, help="sweep folder (re-use it to finish an interrupted sweep)")
@@ -192,7 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("experiment", help="experiment name (see `lazyhasty list`)")
     s.add_argument("--preset", help="preset name (default: the experiment's, shown by `lazyhasty list`)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
-    s.add_argument("--out", help="output folder (default: runs/EXPERIMENT)")
+    s.add_argument("--out", help="output folder, which must hold no records (default: runs/EXPERIMENT, or "
+                   "runs/EXPERIMENT.2, ... when that holds an earlier run)")
+    s.add_argument("--resume", action="store_true", help="continue an earlier run of a resumable experiment (phase) "
+                   "in --out: its finished parts are kept")
     s.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files in every run's "
                    "folder (needs lazyhasty[tensorboard])")
     s.set_defaults(fn=_cmd_run)
@@ -206,16 +249,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 a run failed, 2 bad input (one line, before anything runs), 130 interrupted (Ctrl-C,
+    SIGTERM, SIGHUP): every run then records ``interrupted`` with how far it got."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "fn", None):
             parser.print_help()
             return 2
-        return args.fn(args)
+        with signals_interrupt():
+            return args.fn(args)
     except UsageError as e:
         print(f"lazyhasty: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f"lazyhasty: interrupted ({str(e) or 'Ctrl-C'})", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, or the machine failing: one line, the traceback on request
+        if os.environ.get("LAZYHASTY_DEBUG"):
+            raise
+        print(f"lazyhasty: {type(e).__name__}: {e} (set LAZYHASTY_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

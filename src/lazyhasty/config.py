@@ -1,10 +1,25 @@
-"""Frozen config dataclasses, overridden from the command line with type checks (``--set key=value``)."""
+"""Frozen config dataclasses, overridden from the command line with type checks (``--set key=value``), and
+validated before anything runs (:func:`validate`).
+
+Conventions every experiment config follows, checked here once for all of them:
+
+* numbers are finite, below 2^31 (integers) or 1e12 (floats) in size, and > 0, except the fields in
+  :data:`ZERO_OK` (seeds, class indices, momentum, GPU counts), which may be 0;
+* strings are not empty;
+* where it runs (:func:`check_machine`; a sweep submitted from a login node may name GPUs or paths that only the
+  compute nodes have): ``device`` is a device of the machine, fields named ``*_root`` are existing folders,
+  ``*_file`` and ``pretrained`` existing files;
+* ``seed`` is the (first) initialisation seed; a ``seeds`` count runs seeds ``seed .. seed + seeds - 1``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import UsageError
@@ -87,9 +102,87 @@ def override(config: Any, assignments: typing.Iterable[str]) -> Any:
         key, text = split_assignment(a, type(config))
         changes[key] = _parse(text, hints[key], key)
     try:
-        return dataclasses.replace(config, **changes)
+        config = dataclasses.replace(config, **changes)
     except (ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
+    validate(config)
+    return config
+
+
+ZERO_OK = frozenset({"seed", "data_seed", "momentum", "gpus_per_run", "positive", "negative"})
+MAX_INT, MAX_FLOAT = 2**31 - 1, 1e12
+
+
+def _check_number(key: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return
+    low = 0 if key in ZERO_OK else None
+    if not math.isfinite(v):
+        raise UsageError(f"{key} must be a finite number, got {v}")
+    if abs(v) > (MAX_INT if isinstance(v, int) else MAX_FLOAT):
+        raise UsageError(f"{key} = {v:g} is out of range (at most {MAX_INT if isinstance(v, int) else MAX_FLOAT:g})")
+    if (low is None and not v > 0) or (low is not None and v < low):
+        raise UsageError(f"{key} must be {'>= 0' if low is not None else '> 0'}, got {v:g}")
+
+
+def check_device(device: str, key: str = "device") -> None:
+    """A device string torch understands and this machine has (else :class:`UsageError`)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"{key}: {device!r} is not a device (cpu, cuda, cuda:1, mps, ...)") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (dev.index or 0) >= n:
+            raise UsageError(f"{key}={device} but this machine has {n} CUDA device(s) visible to torch; "
+                             "use device=cpu")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"{key}={device} but MPS is not available here; use device=cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"{key}={device}: lazyhasty runs on cpu, cuda or mps")
+
+
+def validate(config: Any) -> None:
+    """Every field of a config dataclass by the conventions above; raises :class:`UsageError` naming the field
+    and the value."""
+    for f in dataclasses.fields(config):
+        key, v = f.name, getattr(config, f.name)
+        for x in v if isinstance(v, (tuple, list)) else (v,):
+            _check_number(key, x)
+        if isinstance(v, str):
+            if not v.strip():
+                raise UsageError(f"{key} must not be empty")
+
+
+def check_machine(config: dict) -> None:
+    """What depends on the machine that runs a config (a dict of its fields), checked there before anything runs:
+    its ``device`` exists, its ``*_root`` folders and ``*_file`` / ``pretrained`` files exist and are readable."""
+    for key, v in config.items():
+        if not isinstance(v, str):
+            continue
+        if key == "device":
+            check_device(v)
+        elif key.endswith("_root") and not Path(v).is_dir():
+            raise UsageError(f"{key}={v}: no such folder")
+        elif (key.endswith("_file") or key == "pretrained") and not Path(v).is_file():
+            raise UsageError(f"{key}={v}: no such file")
+        if (key.endswith(("_root", "_file")) or key == "pretrained") and not os.access(v, os.R_OK):
+            raise UsageError(f"{key}={v}: not readable")
+
+
+def changed_fields(config: Any) -> dict:
+    """The fields of a config dataclass that differ from its class defaults, JSON-ready (what identifies a job:
+    adding a field with a default changes nothing here)."""
+    out = {}
+    for f in dataclasses.fields(config):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        v = getattr(config, f.name)
+        if default is dataclasses.MISSING or v != default:
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
 
 
 def to_dict(config: Any) -> dict:

@@ -8,7 +8,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from .runs.records import atomic_write
+from .errors import UsageError
+from .runs.records import STATUSES, atomic_write, check_files
 
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -46,6 +47,20 @@ def _read_json(p: Path):
         return None
 
 
+def _run_state(status_file: Path) -> tuple[str, str]:
+    """(status, problem) of one run folder: its recorded status, or ``incomplete`` / ``unreadable`` with why when
+    its files differ from the sizes and checksums its status lists."""
+    s = _read_json(status_file)
+    if not isinstance(s, dict):
+        return "unreadable", "status.json cannot be read"
+    bad = check_files(status_file.parent, s["files"]) if isinstance(s.get("files"), dict) else []
+    if bad:
+        return "incomplete", "; ".join(bad[:3])
+    if s.get("status") not in STATUSES:
+        return "unreadable", f"unknown status {s.get('status')!r}"
+    return s["status"], "" if s["status"] != "running" else "still running, or its process was killed"
+
+
 def _img(p: Path) -> str:
     data = base64.b64encode(p.read_bytes()).decode()
     return f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,{data}"></figure>'
@@ -73,6 +88,14 @@ def _table(rows: list[tuple], head: tuple) -> str:
 
 
 def _section(folder: Path, title: str, config: dict | None, max_figures: int = 12) -> str:
+    try:
+        return _section_of(folder, title, config, max_figures)
+    except (OSError, ValueError, AttributeError, TypeError) as e:  # a malformed folder is shown as such, never skipped
+        return (f"<h2>{html.escape(title)}</h2><p class='notheld'>cannot read {html.escape(str(folder))}: "
+                f"{html.escape(type(e).__name__)}: {html.escape(str(e))}</p>")
+
+
+def _section_of(folder: Path, title: str, config: dict | None, max_figures: int) -> str:
     parts = [f"<h2>{html.escape(title)}</h2>", f'<p class="small">{html.escape(str(folder))}</p>']
     summary = folder / "summary.txt"
     if summary.exists():
@@ -83,18 +106,25 @@ def _section(folder: Path, title: str, config: dict | None, max_figures: int = 1
     figs = sorted(folder.glob("*.png"))
     for f in figs[:max_figures]:
         parts.append(_img(f))
-    statuses = Counter()
+    statuses, incomplete = Counter(), []
     env = None
-    for st in folder.rglob("status.json"):
-        s = _read_json(st) or {}
-        statuses[s.get("status", "unreadable")] += 1
+    for st in sorted(folder.rglob("status.json")):
+        state, why = _run_state(st)
+        statuses[state] += 1
+        if why:
+            incomplete.append((str(st.parent.relative_to(folder)), state, why))
         env = env or _read_json(st.parent / "env.json")
     if statuses:
         parts.append("<p>Runs by status: " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())) + "</p>")
+    if incomplete:
+        parts.append("<p class='notheld'>Runs whose records are incomplete or unreadable (their files differ from "
+                     "what their status recorded, or they never finished):</p>"
+                     + _table(incomplete[:50], ("run", "state", "why")))
     if config:
         parts.append("<details><summary>Resolved config</summary>"
                      + _table(sorted((k, json.dumps(v)) for k, v in config.items()), ("key", "value")) + "</details>")
-    wall = (_read_json(folder / "summary.json") or {}).get("wall_s")
+    summ = _read_json(folder / "summary.json")
+    wall = summ.get("wall_s") if isinstance(summ, dict) else None
     if env:
         prov = {k: env.get(k) for k in ("lazyhasty", "git_sha", "torch", "numpy", "python", "device", "torch_threads",
                                         "platform")}
@@ -110,37 +140,53 @@ def build_report(root: str | Path, out: str | Path | None = None, title: str = "
     ``root``. Returns the path."""
     root = Path(root)
     if not root.is_dir():
-        from .errors import UsageError
-
         raise UsageError(f"no such folder: {root}")
+    try:
+        exp_files, sweep_files = sorted(root.rglob("experiment.json")), sorted(root.rglob("sweep.json"))
+    except OSError as e:
+        raise UsageError(f"cannot read {root}: {e.strerror or e}") from None
     sections = []
-    for exp_file in sorted(root.rglob("experiment.json")):
-        meta = _read_json(exp_file) or {}
+    for exp_file in exp_files:
+        meta = _read_json(exp_file)
+        meta = meta if isinstance(meta, dict) else {"status": "unreadable experiment.json"}
         folder = exp_file.parent
         name = meta.get("experiment", folder.name)
-        sections.append(_section(folder, f"{name} (preset {meta.get('preset')})", meta.get("config")))
-    for sweep_file in sorted(root.rglob("sweep.json")):
-        plan = _read_json(sweep_file) or {}
+        state = meta.get("status")
+        title = f"{name} (preset {meta.get('preset')})" + (f": {state}" if state not in (None, "complete") else "")
+        sections.append(_section(folder, title, meta.get("config") if isinstance(meta.get("config"), dict) else None))
+    for sweep_file in sweep_files:
+        plan = _read_json(sweep_file)
         folder = sweep_file.parent
+        jobs = [j for j in (plan.get("jobs") if isinstance(plan, dict) else None) or []
+                if isinstance(j, dict) and isinstance(j.get("id"), str)]
         rows = []
-        for j in plan.get("jobs", []):
-            spec = _read_json(folder / j["id"] / "job.json") or {}
-            rows.append((j["id"], " ".join(j.get("assignments", [])), spec.get("status", "missing"),
-                         spec.get("reason") or ""))
+        for j in jobs:
+            spec = _read_json(folder / j["id"] / "job.json")
+            spec = spec if isinstance(spec, dict) else {}
+            state = spec.get("status", "missing")
+            if state in ("complete", "diverged"):
+                bad = check_files(folder / j["id"], spec["files"]) if isinstance(spec.get("files"), dict) else [
+                    "job.json lists no files"]
+                state, spec = ("incomplete", {"reason": "; ".join(bad[:2])}) if bad else (state, spec)
+            rows.append((j["id"], " ".join(map(str, j.get("assignments", []))), state, spec.get("reason") or ""))
         counts = Counter(r[2] for r in rows)
         sections.append(f"<h2>Sweep {html.escape(folder.name)}</h2><p>Jobs by status: "
                         + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + "</p>"
                         + _table(rows, ("job", "assignments", "status", "reason")))
-        for j in plan.get("jobs", [])[:6]:
+        for j in jobs[:6]:
             jd = folder / j["id"]
-            if (jd / "job.json").exists() and any(jd.glob("*.png")):
-                sections.append(_section(jd, f"job {j['id']}: {' '.join(j.get('assignments', []))}",
-                                         (_read_json(jd / "job.json") or {}).get("config")))
+            spec = _read_json(jd / "job.json")
+            if isinstance(spec, dict) and any(jd.glob("*.png")):
+                sections.append(_section(jd, f"job {j['id']}: {' '.join(map(str, j.get('assignments', [])))}",
+                                         spec.get("config") if isinstance(spec.get("config"), dict) else None))
     if not sections:
         sections.append("<p>No experiment or sweep records found under this folder.</p>")
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style><script>{SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>"
             + "\n".join(sections) + "</body></html>")
     path = Path(out) if out else root / "report.html"
-    atomic_write(path, page)
+    try:
+        atomic_write(path, page)
+    except OSError as e:
+        raise UsageError(f"cannot write the report to {path}: {e.strerror or e}") from None
     return path

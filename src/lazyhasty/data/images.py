@@ -66,15 +66,17 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
 
 def _find(root, name: str, sub: str = "fashion-mnist", default: Path | None = DEBIAN_FASHION_MNIST
           ) -> tuple[Path | None, list[Path]]:
-    """The first existing ``name`` or ``name.gz`` in the search path (``root``, ``$LAZYHASTY_DATA/<sub>``,
-    ``default``), and the folders looked in."""
+    """The first existing ``name`` or ``name.gz`` in the search path, and the folders looked in: ``root`` alone when
+    it is given (a given folder is used or refused, never replaced by another), else ``$LAZYHASTY_DATA/<sub>``
+    and ``default``."""
     places = []
     if root is not None:
         places.append(Path(root))
-    if os.environ.get("LAZYHASTY_DATA"):
-        places.append(Path(os.environ["LAZYHASTY_DATA"]) / sub)
-    if default is not None:
-        places.append(default)
+    else:
+        if os.environ.get("LAZYHASTY_DATA"):
+            places.append(Path(os.environ["LAZYHASTY_DATA"]) / sub)
+        if default is not None:
+            places.append(default)
     for d in places:
         for cand in (d / name, d / f"{name}.gz"):
             if cand.is_file():

@@ -1,8 +1,13 @@
 """Losses that return *per-example* values, so that groups of examples can be reduced later.
 
-Conventions. Binary tasks: the network has one output, shape (n,) or (n, 1), and labels are y in {-1, +1}.
-Multi-class tasks: outputs (n, C) and integer labels (n,). The margin of an example is y f(x) (binary) or
-f_y(x) - max_{c != y} f_c(x) (multi-class); the margin losses below are functions of it.
+Accepted shapes (anything else is refused with a ValueError naming both shapes, never broadcast):
+
+* binary: outputs (n,) or (n, 1), labels y in {-1, +1} of shape (n,) or the outputs' shape;
+* class indices: outputs (n, C) with C >= 2, integer labels (n,) in 0..C-1;
+* regression (MSE only): targets of the outputs' shape, or outputs (n, 1) with targets (n,).
+
+The margin of an example is y f(x) (binary) or f_y(x) - max_{c != y} f_c(x) (class indices); the margin losses
+below are functions of it.
 """
 
 from __future__ import annotations
@@ -11,15 +16,33 @@ import torch
 from torch.nn import functional as F
 
 
-def _binary(out: torch.Tensor) -> torch.Tensor:
-    if out.ndim == 2 and out.shape[1] == 1:
-        return out[:, 0]
-    return out
+def _shapes(out: torch.Tensor, y: torch.Tensor) -> str:
+    return f"outputs of shape {tuple(out.shape)} and targets of shape {tuple(y.shape)}"
+
+
+def _pair(out: torch.Tensor, y: torch.Tensor, what: str = "loss") -> tuple[torch.Tensor, torch.Tensor]:
+    """Check a (outputs, labels) pair of the binary or class-index form; binary pairs come back as (n,), (n,)."""
+    n = out.shape[0] if out.ndim else -1
+    if out.ndim in (1, 2) and y.shape[:1] == (n,):
+        if out.ndim == 1 or out.shape[1] == 1:  # binary
+            if y.ndim == 1 or y.shape == out.shape:
+                return out.reshape(n), y.reshape(n)
+        elif y.ndim == 1:  # class indices
+            if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+                raise ValueError(f"{what}: class labels must be integers, got dtype {y.dtype} ({_shapes(out, y)})")
+            return out, y
+    raise ValueError(f"{what}: {_shapes(out, y)} do not match; expected binary outputs (n,) or (n, 1) with "
+                     "labels (n,), or class scores (n, C) with integer labels (n,)")
+
+
+def _softplus(z: torch.Tensor) -> torch.Tensor:
+    """log(1 + exp(z)), exact for every z (torch's softplus returns z itself above a threshold)."""
+    return torch.logaddexp(z, torch.zeros((), dtype=z.dtype, device=z.device))
 
 
 def margins(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-example margin, shape (n,): y f(x) for binary outputs, f_y - max_{c != y} f_c for multi-class."""
-    out = _binary(out)
+    """Per-example margin, shape (n,): y f(x) for binary outputs, f_y - max_{c != y} f_c for class scores."""
+    out, y = _pair(out, y, "margin")
     if out.ndim == 1:
         return y.to(out.dtype) * out
     fy = out.gather(1, y.long()[:, None])[:, 0]  # (n,)
@@ -28,13 +51,14 @@ def margins(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-example correctness (bool, shape (n,)): sign agreement (binary) or arg-max (multi-class)."""
-    out = _binary(out)
+    """Per-example correctness (bool, shape (n,)): sign agreement (binary) or arg-max (class indices); regression
+    targets of the outputs' shape (n, C) count as correct when their arg-maxes agree (one-hot targets)."""
+    if out.ndim == 2 and out.shape[1] > 1 and y.shape == out.shape:
+        return out.argmax(dim=1) == y.argmax(dim=1)
+    out, y = _pair(out, y, "accuracy")
     if out.ndim == 1:
         return (out > 0) == (y > 0)
-    if y.ndim == 2:  # one-hot / real-valued targets
-        y = y.argmax(dim=1)
-    return out.argmax(dim=1) == y.long()
+    return out.argmax(dim=1) == y
 
 
 class Loss:
@@ -61,6 +85,10 @@ class CrossEntropy(Loss):
     name = "cross_entropy"
 
     def __call__(self, out, y):
+        if out.ndim != 2 or out.shape[1] < 2:
+            raise ValueError(f"cross_entropy needs class scores (n, C) with C >= 2, got {_shapes(out, y)}; "
+                             "use bce for one binary output")
+        out, y = _pair(out, y, self.name)
         return F.cross_entropy(out, y.long(), reduction="none")
 
 
@@ -70,16 +98,21 @@ class BCE(Loss):
     name = "bce"
 
     def __call__(self, out, y):
-        return F.softplus(-margins(out, y))
+        return _softplus(-margins(out, y))
 
 
 class MSE(Loss):
-    """Half squared error, summed over outputs: 1/2 ||f(x) - y||^2 (targets of the same shape as f)."""
+    """Half squared error, summed over outputs: 1/2 ||f(x) - y||^2 (targets of the outputs' shape; (n,) for outputs
+    (n, 1))."""
 
     name = "mse"
 
     def __call__(self, out, y):
-        out = _binary(out)
+        if out.ndim == 2 and out.shape[1] == 1 and y.shape == out.shape[:1]:
+            y = y[:, None]  # the binary form: one output, targets (n,)
+        if out.shape != y.shape or out.ndim not in (1, 2):
+            raise ValueError(f"mse: {_shapes(out, y)} differ; targets must have the outputs' shape (n,) or (n, C) "
+                             "(or (n,) for outputs (n, 1))")
         diff = out - y.to(out.dtype)
         return 0.5 * (diff**2 if diff.ndim == 1 else (diff**2).sum(dim=1))
 
@@ -104,7 +137,7 @@ class SoftHinge(Loss):
         self.beta = float(beta)
 
     def __call__(self, out, y):
-        return F.softplus(1 - margins(out, y), beta=self.beta)
+        return _softplus(self.beta * (1 - margins(out, y))) / self.beta
 
     def __repr__(self) -> str:
         return f"SoftHinge(beta={self.beta:g})"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.groups import Split
+from ..errors import stopped_by
 from ..models.ensemble import Ensemble
 from .losses import Loss, get_loss
 from .probes import DEFAULT_PROBES, Probe, ProbeContext, Schedule
@@ -119,6 +121,7 @@ class _Run:
         self.trace: list[tuple] = []
         self.step, self.t, self.dt, self.smoothed = 0, 0.0, 0.0, loss0
         self.live, self.status, self.reason, self.converged = True, "complete", "", None
+        self.closed = sink is None  # its final status is written (or it has no record)
         self.info: dict = {}
         self.wall_s = self.probe_s = 0.0
 
@@ -164,10 +167,12 @@ def train(
         schedule: log-spaced measurement steps and equal-progress milestones (per run).
         data_seed: seeds the minibatch order, independently of the model: forked runs and every member of an
             ensemble see the same batches.
-        run_id: the ``run_id`` column of the tables; one per member for an ensemble (default ``member<k>``).
+        run_id: the ``run_id`` column of the tables; one per member for an ensemble (default: a new unique id,
+            ``run-<8 hex digits>``, with ``-member<k>`` for an ensemble's members).
         record: a :class:`RecordSink` (one per member for an ensemble): the run's tables are written to it every
-            ``flush_every_s`` seconds and at the end, and its status is set when the run ends (also when the
-            run fails or is interrupted: nothing measured is lost).
+            ``flush_every_s`` seconds and at the end, and its final status is set when the run ends: complete or
+            diverged, ``interrupted`` (KeyboardInterrupt: Ctrl-C, or SIGTERM on the command line) or ``failed``
+            (any other exception, a failed write included), with the reason. Nothing measured is lost.
         progress: show a progress bar (default: only on a terminal).
         on_step: called as ``on_step(evaluation)`` at every new point, before the update (tests and tools).
         weights: (E, n) example weights per member (0/1: a member's own training subset, as in C-score
@@ -180,194 +185,210 @@ def train(
     single = not isinstance(model, Ensemble)
     ens = Ensemble([model]) if single else model
     E, n = len(ens), len(train_set)
-    ids = [run_id or "run"] if single else [f"member{k}" for k in range(E)] if run_id is None else list(run_id)
+    if run_id is None:
+        uid = f"run-{uuid.uuid4().hex[:8]}"
+        run_id = uid if single else [f"{uid}-member{k}" for k in range(E)]
+    ids = [run_id] if single else list(run_id)
     sinks = [record] if single else [None] * E if record is None else list(record)
     if len(ids) != E or len(sinks) != E:
         raise ValueError(f"need one run id and one record (or None) per member: {E}")
     if weights is not None and tuple(weights.shape) != (E, n):
         raise ValueError(f"weights must have shape (members, examples) = ({E}, {n}), got {tuple(weights.shape)}")
-    loss = get_loss(loss)
-    schedule = schedule or Schedule()
-    splits = {"train": train_set, **(splits or {})}
-    params = ens.params
-    inv_alpha2 = 1.0 / ens.alphas**2  # (E,): eta / alpha^2, the one place the rule lives (see evaluate)
-    live = torch.ones(E, dtype=torch.bool, device=inv_alpha2.device)
-    weight = inv_alpha2.clone()  # 1 / alpha_k^2 for a member still training, 0 once it has stopped
-    state = stepper.init_state(params)
-    batches = stepper.batches(n, torch.Generator().manual_seed(int(data_seed)))
-    smooth = schedule.smoothing if schedule.smoothing is not None else (0.0 if stepper.full_batch else 0.9)
-
-    def per_example(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(E, m, ...) outputs and (m, ...) targets -> (E m,) losses, member by member."""
-        m = y.shape[0]
-        per = loss(out.flatten(0, 1), y if E == 1 else y.expand(E, *y.shape).flatten(0, 1))
-        if per.shape != (E * m,):
-            raise ValueError(f"loss {type(loss).__name__} returned shape {tuple(per.shape)} for {m} examples; a "
-                             "loss must return one value per example")
-        return per
-
-    def mean_loss(per: torch.Tensor, index) -> torch.Tensor:
-        """(E m,) -> (E,): each member's mean loss over the batch (weighted: sum w_i l_i / sum w_i)."""
-        if weights is None:
-            return per.mean()[None] if E == 1 else per.view(E, -1).mean(1)
-        w = weights if index is None else weights[:, index]
-        return (per.view(E, -1) * w).sum(1) / w.sum(1).clamp_min(1e-12)
-
-    def evaluate(index: torch.Tensor | None = None) -> Evaluation:
-        """Every member at once. Stopped or diverged members are masked out of everything a stepper sees (loss,
-        gradients, outputs), so that one member's NaN never reaches another's update."""
-        x, y = (train_set.x, train_set.y) if index is None else (train_set.x[index], train_set.y[index])
-        out = ens(x)  # (E, m, ...)
-        per = per_example(out, y)  # (E m,)
-        mean = mean_loss(per, index)  # (E,)
-        grads = ens.gradients(mean @ weight)  # d/dtheta of sum_k L_k / alpha_k^2 over the live members k
-        out = out.detach()
-        if not all_live:
-            grads = [torch.where(per_member(live, g), g, 0.0) for g in grads]
-            out = torch.where(per_member(live, out), out, 0.0)
-        return Evaluation(mean.detach(), grads, out, per.detach().view(E, -1), live, index)
-
-    with torch.no_grad():
-        out0 = torch.cat([ens(xb) for xb in train_set.x.split(4096)], dim=1)
-        loss0 = mean_loss(per_example(out0, train_set.y).double(), None).cpu().numpy()
-    runs = [_Run(rid, sink, schedule.milestones(float(l0)), float(l0)) for rid, sink, l0 in zip(ids, sinks, loss0)]
-    all_live, probe_s, wall0 = True, 0.0, time.perf_counter()
-
-    def measure(todo: dict[int, int | None]) -> dict[int, ProbeContext]:
-        """Run the probes for each member k in ``todo`` (k -> milestone); outputs are computed once for all."""
-        nonlocal probe_s
-        t0 = time.perf_counter()
-        was = ens.training
-        ens.eval()
-        stacked: dict[str, torch.Tensor] = {}
-
-        def source(name: str, k: int) -> torch.Tensor:
-            if name not in stacked:
-                with torch.no_grad():
-                    stacked[name] = torch.cat([ens(xb) for xb in splits[name].x.split(4096)], dim=1)
-            return stacked[name][k]
-
-        ctxs = {}
-        try:
-            for k, milestone in todo.items():
-                r = runs[k]
-                ctx = ProbeContext(ens.member(k), splits, loss, r.step, r.t, ens.params0(k), milestone, r.run_id,
-                                   source=lambda name, k=k: source(name, k))
-                for probe in probes:
-                    for split, group, metric, value in probe(ctx):
-                        r.rows.append((r.run_id, r.step, r.t, milestone, split, group, metric, float(value)))
-                ctxs[k] = ctx
-        finally:
-            ens.train(was)
-        probe_s += time.perf_counter() - t0
-        return ctxs
-
-    def finish(k: int, cur: Evaluation | None) -> None:
-        """Run k has ended: freeze its member (zero gradient and stepper state), write its tables and status."""
-        nonlocal all_live
-        r = runs[k]
-        r.live, all_live = False, False
-        live[k], weight[k] = False, 0.0
-        with torch.no_grad():
-            for t in [*(cur.grads if cur is not None else []), *(v for vs in state.values() if isinstance(vs, list)
-                                                                  for v in vs)]:
-                t[k].zero_()
-        if r.converged is None and r.status == "complete" and (stop.loss_below, stop.min_margin) != (None, None):
-            r.converged = False
-        r.info = {key: v[k].item() for key, v in state.items() if isinstance(v, np.ndarray)}
-        r.wall_s, r.probe_s = time.perf_counter() - wall0, probe_s
-        r.flush()
-        if r.sink is not None:
-            r.sink.set_status(r.status, r.reason, converged=r.converged, steps=r.step, t=r.t,
-                              wall_s=round(r.wall_s, 3), probe_s=round(probe_s, 3), alpha=float(ens.alphas[k]),
-                              loss0=r.loss0, ensemble_size=E, **r.info)
-
-    def stop_reason(r: _Run, outputs: Callable[[], torch.Tensor | None]) -> tuple[str, bool | None]:
-        if stop.loss_below is not None and r.smoothed < stop.loss_below:
-            return f"training loss {r.smoothed:.4g} < {stop.loss_below:g}", True
-        if stop.min_margin is not None:
-            out = outputs()
-            if out is not None and float(loss.margin(out, train_set.y).min()) >= stop.min_margin:
-                return f"every training margin >= {stop.min_margin:g}", True
-        if stop.max_steps is not None and r.step >= stop.max_steps:
-            return f"reached max_steps = {stop.max_steps}", None
-        if stop.max_time is not None and r.t >= stop.max_time:
-            return f"reached max_time = {stop.max_time:g}", None
-        return "", None
-
-    last_flush = time.perf_counter()
-    cur: Evaluation | None = None
-    new = list(range(E))  # members at a point not yet recorded
-    bar = tqdm(total=stop.max_steps, desc=ids[0] if single else f"ensemble of {E}", leave=False, mininterval=0.5,
-               disable=(None if progress is None else not progress), unit="step")
+    runs: list[_Run] = []
     try:
-        while True:
-            if cur is None:
-                cur = evaluate(next(batches))
-            if on_step is not None and new:
-                on_step(cur)
-            losses = cur.loss.tolist()  # one host sync per step
-            todo, ending = {}, []
-            for k in new:
-                r, value = runs[k], losses[k]
-                r.trace.append((r.step, r.t, value, r.dt))
-                if not math.isfinite(value):
-                    r.status, r.reason = "diverged", f"non-finite training loss at step {r.step} (t = {r.t:.4g})"
-                    todo[k] = None
-                    ending.append(k)
-                    continue
-                r.smoothed = value if smooth == 0 else smooth * r.smoothed + (1 - smooth) * value
-                m = r.milestones.update(r.smoothed) if r.milestones is not None else None
-                if m is not None or schedule.log_step(r.step):
-                    todo[k] = m
-            ctxs = measure(todo) if todo else {}
-            if ctxs:  # parameters are checked at measurement points
-                finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in params]).all(0).tolist()
-            for k in [k for k in new if k not in ending]:
-                r, ctx = runs[k], ctxs.get(k)
-                if ctx is not None and not finite[k]:
-                    r.status, r.reason = "diverged", f"non-finite parameters at step {r.step} (t = {r.t:.4g})"
-                else:  # a minibatch run's margins are checked on the full training set, at measurement points
-                    r.reason, r.converged = stop_reason(r, lambda k=k, out=cur.out, ctx=ctx: out[k] if
-                                                        stepper.full_batch else ctx.outputs("train") if ctx else None)
-                if r.reason:
-                    ending.append(k)
-            last = {k: None for k in ending if k not in ctxs}
-            if last:
-                measure(last)  # every run is measured at its last point
-            for k in ending:
-                finish(k, cur)
-            if all_live is False and not any(r.live for r in runs):
-                break
-            dt, cur = stepper.step(params, cur, evaluate, state)
-            if np.isscalar(dt):  # a discrete step: every live member moved by dt
-                new = [k for k, r in enumerate(runs) if r.live]
-                for k in new:
+        loss = get_loss(loss)
+        schedule = schedule or Schedule()
+        splits = {"train": train_set, **(splits or {})}
+        params = ens.params
+        inv_alpha2 = 1.0 / ens.alphas**2  # (E,): eta / alpha^2, the one place the rule lives (see evaluate)
+        live = torch.ones(E, dtype=torch.bool, device=inv_alpha2.device)
+        weight = inv_alpha2.clone()  # 1 / alpha_k^2 for a member still training, 0 once it has stopped
+        state = stepper.init_state(params)
+        batches = stepper.batches(n, torch.Generator().manual_seed(int(data_seed)))
+        smooth = schedule.smoothing if schedule.smoothing is not None else (0.0 if stepper.full_batch else 0.9)
+
+        def per_example(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            """(E, m, ...) outputs and (m, ...) targets -> (E m,) losses, member by member."""
+            m = y.shape[0]
+            per = loss(out.flatten(0, 1), y if E == 1 else y.expand(E, *y.shape).flatten(0, 1))
+            if per.shape != (E * m,):
+                raise ValueError(f"loss {type(loss).__name__} returned shape {tuple(per.shape)} for {m} examples; a "
+                                 "loss must return one value per example")
+            return per
+
+        def mean_loss(per: torch.Tensor, index) -> torch.Tensor:
+            """(E m,) -> (E,): each member's mean loss over the batch (weighted: sum w_i l_i / sum w_i)."""
+            if weights is None:
+                return per.mean()[None] if E == 1 else per.view(E, -1).mean(1)
+            w = weights if index is None else weights[:, index]
+            return (per.view(E, -1) * w).sum(1) / w.sum(1).clamp_min(1e-12)
+
+        def evaluate(index: torch.Tensor | None = None) -> Evaluation:
+            """Every member at once. Stopped or diverged members are masked out of everything a stepper sees (loss,
+            gradients, outputs), so that one member's NaN never reaches another's update."""
+            x, y = (train_set.x, train_set.y) if index is None else (train_set.x[index], train_set.y[index])
+            out = ens(x)  # (E, m, ...)
+            per = per_example(out, y)  # (E m,)
+            mean = mean_loss(per, index)  # (E,)
+            grads = ens.gradients(mean @ weight)  # d/dtheta of sum_k L_k / alpha_k^2 over the live members k
+            out = out.detach()
+            if not all_live:
+                grads = [torch.where(per_member(live, g), g, 0.0) for g in grads]
+                out = torch.where(per_member(live, out), out, 0.0)
+            return Evaluation(mean.detach(), grads, out, per.detach().view(E, -1), live, index)
+
+        with torch.no_grad():
+            out0 = torch.cat([ens(xb) for xb in train_set.x.split(4096)], dim=1)
+            loss0 = mean_loss(per_example(out0, train_set.y).double(), None).cpu().numpy()
+        runs = [_Run(rid, sink, schedule.milestones(float(l0)), float(l0)) for rid, sink, l0 in zip(ids, sinks, loss0)]
+        all_live, probe_s, wall0 = True, 0.0, time.perf_counter()
+
+        def measure(todo: dict[int, int | None]) -> dict[int, ProbeContext]:
+            """Run the probes for each member k in ``todo`` (k -> milestone); outputs are computed once for all."""
+            nonlocal probe_s
+            t0 = time.perf_counter()
+            was = ens.training
+            ens.eval()
+            stacked: dict[str, torch.Tensor] = {}
+
+            def source(name: str, k: int) -> torch.Tensor:
+                if name not in stacked:
+                    with torch.no_grad():
+                        stacked[name] = torch.cat([ens(xb) for xb in splits[name].x.split(4096)], dim=1)
+                return stacked[name][k]
+
+            ctxs = {}
+            try:
+                for k, milestone in todo.items():
                     r = runs[k]
-                    r.step, r.t, r.dt = r.step + 1, r.t + dt, dt
-            else:  # one dt per member, 0 where a trial was rejected
-                new = [k for k, (d, r) in enumerate(zip(dt.tolist(), runs)) if d > 0 and r.live]
+                    ctx = ProbeContext(ens.member(k), splits, loss, r.step, r.t, ens.params0(k), milestone, r.run_id,
+                                       source=lambda name, k=k: source(name, k))
+                    for probe in probes:
+                        for split, group, metric, value in probe(ctx):
+                            r.rows.append((r.run_id, r.step, r.t, milestone, split, group, metric, float(value)))
+                    ctxs[k] = ctx
+            finally:
+                ens.train(was)
+            probe_s += time.perf_counter() - t0
+            return ctxs
+
+        def finish(k: int, cur: Evaluation | None) -> None:
+            """Run k has ended: freeze its member (zero gradient and stepper state), write its tables and status."""
+            nonlocal all_live
+            r = runs[k]
+            r.live, all_live = False, False
+            live[k], weight[k] = False, 0.0
+            with torch.no_grad():
+                for t in [*(cur.grads if cur is not None else []), *(v for vs in state.values() if isinstance(vs, list)
+                                                                      for v in vs)]:
+                    t[k].zero_()
+            if r.converged is None and r.status == "complete" and (stop.loss_below, stop.min_margin) != (None, None):
+                r.converged = False
+            r.info = {key: v[k].item() for key, v in state.items() if isinstance(v, np.ndarray)}
+            r.wall_s, r.probe_s = time.perf_counter() - wall0, probe_s
+            r.flush()
+            if r.sink is not None:
+                r.sink.set_status(r.status, r.reason, converged=r.converged, steps=r.step, t=r.t,
+                                  wall_s=round(r.wall_s, 3), probe_s=round(probe_s, 3), alpha=float(ens.alphas[k]),
+                                  loss0=r.loss0, ensemble_size=E, **r.info)
+                r.closed = True
+
+        def stop_reason(r: _Run, outputs: Callable[[], torch.Tensor | None]) -> tuple[str, bool | None]:
+            if stop.loss_below is not None and r.smoothed < stop.loss_below:
+                return f"training loss {r.smoothed:.4g} < {stop.loss_below:g}", True
+            if stop.min_margin is not None:
+                out = outputs()
+                if out is not None and float(loss.margin(out, train_set.y).min()) >= stop.min_margin:
+                    return f"every training margin >= {stop.min_margin:g}", True
+            if stop.max_steps is not None and r.step >= stop.max_steps:
+                return f"reached max_steps = {stop.max_steps}", None
+            if stop.max_time is not None and r.t >= stop.max_time:
+                return f"reached max_time = {stop.max_time:g}", None
+            return "", None
+
+        last_flush = time.perf_counter()
+        cur: Evaluation | None = None
+        new = list(range(E))  # members at a point not yet recorded
+        bar = tqdm(total=stop.max_steps, desc=ids[0] if single else f"ensemble of {E}", leave=False, mininterval=0.5,
+                   disable=(None if progress is None else not progress), unit="step")
+        try:
+            while True:
+                if cur is None:
+                    cur = evaluate(next(batches))
+                if on_step is not None and new:
+                    on_step(cur)
+                losses = cur.loss.tolist()  # one host sync per step
+                todo, ending = {}, []
                 for k in new:
-                    r = runs[k]
-                    r.step, r.t, r.dt = r.step + 1, r.t + float(dt[k]), float(dt[k])
-            if not bar.disable:
-                bar.update(max(r.step for r in runs) - bar.n)
-            if time.perf_counter() - last_flush > flush_every_s:
-                for r in runs:
-                    if r.live:
-                        r.flush()
-                last_flush = time.perf_counter()
-    except BaseException as e:
-        why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
-        for r in runs:
-            if r.live and r.sink is not None:
-                r.flush()
-                r.sink.set_status("failed", f"{why} (at step {r.step}, t = {r.t:.4g})", steps=r.step, t=r.t)
+                    r, value = runs[k], losses[k]
+                    r.trace.append((r.step, r.t, value, r.dt))
+                    if not math.isfinite(value):
+                        r.status, r.reason = "diverged", f"non-finite training loss at step {r.step} (t = {r.t:.4g})"
+                        todo[k] = None
+                        ending.append(k)
+                        continue
+                    r.smoothed = value if smooth == 0 else smooth * r.smoothed + (1 - smooth) * value
+                    m = r.milestones.update(r.smoothed) if r.milestones is not None else None
+                    if m is not None or schedule.log_step(r.step):
+                        todo[k] = m
+                ctxs = measure(todo) if todo else {}
+                if ctxs:  # parameters are checked at measurement points
+                    finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in params]).all(0).tolist()
+                for k in [k for k in new if k not in ending]:
+                    r, ctx = runs[k], ctxs.get(k)
+                    if ctx is not None and not finite[k]:
+                        r.status, r.reason = "diverged", f"non-finite parameters at step {r.step} (t = {r.t:.4g})"
+                    else:  # a minibatch run's margins are checked on the full training set, at measurement points
+                        r.reason, r.converged = stop_reason(r, lambda k=k, out=cur.out, ctx=ctx: (
+                            out[k] if stepper.full_batch else ctx.outputs("train") if ctx else None))
+                    if r.reason:
+                        ending.append(k)
+                last = {k: None for k in ending if k not in ctxs}
+                if last:
+                    measure(last)  # every run is measured at its last point
+                for k in ending:
+                    finish(k, cur)
+                if all_live is False and not any(r.live for r in runs):
+                    break
+                dt, cur = stepper.step(params, cur, evaluate, state)
+                if np.isscalar(dt):  # a discrete step: every live member moved by dt
+                    new = [k for k, r in enumerate(runs) if r.live]
+                    for k in new:
+                        r = runs[k]
+                        r.step, r.t, r.dt = r.step + 1, r.t + dt, dt
+                else:  # one dt per member, 0 where a trial was rejected
+                    new = [k for k, (d, r) in enumerate(zip(dt.tolist(), runs)) if d > 0 and r.live]
+                    for k in new:
+                        r = runs[k]
+                        r.step, r.t, r.dt = r.step + 1, r.t + float(dt[k]), float(dt[k])
+                if not bar.disable:
+                    bar.update(max(r.step for r in runs) - bar.n)
+                if time.perf_counter() - last_flush > flush_every_s:
+                    for r in runs:
+                        if r.live:
+                            r.flush()
+                    last_flush = time.perf_counter()
+        finally:
+            bar.close()
+            for k in range(E):
+                ens.member(k)  # every member's module holds its final parameters
+    except BaseException as e:  # every run still open gets a final status saying why, and keeps what it measured
+        stopped, why = stopped_by(e)
+        for k, sink in enumerate(sinks):
+            r = runs[k] if k < len(runs) else None
+            if sink is None or (r is not None and r.closed):
+                continue
+            reason = why if r is None else f"{why} (at step {r.step}, t = {r.t:.4g})"
+            try:
+                if r is not None:
+                    r.flush()
+            except Exception as f:  # e.g. a full disk: the status still says what happened
+                reason += f"; writing its tables failed too: {type(f).__name__}: {f}"
+            try:
+                sink.set_status(stopped, reason, **({} if r is None else {"steps": r.step, "t": r.t}))
+            except Exception:
+                pass  # nowhere left to write; the exception below still reaches the caller
         raise
-    finally:
-        bar.close()
-        for k in range(E):
-            ens.member(k)  # every member's module holds its final parameters
     results = [TrainResult(r.status, r.reason, r.converged, r.step, r.t, *r.tables(), r.wall_s, r.probe_s, r.info)
                for r in runs]
     return results[0] if single else results

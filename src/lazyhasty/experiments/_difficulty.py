@@ -33,7 +33,8 @@ class RegimeConfig:
     max_epochs: int = 40  # budget per run
     loss_target: float = 0.3  # stop a run once its (smoothed) mean training loss is below this
     milestone_ratio: float = 0.9  # equal-progress measurement points at L0 * r^k
-    seeds: int = 3  # each seed varies the initialisation and the minibatch order
+    seeds: int = 3  # each seed varies the initialisation and the minibatch order: seeds seed .. seed + seeds - 1
+    seed: int = 0  # the first seed
     data_seed: int = 0  # data subset, noisy labels, planted features
     probe_size: int = 500  # examples for the linearity metrics
     linearity: bool = True  # NTK alignment, sign similarity, representation alignment at every measurement

@@ -84,7 +84,7 @@ def main(cfg: Config, out: Path) -> dict:
     tr_idx, ho_idx = torch.arange(n_tr), torch.arange(n_tr, len(pool))
     train = Split(pool.x[tr_idx], pool.y[tr_idx], quantile_groups(scores[:n_tr]))
     held = Split(pool.x[ho_idx], pool.y[ho_idx], quantile_groups(scores[n_tr:]))
-    for seed in range(cfg.seeds):
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         print(f"[fig2_cscores] seed {seed}: regimes {cfg.alphas} on {n_tr} examples", flush=True)
         run_regimes(cfg, train, {"held_out": held}, out, seed)
     return summarize(cfg, out, scores, speed, pool.y.cpu().numpy())
@@ -101,7 +101,7 @@ def summarize(cfg: Config, out: Path, scores, speed, labels) -> dict:
     m = load_runs(out / "runs")
     a_nl, a_lin = cfg.alphas[0], cfg.alphas[-1]
     gaps = {split: {a: [] for a in (a_nl, a_lin)} for split in ("train", "held_out")}
-    for seed in range(cfg.seeds):
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         for split in gaps:
             for a in (a_nl, a_lin):
                 gaps[split][a].append(decile_gap(m, f"alpha={a:g}-seed={seed}", split))

@@ -55,7 +55,7 @@ PRESETS = {
 
 def main(cfg: Config, out: Path) -> dict:
     train_all, test = load_fmnist(cfg.data_root, cfg.n_train, cfg.n_test, cfg.data_seed, cfg.device, cfg.dataset)
-    for seed in range(cfg.seeds):
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         train, _ = noisy_split(cfg, train_all, cfg.data_seed)  # the same noisy labels for every seed
         print(f"[fig2_noise] seed {seed}: alpha in {cfg.alphas}, {cfg.n_train} examples, {cfg.noise:.0%} noisy",
               flush=True)
@@ -67,7 +67,7 @@ def summarize(cfg: Config, out: Path) -> dict:
     m = load_runs(out / "runs")
     a_nl, a_lin = cfg.alphas[0], cfg.alphas[-1]
     gaps, best = [], {a: [] for a in cfg.alphas}
-    for seed in range(cfg.seeds):
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         ra, rb = f"alpha={a_nl:g}-seed={seed}", f"alpha={a_lin:g}-seed={seed}"
         gaps.append(gap_at_equal_progress(m, ra, rb, ("train", "clean", "loss"), ("train", "noisy", "loss")))
         for a in cfg.alphas:

@@ -52,6 +52,8 @@ class Config(RegimeConfig):
         super().__post_init__()
         if not 0.5 < self.rho < 1 or self.k_balanced < 1:
             raise ValueError("rho must be in (0.5, 1) and k_balanced >= 1")
+        if self.feature not in ("patch", "border"):
+            raise ValueError(f"feature must be patch or border, got {self.feature!r}")
 
 
 PRESETS = {
@@ -145,7 +147,7 @@ def main(cfg: Config, out: Path) -> dict:
         factory = None
     else:
         raise UsageError(f"dataset must be fashion_mnist, celeba or waterbirds, got {cfg.dataset!r}")
-    for seed in range(cfg.seeds):
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         print(f"[fig3] seed {seed}: alpha in {cfg.alphas}", flush=True)
         run_regimes(cfg, train, {"bal_train": bal_train, "bal_test": test}, out, seed, loss="bce", outputs=1,
                     factory=factory)
@@ -159,7 +161,7 @@ def summarize(cfg: Config, out: Path, probe_acc: float) -> dict:
     for a in cfg.alphas[:-1]:
         for split in ("bal_train", "bal_test"):
             vals = []
-            for seed in range(cfg.seeds):
+            for seed in range(cfg.seed, cfg.seed + cfg.seeds):
                 vals.append(gap_at_equal_progress(
                     m, f"alpha={lin:g}-seed={seed}", f"alpha={a:g}-seed={seed}",
                     (split, "with_spurious", "accuracy"), (split, "without_spurious", "accuracy"),

@@ -43,7 +43,7 @@ def main(cfg: Config, out: Path) -> dict:
     train_all, test = load_fmnist(cfg.data_root, cfg.n_train, cfg.n_test, cfg.data_seed, cfg.device, cfg.dataset)
     train, _ = noisy_split(cfg, train_all, cfg.data_seed)
     mid = sorted(cfg.lrs)[len(cfg.lrs) // 2]
-    for seed in range(cfg.seeds):
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         for lr in cfg.lrs:
             print(f"[fig5_lr] seed {seed}: alpha = 1, lr = {lr:g}", flush=True)
             run_regimes(cfg, train, {"test": test}, out, seed, alphas=(1.0,), lr=lr,
@@ -63,7 +63,7 @@ def _noisy_curves(m, runs):
 def summarize(cfg: Config, out: Path, mid: float) -> dict:
     m = load_runs(out / "runs")
     lr_spread, alpha_gap = [], []
-    for seed in range(cfg.seeds):
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         ids = {lr: f"lr={lr:g}-alpha=1-seed={seed}" for lr in cfg.lrs}
         piv = _noisy_curves(m, list(ids.values()))
         lr_spread.append(max(float((piv[ids[a]] - piv[ids[b]]).abs().mean()) for a, b in

@@ -5,15 +5,23 @@ A run directory holds
     env.json         package versions, git SHA, device, threads, seed, host
     metrics.parquet  the long table: run_id, step, t, milestone, split, group, metric, value
     trace.parquet    per-step trace: step, t, loss (the training objective the stepper saw), dt
-    status.json      {"status": running|complete|diverged|failed, "reason": ..., timestamps, ...}
-Every file is written to a temporary file in the same folder and renamed into place, so a killed run leaves
-either the previous complete file or the new complete file, never half of one.
+    status.json      {"status": running|complete|diverged|failed|interrupted, "reason": ..., timestamps,
+                      "files": {name: {"size", "sha256"}} of the files above as last written, ...}
+    .lock            held (flock) by the one process writing the run; the kernel releases it when that process ends
+Every file is written to a temporary file in the same folder, fsynced, made 0644 and renamed into place, and the
+folder is fsynced after the rename, so a killed run (or a crashed machine) leaves either the previous complete file
+or the new complete file, never half of one. A run owns its folder: a second writer, or a second run started in a
+folder that holds one, is refused (:class:`FolderInUse`). A run that ends in any way other than SIGKILL leaves a
+final status: the engine sets it, and a process that exits with a run still ``running`` marks it ``failed``.
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime as _dt
+import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -27,8 +35,14 @@ from pathlib import Path
 import pandas as pd
 
 from ..dynamics.train import METRIC_COLUMNS
+from ..errors import UsageError
 
-STATUSES = ("running", "complete", "diverged", "failed")
+STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
+FINAL_STATUSES = STATUSES[1:]
+
+
+class FolderInUse(UsageError):
+    """A folder another process is writing, or that already holds another run's records."""
 
 
 def _now() -> str:
@@ -57,10 +71,91 @@ def atomic_write(path: str | Path, content) -> None:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are for everyone who may read the folder
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Make a rename (or a new file) in ``folder`` durable: fsync the folder itself."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_folder(path: str | Path) -> Path:
+    """``mkdir -p`` with 0755 folders (whatever the umask), each new one fsynced into its parent."""
+    path = Path(path)
+    if not path.is_dir():
+        make_folder(path.parent)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if not path.is_dir():
+                raise
+        else:
+            os.chmod(path, 0o755)
+            fsync_folder(path.parent)
+    return path
+
+
+class FolderLock:
+    """An exclusive lock on ``folder`` (``flock`` on ``folder/.lock``, which holds the owner's PID), so that two
+    processes can never write one run or one sweep. Released by :meth:`release`, or by the kernel when the process
+    ends in any way (kill -9 included): a lock can never be left stale.
+
+    Raises :class:`FolderInUse`, naming the PID that holds it, when another process (or another lock in this one)
+    holds the folder."""
+
+    def __init__(self, folder: str | Path, what: str = "folder"):
+        self.path = make_folder(folder) / ".lock"
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise FolderInUse(f"{what} {folder} is in use by process {holder}; wait for it to finish or choose "
+                              "another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd: int | None = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+
+def file_digest(path: Path) -> dict:
+    """{"size": bytes, "sha256": hex digest} of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def check_files(folder: Path, files: dict) -> list[str]:
+    """What is wrong with the files a status lists (``{relative name: file_digest}``): missing, wrong size,
+    wrong checksum. Empty when every file is exactly as recorded."""
+    bad = []
+    for name, want in sorted(files.items()):
+        f = folder / name
+        if not f.is_file():
+            bad.append(f"{f} is missing")
+            continue
+        got = file_digest(f)
+        if got["size"] != want.get("size"):
+            bad.append(f"{f} has {got['size']} bytes, {want.get('size')} recorded")
+        elif got["sha256"] != want.get("sha256"):
+            bad.append(f"{f} does not match its recorded checksum")
+    return bad
 
 
 def git_sha() -> str | None:
@@ -121,16 +216,28 @@ class RunRecord:
         if tensorboard is None:
             tensorboard = os.environ.get("LAZYHASTY_TENSORBOARD", "") not in ("", "0")
         self.tensorboard = TensorBoardSink(self.path / "tensorboard") if tensorboard else None
+        self._lock: FolderLock | None = None
+        self._files: dict = {}
 
     def start(self, config, **fields) -> RunRecord:
-        """Create the folder with ``config.json`` (``config``, a dict or a config dataclass, updated with
-        ``fields``), ``env.json`` (provenance, with the config's ``seed`` and ``device``) and status ``running``."""
+        """Take the folder (refused with :class:`FolderInUse` if another process writes it or it already holds a
+        run) and write ``config.json`` (``config``, a dict or a config dataclass, updated with ``fields``),
+        ``env.json`` (provenance, with the config's ``seed`` and ``device``) and status ``running``."""
         config = {**(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config), **fields}
-        self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path / "config.json", config)
-        atomic_write(self.path / "env.json", environment(config.get("seed"), config.get("device") or "cpu"))
+        self._lock = FolderLock(self.path, "run folder")
+        if (self.path / "status.json").exists():
+            self._lock.release()
+            raise FolderInUse(f"run folder {self.path} already holds a run's records; choose another folder "
+                              "(records are never overwritten)")
+        _OPEN.add(self)
+        self._save("config.json", config)
+        self._save("env.json", environment(config.get("seed"), config.get("device") or "cpu"))
         self.set_status("running", started=_now())
         return self
+
+    def _save(self, name: str, content) -> None:
+        atomic_write(self.path / name, content)
+        self._files[name] = file_digest(self.path / name)
 
     def status(self) -> dict | None:
         f = self.path / "status.json"
@@ -140,15 +247,39 @@ class RunRecord:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         old = self.status() or {}
-        atomic_write(self.path / "status.json", {**old, **info, "status": status, "reason": reason, "updated": _now()})
-        if self.tensorboard is not None and status != "running":
-            self.tensorboard.set_status(status, reason, **info)
+        atomic_write(self.path / "status.json", {**old, **info, "status": status, "reason": reason, "updated": _now(),
+                                                 "files": self._files})
+        if status != "running":
+            _OPEN.discard(self)
+            if self.tensorboard is not None:
+                self.tensorboard.set_status(status, reason, **info)
+            if self._lock is not None:
+                self._lock.release()
 
     def write(self, metrics: pd.DataFrame, trace: pd.DataFrame) -> None:
-        atomic_write(self.path / "metrics.parquet", metrics)
-        atomic_write(self.path / "trace.parquet", trace)
+        self._save("metrics.parquet", metrics)
+        self._save("trace.parquet", trace)
         if self.tensorboard is not None:
             self.tensorboard.write(metrics, trace)
+
+
+_OPEN: set[RunRecord] = set()  # records of this process whose run has not ended
+
+
+def close_open_records(status: str, reason: str) -> int:
+    """Give every run of this process that is still ``running`` a final status (what the command line does on an
+    error, Ctrl-C or SIGTERM; at exit, any left are marked ``failed``). Returns how many were closed."""
+    n = 0
+    for rec in list(_OPEN):
+        try:
+            rec.set_status(status, reason)
+            n += 1
+        except Exception:  # the disk may be what failed; the others still get theirs
+            _OPEN.discard(rec)
+    return n
+
+
+atexit.register(close_open_records, "failed", "the process exited before the run ended")
 
 
 class TensorBoardSink:
@@ -217,20 +348,24 @@ def find_runs(path: str | Path) -> list[Path]:
 
 def load_runs(path: str | Path, table: str = "metrics", errors: str = "warn") -> pd.DataFrame:
     """One DataFrame of every run under ``path``: the rows of each run's ``metrics`` (or ``trace``) table,
-    with ``run_id``, ``status`` and the run's flattened config as columns (a config key that collides with a
-    table column is prefixed ``config.``).
+    with ``run_id`` (the run's folder relative to ``path``, so runs of two folders never share one), ``path``
+    (its folder), ``status`` and the run's flattened config as columns (a config key that collides with a table
+    column is prefixed ``config.``).
 
-    A run whose files cannot be read is reported (``errors="warn"``: a warning naming the file, the run is
-    left out; ``"raise"``: an error) and never silently read.
+    A run whose files cannot be read, or differ from the sizes and checksums its status recorded, is reported
+    (``errors="warn"``: a warning naming the file, the run is left out; ``"raise"``: an error) and never read.
     """
-    frames = []
-    for run in find_runs(path):
+    frames, root = [], Path(path)
+    for run in find_runs(root):
         try:
             status = json.loads((run / "status.json").read_text())
             config = json.loads((run / "config.json").read_text())
             f = run / f"{table}.parquet"
             if not f.exists():
                 continue  # e.g. a run that failed before its first measurement: its status says why
+            bad = check_files(run, {k: v for k, v in (status.get("files") or {}).items() if k == f.name})
+            if bad:
+                raise OSError("; ".join(bad))
             df = pd.read_parquet(f)
         except Exception as e:  # corrupt or half-written file
             msg = f"cannot read run {run}: {type(e).__name__}: {e}"
@@ -238,7 +373,8 @@ def load_runs(path: str | Path, table: str = "metrics", errors: str = "warn") ->
                 raise OSError(msg) from e
             warnings.warn(msg, stacklevel=2)
             continue
-        df["run_id"] = run.name
+        df["run_id"] = run.name if run == root else run.relative_to(root).as_posix()
+        df["path"] = str(run)
         df["status"] = status.get("status")
         for k, v in _flatten(config).items():
             col = k if k not in df.columns else f"config.{k}"

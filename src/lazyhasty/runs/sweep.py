@@ -7,14 +7,21 @@ Layout of a sweep folder::
     DIR/<job id>/job.json   the job's spec and status: pending | running | complete | diverged | failed
     DIR/<job id>/...        the experiment's own output (figures, run records)
 
-A job's id is a hash of the experiment name and its fully resolved config, so the same command always maps the
-same config to the same folder. Experiments come from a registry that the caller names (``"module:function"``,
+A job's id is a hash of the experiment's name, its config schema version (``Experiment.schema``, raised when a
+change of the code changes what a config means) and the config fields that differ from the config class's
+defaults: the same command always maps the same config to the same folder, and adding a field with a default keeps
+finished jobs finished. Experiments come from a registry that the caller names (``"module:function"``,
 e.g. ``lazyhasty.experiments:registry``): the runner never imports the experiments, it records the registry's name
 in each job so that a worker process (or a SLURM job) can look its experiment up. A registry maps names to
 objects with ``config`` (the config dataclass), ``default_preset``, ``preset(name)`` and ``main(config, folder)``.
-Running a sweep runs exactly the jobs that are not complete: a job whose ``job.json`` says ``running`` was
-interrupted (its process died) and is wiped and restarted from scratch; a ``complete`` job whose files do not
-all parse (a corrupt or half-written file) is reported and re-run.
+Running a sweep runs exactly the jobs that are not complete. A job is complete only when its ``job.json`` says
+complete (or diverged: a finished measurement) and every file it lists exists with the recorded size and SHA-256;
+a job that is running, interrupted, failed or whose files differ is reported, wiped and re-run from scratch. A job
+counts as complete only if every run record inside it reached a final status itself.
+
+One sweep at a time per folder: the sweep holds ``DIR/.lock`` (flock; a second sweep exits 2 naming the PID).
+Workers run in their own process groups and die with the sweep (Linux: PR_SET_PDEATHSIG); Ctrl-C or SIGTERM stops
+them, marks their jobs interrupted and exits 130; running the same command again resumes.
 
 Back ends: ``local`` (default) runs each job in its own worker process, at most ``workers`` at a time, with
 torch's threads split between them, so a worker that dies takes only its own job with it; ``slurm`` and
@@ -25,6 +32,7 @@ restarts its run cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -32,6 +40,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -39,14 +48,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args, get_origin, get_type_hints
 
-import pandas as pd
 from tqdm.auto import tqdm
 
-from ..config import override, split_assignment, to_assignments, to_dict
-from ..errors import UsageError
-from .records import _now, atomic_write
+from ..config import MAX_INT, changed_fields, check_machine, override, split_assignment, to_assignments, to_dict
+from ..errors import UsageError, stopped_by
+from .records import FINAL_STATUSES, FolderInUse, FolderLock, _now, atomic_write, check_files, file_digest, make_folder
 
 FINAL = ("complete", "diverged")
+MAX_JOBS = 10_000  # a sweep plans at most this many jobs (a typo such as --seeds 0-100000000 is refused at once)
 
 
 @dataclass(frozen=True)
@@ -73,14 +82,18 @@ def get_experiment(registry: str, name: str):
 
 def parse_seeds(text: str) -> list[int]:
     """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` -> [0, 3, 7]; ``"0-2,9"`` -> [0, 1, 2, 9]."""
-    out: list[int] = []
+    ranges = []
     for part in str(text).split(","):
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
             raise UsageError(f"--seeds expects a range like 0-4 or a list like 0,3,7; got {text!r}")
-        lo = int(m.group(1))
-        out.extend(range(lo, int(m.group(2)) + 1) if m.group(2) is not None else [lo])
-    return out
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi > MAX_INT:
+            raise UsageError(f"--seeds: seed {hi} is out of range (at most {MAX_INT})")
+        ranges.append(range(lo, hi + 1))
+    if sum(map(len, ranges)) > MAX_JOBS:
+        raise UsageError(f"--seeds {text} names {sum(map(len, ranges))} seeds; a sweep has at most {MAX_JOBS} jobs")
+    return [s for r in ranges for s in r]
 
 
 def _is_sequence_field(cfg_cls, key: str) -> bool:
@@ -140,67 +153,72 @@ def _fmt(v) -> str:
     return ",".join(str(x) for x in v) if isinstance(v, list) else str(v)
 
 
-def job_id(experiment: str, config: dict) -> str:
-    blob = json.dumps({"experiment": experiment, "config": config}, sort_keys=True, default=str)
+def job_id(experiment: str, config, schema: int = 1) -> str:
+    """12 hex digits hashing the experiment, its config schema version and the config's non-default fields."""
+    blob = json.dumps({"experiment": experiment, "schema": schema, "config": changed_fields(config)},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _job(exp, preset: str, config, assignments: tuple[str, ...], out: Path, registry: str) -> Job:
+    jid = job_id(exp.name, config, getattr(exp, "schema", 1))
+    return Job(jid, exp.name, preset, assignments, to_dict(config), out / jid, registry)
 
 
 def plan(registry: str, experiment: str, preset: str | None, sets: list[str], grid: list[str], seeds: str | None,
          out: Path) -> list[Job]:
-    """Expand the grid (times the seeds) into jobs with stable ids. Validates every config up front."""
+    """Expand the grid (times the seeds) into jobs with stable ids. Validates every config up front.
+
+    ``seeds`` makes one job per seed, whatever the experiment: it sets the config's ``seed`` (the first
+    initialisation seed) and, where the config has a ``seeds`` count, ``seeds=1``."""
     exp = get_experiment(registry, experiment)
     preset = preset or exp.default_preset
     base = override(exp.preset(preset), sets)
-    axes = parse_grid(grid, exp.config)
+    axes = {k: [(f"{k}={v}",) for v in vals] for k, vals in parse_grid(grid, exp.config).items()}
     if seeds is not None:
-        if "seed" not in {f.name for f in dataclasses.fields(exp.config)}:
+        fields = {f.name for f in dataclasses.fields(exp.config)}
+        if "seed" not in fields:
             raise UsageError(f"experiment {experiment!r} has no 'seed' field; sweep its seeds with --grid")
-        axes["seed"] = [str(s) for s in parse_seeds(seeds)]
-    keys = list(axes)
+        axes["seed"] = [(f"seed={s}", *(("seeds=1",) if "seeds" in fields else ())) for s in parse_seeds(seeds)]
+    size = 1
+    for vals in axes.values():
+        size *= len(vals)
+    if size > MAX_JOBS:
+        raise UsageError(f"the grid has {size} jobs; a sweep has at most {MAX_JOBS}")
     jobs, seen = [], set()
-    for combo in itertools.product(*(axes[k] for k in keys)):
-        assignments = tuple(f"{k}={v}" for k, v in zip(keys, combo))
-        cfg = to_dict(override(base, assignments))
-        jid = job_id(experiment, cfg)
-        if jid in seen:
-            continue
-        seen.add(jid)
-        jobs.append(Job(jid, experiment, preset, tuple(sets) + assignments, cfg, out / jid, registry))
+    for combo in itertools.product(*axes.values()):
+        assignments = tuple(a for group in combo for a in group)
+        job = _job(exp, preset, override(base, assignments), tuple(sets) + assignments, out, registry)
+        if job.id not in seen:
+            seen.add(job.id)
+            jobs.append(job)
     return jobs
 
 
 def config_jobs(registry: str, experiment: str, preset: str, configs, out: Path) -> list[Job]:
-    """One job per config dataclass (ids hash the experiment and the config), in ``out/<id>``."""
-    jobs = []
-    for c in configs:
-        d = to_dict(c)
-        jid = job_id(experiment, d)
-        jobs.append(Job(jid, experiment, preset, tuple(to_assignments(c)), d, out / jid, registry))
-    return jobs
+    """One job per config dataclass (ids as in :func:`plan`), in ``out/<id>``."""
+    exp = get_experiment(registry, experiment)
+    return [_job(exp, preset, c, tuple(to_assignments(c)), out, registry) for c in configs]
 
 
 def read_job(job_dir: Path) -> dict | None:
     try:
-        return json.loads((job_dir / "job.json").read_text())
+        spec = json.loads((job_dir / "job.json").read_text())
     except (OSError, ValueError):
         return None
+    return spec if isinstance(spec, dict) else None
 
 
-def verify_outputs(job_dir: Path) -> list[str]:
-    """Files of a finished job that cannot be read back (corrupt or half-written)."""
-    bad = []
+def job_files(job_dir: Path) -> dict:
+    """{relative path: {size, sha256}} of every file a finished job wrote (not job.json, the worker's log, or
+    hidden files such as locks)."""
+    files = {}
     for f in sorted(job_dir.rglob("*")):
-        if f.name.startswith(".") and f.name.endswith(".tmp"):
-            bad.append(f"{f} (temporary file left behind)")
-            continue
-        try:
-            if f.suffix == ".parquet":
-                pd.read_parquet(f)
-            elif f.suffix == ".json":
-                json.loads(f.read_text())
-        except Exception as e:
-            bad.append(f"{f} ({type(e).__name__})")
-    return bad
+        rel = f.relative_to(job_dir)
+        if f.is_file() and not any(part.startswith(".") for part in rel.parts) and \
+                rel.as_posix() not in ("job.json", "worker.log"):
+            files[rel.as_posix()] = file_digest(f)
+    return files
 
 
 def job_state(job: Job) -> tuple[str, str]:
@@ -210,12 +228,15 @@ def job_state(job: Job) -> tuple[str, str]:
         return ("missing", "") if not (job.dir / "job.json").exists() else ("corrupt", "job.json unreadable")
     status = spec.get("status")
     if status in FINAL:
-        bad = verify_outputs(job.dir)
-        return ("corrupt", "; ".join(bad)) if bad else (status, spec.get("reason") or "")
+        if not isinstance(spec.get("files"), dict):
+            return "corrupt", "job.json lists no files (written by an older lazyhasty)"
+        bad = check_files(job.dir, spec["files"])
+        return ("corrupt", "; ".join(bad[:3]) + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")) if bad \
+            else (status, spec.get("reason") or "")
     if status == "running":
         return "interrupted", f"was running (pid {spec.get('pid')}) when its process died"
-    if status == "failed":
-        return "failed", spec.get("reason") or ""
+    if status in ("failed", "interrupted"):
+        return status, spec.get("reason") or ""
     return "missing", ""
 
 
@@ -229,45 +250,70 @@ def _log_event(out: Path, **event) -> None:
 
 
 def prepare_job(job: Job) -> None:
-    """Fresh job folder holding only its spec (an interrupted or corrupt attempt is wiped)."""
+    """Fresh job folder holding only its spec (an interrupted, failed or corrupt attempt is wiped). Refused with
+    :class:`FolderInUse` if a process still holds the folder (e.g. a worker of a sweep that was killed)."""
     if job.dir.exists():
+        lock = FolderLock(job.dir, "job folder")
         shutil.rmtree(job.dir)
-    job.dir.mkdir(parents=True)
+        lock.release()
+    make_folder(job.dir)
     atomic_write(job.dir / "job.json", {"id": job.id, "experiment": job.experiment, "preset": job.preset,
                                         "assignments": list(job.assignments), "config": job.config,
                                         "registry": job.registry, "status": "pending"})
 
 
 def run_job(job_dir: str | Path) -> str:
-    """Run one prepared job in this process; returns its final status. Used by workers and submitit."""
+    """Run one prepared job in this process; returns its final status. Used by workers and submitit.
+
+    The job holds its folder's lock while it runs. It ends complete or diverged only if every run record inside
+    it reached that status itself; its job.json then lists every file with its size and checksum."""
     import torch
+
+    from .records import close_open_records
 
     job_dir = Path(job_dir)
     spec = read_job(job_dir)
     if spec is None:
         raise RuntimeError(f"no readable job.json in {job_dir}")
+    lock = FolderLock(job_dir, "job folder")
     if os.environ.get("LAZYHASTY_THREADS"):
         torch.set_num_threads(int(os.environ["LAZYHASTY_THREADS"]))
     sweep_dir = job_dir.parent
-    atomic_write(job_dir / "job.json", {**spec, "status": "running", "pid": os.getpid(), "started": _now()})
-    _log_event(sweep_dir, job=spec["id"], event="start", pid=os.getpid())
     t0 = time.perf_counter()
-    exp = get_experiment(spec["registry"], spec["experiment"])
-    cfg = override(exp.preset(spec["preset"]), spec["assignments"])
+
+    def finish(status: str, reason: str) -> str:
+        atomic_write(job_dir / "job.json", {**spec, "status": status, "reason": reason, "finished": _now(),
+                                            "wall_s": round(time.perf_counter() - t0, 2),
+                                            "files": job_files(job_dir) if status in FINAL else {}})
+        _log_event(sweep_dir, job=spec["id"], event=status, **({"reason": reason} if reason else {}))
+        lock.release()
+        return status
+
+    spec = {**spec, "pid": os.getpid(), "started": _now()}
     try:
+        atomic_write(job_dir / "job.json", {**spec, "status": "running"})
+        _log_event(sweep_dir, job=spec["id"], event="start", pid=os.getpid())
+        exp = get_experiment(spec["registry"], spec["experiment"])
+        cfg = override(exp.preset(spec["preset"]), spec["assignments"])
+        check_machine(to_dict(cfg))
         exp.main(cfg, job_dir)
     except BaseException as e:
-        atomic_write(job_dir / "job.json", {**spec, "status": "failed", "reason": f"{type(e).__name__}: {e}",
-                                            "finished": _now()})
-        _log_event(sweep_dir, job=spec["id"], event="failed")
+        status, reason = stopped_by(e)
+        close_open_records(status, reason)
+        finish(status, reason)
         raise
-    statuses = [json.loads(p.read_text()).get("status") for p in job_dir.rglob("status.json")]
-    final = "diverged" if "diverged" in statuses else "complete"
-    reason = f"{statuses.count('diverged')} of {len(statuses)} runs diverged" if final == "diverged" else ""
-    atomic_write(job_dir / "job.json", {**spec, "status": final, "reason": reason, "finished": _now(),
-                                        "wall_s": round(time.perf_counter() - t0, 2)})
-    _log_event(sweep_dir, job=spec["id"], event=final)
-    return final
+    runs = {}
+    for p in job_dir.rglob("status.json"):
+        try:
+            runs[p.parent.relative_to(job_dir).as_posix()] = json.loads(p.read_text()).get("status")
+        except (OSError, ValueError, AttributeError):
+            runs[p.parent.relative_to(job_dir).as_posix()] = "unreadable"
+    unfinished = {r: st for r, st in runs.items() if st not in FINAL}
+    if unfinished:
+        return finish("failed", f"{len(unfinished)} of {len(runs)} runs did not finish: "
+                      + ", ".join(f"{r} {st}" for r, st in sorted(unfinished.items())[:5]))
+    diverged = sum(st == "diverged" for st in runs.values())
+    return finish("diverged", f"{diverged} of {len(runs)} runs diverged") if diverged else finish("complete", "")
 
 
 class SubmititJob:
@@ -285,30 +331,56 @@ class SubmititJob:
         return submitit.helpers.DelayedSubmission(SubmititJob(self.job_dir))
 
 
+def _die_with_parent() -> None:
+    """In a worker, before exec: its own process group, and SIGTERM when the sweep process dies (Linux)."""
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _fail_if_unfinished(job: Job, why: str, status: str = "failed") -> None:
+    """Give a job whose worker ended without a final status one (the worker died, or the sweep stopped it)."""
+    spec = read_job(job.dir) or {}
+    if spec.get("status") not in FINAL_STATUSES:
+        atomic_write(job.dir / "job.json", {**spec, "status": status, "reason": why, "finished": _now()})
+        _log_event(job.dir.parent, job=job.id, event=status, reason=why)
+
+
 def _run_local(todo: list[Job], workers: int, bar) -> None:
     threads = max(1, (os.cpu_count() or 1) // workers)
     env = {**os.environ, "LAZYHASTY_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     queue = list(todo)
     running: dict[subprocess.Popen, Job] = {}
-    while queue or running:
-        while queue and len(running) < workers:
-            job = queue.pop(0)
-            log = open(job.dir / "worker.log", "wb")  # noqa: SIM115 (closed when the worker ends)
-            proc = subprocess.Popen([sys.executable, "-m", "lazyhasty.runs.worker", str(job.dir)], env=env,
-                                    stdout=log, stderr=subprocess.STDOUT)
-            proc._log = log  # type: ignore[attr-defined]
-            running[proc] = job
-        time.sleep(0.05)
-        for proc in [p for p in running if p.poll() is not None]:
-            job = running.pop(proc)
-            proc._log.close()  # type: ignore[attr-defined]
-            spec = read_job(job.dir) or {}
-            if proc.returncode != 0 and spec.get("status") not in ("failed", *FINAL):
-                why = (f"worker killed by signal {-proc.returncode}" if proc.returncode < 0
-                       else f"worker exited with code {proc.returncode}")
-                atomic_write(job.dir / "job.json", {**spec, "status": "failed", "reason": why, "finished": _now()})
-                _log_event(job.dir.parent, job=job.id, event="failed", reason=why)
-            bar.update(1)
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                job = queue.pop(0)
+                with open(job.dir / "worker.log", "wb") as log:  # the child keeps its own descriptor
+                    proc = subprocess.Popen([sys.executable, "-m", "lazyhasty.runs.worker", str(job.dir)], env=env,
+                                            stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                running[proc] = job
+            time.sleep(0.05)
+            for proc in [p for p in running if p.poll() is not None]:
+                job = running.pop(proc)
+                if proc.returncode != 0:
+                    _fail_if_unfinished(job, f"worker killed by signal {-proc.returncode}" if proc.returncode < 0
+                                        else f"worker exited with code {proc.returncode}")
+                bar.update(1)
+    finally:  # Ctrl-C, SIGTERM or an error here: stop every worker (and what it started), then mark its job
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for proc, job in running.items():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            _fail_if_unfinished(job, "the sweep was stopped", "interrupted")
 
 
 def _run_submitit(todo: list[Job], executor_name: str, out: Path, bar, slurm: dict) -> None:
@@ -328,40 +400,56 @@ def _run_submitit(todo: list[Job], executor_name: str, out: Path, bar, slurm: di
         ex.update_parameters(**params)
     with ex.batch():
         handles = [(ex.submit(SubmititJob(str(job.dir))), job) for job in todo]
-    for handle, job in handles:
-        try:
-            handle.result()
-        except Exception as e:  # the job's own job.json already says why, unless the worker died
-            spec = read_job(job.dir) or {}
-            if spec.get("status") not in ("failed", *FINAL):
-                atomic_write(job.dir / "job.json", {**spec, "status": "failed",
-                                                    "reason": f"{type(e).__name__}: {str(e)[:300]}"})
-        bar.update(1)
+    try:
+        for handle, job in handles:
+            try:
+                handle.result()
+            except Exception as e:  # the job's own job.json already says why, unless the worker died
+                _fail_if_unfinished(job, f"{type(e).__name__}: {str(e)[:300]}")
+            bar.update(1)
+    except BaseException:  # stopped while waiting: cancel what is still queued or running
+        for handle, job in handles:
+            if not handle.done():
+                with contextlib.suppress(Exception):
+                    handle.cancel()
+                _fail_if_unfinished(job, "the sweep was stopped", "interrupted")
+        raise
 
 
 def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int | None = None,
               progress: bool | None = True, slurm: dict | None = None) -> dict:
-    """Run every job that is not complete. Returns counts by final status and the list of re-run reasons."""
-    out.mkdir(parents=True, exist_ok=True)
-    lock = out / ".sweep.lock"
-    if lock.exists():
-        try:
-            pid = int(lock.read_text().strip() or 0)
-            os.kill(pid, 0)
-            raise UsageError(f"another sweep (pid {pid}) is running in {out}; wait for it or remove {lock}")
-        except (ProcessLookupError, ValueError, PermissionError):
-            pass  # stale lock from a killed sweep
-    lock.write_text(str(os.getpid()))
+    """Run every job that is not complete. Returns counts by final status and the list of re-run reasons.
+
+    Refused with :class:`FolderInUse` (exit 2 on the command line) while another sweep holds ``out``, or when
+    ``out`` holds the records of another experiment or of a single run."""
+    if executor not in ("local", "slurm", "submitit-local"):
+        raise UsageError(f"unknown executor {executor!r}; choose local, slurm or submitit-local")
+    make_folder(out)
+    lock = FolderLock(out, "sweep folder")
     try:
-        atomic_write(out / "sweep.json", {"jobs": [{"id": j.id, "experiment": j.experiment, "preset": j.preset,
-                                                    "assignments": list(j.assignments)} for j in jobs]})
+        old = {}
+        if (out / "sweep.json").exists():
+            try:
+                old = json.loads((out / "sweep.json").read_text())
+            except ValueError:
+                raise FolderInUse(f"{out / 'sweep.json'} is unreadable; choose another --out") from None
+        elif (out / "experiment.json").exists() or (out / "status.json").exists():
+            raise FolderInUse(f"{out} holds the records of a run, not a sweep; choose another --out")
+        names = {j.experiment for j in jobs} | {j["experiment"] for j in old.get("jobs", [])}
+        if len(names) > 1:
+            raise FolderInUse(f"{out} holds a sweep of {', '.join(sorted(names - {jobs[0].experiment}))}; a sweep "
+                              "folder holds one experiment: choose another --out")
+        listed = {j.id: {"id": j.id, "experiment": j.experiment, "preset": j.preset,
+                         "assignments": list(j.assignments)} for j in jobs}
+        atomic_write(out / "sweep.json", {"jobs": [*(j for j in old.get("jobs", []) if j["id"] not in listed),
+                                                   *listed.values()]})
         todo, notes, skipped = [], [], 0
         for job in jobs:
             state, why = job_state(job)
             if state in FINAL:
                 skipped += 1
                 continue
-            if state in ("interrupted", "corrupt", "failed"):
+            if state != "missing":
                 notes.append(f"{job.id}: {state}{': ' + why if why else ''} -> re-run")
             prepare_job(job)
             todo.append(job)
@@ -369,18 +457,15 @@ def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int 
             print(f"[sweep] {n}", flush=True)
         print(f"[sweep] {len(jobs)} jobs: {skipped} already done, {len(todo)} to run", flush=True)
         workers = max(1, workers or (os.cpu_count() or 1))
-        bar = tqdm(total=len(todo), desc="sweep", unit="job", disable=(None if progress is None else not progress))
-        if todo:
-            if executor == "local":
+        with tqdm(total=len(todo), desc="sweep", unit="job", disable=(None if progress is None else not progress)) \
+                as bar:
+            if todo and executor == "local":
                 _run_local(todo, workers, bar)
-            elif executor in ("slurm", "submitit-local"):
+            elif todo:
                 _run_submitit(todo, executor, out, bar, {**(slurm or {}), "workers": workers})
-            else:
-                raise UsageError(f"unknown executor {executor!r}; choose local, slurm or submitit-local")
-        bar.close()
     finally:
-        lock.unlink(missing_ok=True)
-    counts = {"complete": 0, "diverged": 0, "failed": 0}
+        lock.release()
+    counts = {"complete": 0, "diverged": 0, "failed": 0, "interrupted": 0}
     for job in jobs:
         state, _ = job_state(job)
         counts[state if state in counts else "failed"] += 1

@@ -2,11 +2,16 @@
 
 import sys
 
+from ..errors import signals_interrupt
 from .sweep import run_job
 
 if __name__ == "__main__":
     try:
-        run_job(sys.argv[1])
+        with signals_interrupt():
+            run_job(sys.argv[1])
+    except KeyboardInterrupt as e:  # job.json already says interrupted
+        print(f"interrupted: {str(e) or 'SIGINT'}", file=sys.stderr)
+        sys.exit(130)
     except Exception:
         import traceback
 
