@@ -150,3 +150,11 @@ def test_training_refuses_mse_targets_that_would_broadcast(gen):
     with pytest.raises(ValueError, match=r"\(12, 1\).*\(12, 2\)"):
         lh.train(model, lh.Split(x, torch.randn(12, 2, dtype=torch.float64)), loss="mse", stepper=lh.GD(0.01),
                  stop=lh.Stop(max_steps=1))
+
+
+def test_softplus_losses_are_exact_far_from_the_margin():
+    """Margins where torch's default softplus cut-off (20) would drop log(1 + e^-z) ~ 2e-9: exact here."""
+    f = torch.tensor([-60.0, -38.0, -25.0, -21.0, 21.0, 60.0], dtype=torch.float64)
+    y = torch.ones(6, dtype=torch.float64)
+    np.testing.assert_allclose(BCE()(f, y).numpy(), sp(-f.numpy()), rtol=1e-15, atol=0)
+    np.testing.assert_allclose(SoftHinge(2.0)(f, y).numpy(), sp(2.0 * (1 - f.numpy())) / 2.0, rtol=1e-15, atol=0)

@@ -44,7 +44,6 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
     Every way out leaves experiment.json with a final status."""
     from .config import check_machine, override, to_dict
     from .experiments import REGISTRY
-    from .experiments import registry as REGISTRY_EXPERIMENTS
     from .runs.output import claim_output, records_in
     from .runs.records import atomic_write, close_open_records, environment
     from .runs.sweep import get_experiment
@@ -54,8 +53,8 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
     cfg = override(exp.preset(preset), sets)
     check_machine(to_dict(cfg))
     if resume and not (exp.resumable and out):
-        raise UsageError(f"--resume needs --out and an experiment that runs as resumable parts ("
-                         f"{', '.join(n for n, e in sorted(REGISTRY_EXPERIMENTS().items()) if e.resumable)})")
+        raise UsageError("--resume needs --out" if exp.resumable else f"--resume: {name} cannot resume (only "
+                         "experiments run as sweep jobs can, e.g. phase)")
     out_dir, lock = claim_output(out, Path("runs") / name, resume=name if resume else None)
     meta = {"experiment": name, "preset": preset, "overrides": sets, "config": to_dict(cfg),
             "env": environment(getattr(cfg, "seed", None), getattr(cfg, "device", "cpu")), "status": "running"}

@@ -35,9 +35,11 @@ def _pair(out: torch.Tensor, y: torch.Tensor, what: str = "loss") -> tuple[torch
                      "labels (n,), or class scores (n, C) with integer labels (n,)")
 
 
-def _softplus(z: torch.Tensor) -> torch.Tensor:
-    """log(1 + exp(z)), exact for every z (torch's softplus returns z itself above a threshold)."""
-    return torch.logaddexp(z, torch.zeros((), dtype=z.dtype, device=z.device))
+def _softplus(z: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """log(1 + exp(beta z)) / beta, exact to float64 rounding for every z: torch returns z itself above
+    beta z = threshold, where the dropped term log(1 + exp(-beta z)) / beta is e^-40 / beta, below float64's
+    resolution of values >= 40 / beta (torch's default threshold, 20, leaves a 2e-9 error)."""
+    return F.softplus(z, beta=beta, threshold=40.0)
 
 
 def margins(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -137,7 +139,7 @@ class SoftHinge(Loss):
         self.beta = float(beta)
 
     def __call__(self, out, y):
-        return _softplus(self.beta * (1 - margins(out, y))) / self.beta
+        return _softplus(1 - margins(out, y), self.beta)
 
     def __repr__(self) -> str:
         return f"SoftHinge(beta={self.beta:g})"

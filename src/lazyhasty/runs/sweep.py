@@ -52,7 +52,17 @@ from tqdm.auto import tqdm
 
 from ..config import MAX_INT, changed_fields, check_machine, override, split_assignment, to_assignments, to_dict
 from ..errors import UsageError, stopped_by
-from .records import FINAL_STATUSES, FolderInUse, FolderLock, _now, atomic_write, check_files, file_digest, make_folder
+from .records import (
+    FINAL_STATUSES,
+    FolderInUse,
+    FolderLock,
+    _now,
+    atomic_write,
+    check_files,
+    close_open_records,
+    file_digest,
+    make_folder,
+)
 
 FINAL = ("complete", "diverged")
 MAX_JOBS = 10_000  # a sweep plans at most this many jobs (a typo such as --seeds 0-100000000 is refused at once)
@@ -244,6 +254,7 @@ def _log_event(out: Path, **event) -> None:
     line = json.dumps({"time": _now(), **event}) + "\n"
     fd = os.open(out / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        os.fchmod(fd, 0o644)  # whatever the umask, like every record
         os.write(fd, line.encode())  # one write per line: lines never interleave
     finally:
         os.close(fd)
@@ -268,8 +279,6 @@ def run_job(job_dir: str | Path) -> str:
     The job holds its folder's lock while it runs. It ends complete or diverged only if every run record inside
     it reached that status itself; its job.json then lists every file with its size and checksum."""
     import torch
-
-    from .records import close_open_records
 
     job_dir = Path(job_dir)
     spec = read_job(job_dir)
