@@ -7,6 +7,7 @@ saying why, finished work is kept, and running the same command again resumes.
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -129,10 +130,16 @@ def test_bad_config_value_is_refused_before_anything_runs(tmp_path, capsys, expe
     (["run", "demo", "--resume", "--out", "{tmp}/r"], "--resume"),
     (["demo", "--only", "nope", "--out", "{tmp}/d"], "unknown experiment"),
     (["report", "{tmp}/nothing-here"], "no such folder"),
+    (["run", "demo", "--set", "alphas=1,,100", "--out", "{tmp}/r"], "comma-separated list"),
+    (["run", "fig3", "--set", "pretrained={tmp}/weights.pt", "--out", "{tmp}/r"], "arch=resnet18"),
+    (["sweep", "demo", "--executor", "slurm", "--out", "{tmp}/s"], "sbatch"),
 ])
 def test_bad_command_lines(tmp_path, capsys, argv, message):
     if "cuda" in message and torch.cuda.device_count() > 7:
         pytest.skip("this machine has 8 GPUs")
+    if message == "sbatch" and shutil.which("sbatch"):
+        pytest.skip("this machine has SLURM")
+    (tmp_path / "weights.pt").write_bytes(b"")
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and one_line_error(err), err

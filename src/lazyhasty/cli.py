@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -155,6 +156,8 @@ def _cmd_sweep(args) -> int:
     for flag, v in (("--workers", args.workers), ("--time", args.time), ("--gpus-per-run", args.gpus_per_run)):
         if v is not None and not 0 < v <= 100_000:
             raise UsageError(f"{flag} must be between 1 and 100000, got {v}")
+    if args.executor == "slurm" and not shutil.which("sbatch"):
+        raise UsageError("--executor slurm needs a SLURM cluster: sbatch is not on this machine's PATH")
     jobs = plan(REGISTRY, spec["experiment"], spec["preset"], spec["set"], spec["grid"], spec["seeds"], Path(args.out))
     if args.executor != "slurm":  # the jobs run on this machine: its device and paths are checked now
         for job in jobs:

@@ -52,8 +52,8 @@ def _parse(text: str, tp: Any, key: str) -> Any:
     if origin in (tuple, list):
         args = get_args(tp)
         inner = args[0] if args else str
-        parts = [p for p in text.split(",") if p.strip() != ""]
-        if not parts:
+        parts = text.split(",")
+        if not text.strip() or any(not p.strip() for p in parts):
             raise UsageError(f"{key} expects a comma-separated list, e.g. {key}=1,10,100; got {text!r}")
         vals = [_parse(p.strip(), inner, key) for p in parts]
         return tuple(vals) if origin is tuple else vals

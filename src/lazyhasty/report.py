@@ -139,9 +139,9 @@ def build_report(root: str | Path, out: str | Path | None = None, title: str = "
     """Write ``report.html`` for every experiment folder (``experiment.json``) and sweep (``sweep.json``) under
     ``root``. Returns the path."""
     root = Path(root)
-    if not root.is_dir():
-        raise UsageError(f"no such folder: {root}")
     try:
+        if not root.is_dir():
+            raise UsageError(f"no such folder: {root}")
         exp_files, sweep_files = sorted(root.rglob("experiment.json")), sorted(root.rglob("sweep.json"))
     except OSError as e:
         raise UsageError(f"cannot read {root}: {e.strerror or e}") from None

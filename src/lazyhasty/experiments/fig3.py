@@ -54,6 +54,8 @@ class Config(RegimeConfig):
             raise ValueError("rho must be in (0.5, 1) and k_balanced >= 1")
         if self.feature not in ("patch", "border"):
             raise ValueError(f"feature must be patch or border, got {self.feature!r}")
+        if self.pretrained is not None and self.arch != "resnet18":
+            raise ValueError(f"pretrained weights are for arch=resnet18, got arch={self.arch}")
 
 
 PRESETS = {
