@@ -393,7 +393,12 @@ def _run_local(todo: list[Job], workers: int, bar) -> None:
 
 
 def _run_submitit(todo: list[Job], executor_name: str, out: Path, bar, slurm: dict) -> None:
+    import logging
+
     import submitit
+
+    # a cluster without accounting answers no sacct query; the sweep tracks its jobs with squeue instead
+    logging.getLogger("submitit").addFilter(lambda record: "sacct" not in record.getMessage())
 
     folder = out / ".submitit" / "%j"
     if executor_name == "submitit-local":
@@ -409,20 +414,42 @@ def _run_submitit(todo: list[Job], executor_name: str, out: Path, bar, slurm: di
         ex.update_parameters(**params)
     with ex.batch():
         handles = [(ex.submit(SubmititJob(str(job.dir))), job) for job in todo]
+    pending, vanished = dict(handles), set()
     try:
-        for handle, job in handles:
-            try:
-                handle.result()
-            except Exception as e:  # the job's own job.json already says why, unless the worker died
-                _fail_if_unfinished(job, f"{type(e).__name__}: {str(e)[:300]}")
-            bar.update(1)
+        while pending:
+            for handle, job in list(pending.items()):
+                if handle.done():
+                    try:
+                        handle.result()
+                    except Exception as e:  # the job's own job.json already says why, unless the worker died
+                        _fail_if_unfinished(job, f"{type(e).__name__}: {str(e)[:300]}")
+                    del pending[handle]
+                    bar.update(1)
+            queued = _slurm_queue() if executor_name == "slurm" and pending else None
+            if queued is not None:  # without accounting, submitit never learns that a job died without a result
+                gone = {h for h in pending if str(h.job_id) not in queued}
+                for handle in gone & vanished:  # absent twice in a row: it ended
+                    _fail_if_unfinished(pending.pop(handle), f"SLURM job {handle.job_id} ended without a result "
+                                        f"(cancelled, killed or out of memory; see {handle.paths.stderr})")
+                    bar.update(1)
+                vanished = gone
+            time.sleep(1.0)
     except BaseException:  # stopped while waiting: cancel what is still queued or running
-        for handle, job in handles:
-            if not handle.done():
-                with contextlib.suppress(Exception):
-                    handle.cancel()
-                _fail_if_unfinished(job, "the sweep was stopped", "interrupted")
+        for handle, job in pending.items():
+            with contextlib.suppress(Exception):
+                handle.cancel()
+            _fail_if_unfinished(job, "the sweep was stopped", "interrupted")
         raise
+
+
+def _slurm_queue() -> set[str] | None:
+    """Ids of this user's SLURM jobs still queued or running (array tasks one by one), or None if squeue fails."""
+    try:
+        r = subprocess.run(["squeue", "-h", "-r", "-u", str(os.getuid()), "-o", "%i"], capture_output=True,
+                           text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return set(r.stdout.split()) if r.returncode == 0 else None
 
 
 def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int | None = None,
