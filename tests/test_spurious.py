@@ -52,8 +52,11 @@ def make_celeba(root, fmt="txt"):
 def test_celeba_fixture(tmp_path, fmt):
     make_celeba(tmp_path, fmt)
     t = celeba(tmp_path)
-    assert len(t.files) == 16 and t.y.tolist()[:4] == [-1, 1, -1, 1] and t.a.tolist()[:4] == [-1, -1, 1, 1]
-    assert t.group_id.tolist()[:4] == [0, 2, 1, 3]  # g = 2y + a
+    # fixture rows 0..3: dark-haired woman, blond woman, dark-haired man, blond man (Blond_Hair, Male)
+    assert len(t.files) == 16 and t.y.tolist()[:4] == [-1, 1, -1, 1] and t.a.tolist()[:4] == [1, 1, -1, -1]
+    # Sagawa et al.: blond women and dark-haired men carry the spurious correlation, the other two are minorities
+    assert t.groups["with_spurious"].tolist()[:2] == [1, 2] and t.groups["without_spurious"].tolist()[:2] == [0, 3]
+    assert t.group_id.tolist()[:4] == [1, 3, 0, 2]  # g = 2y + a
     assert len(t.of_split("train").files) == 8 and len(t.of_split("test").files) == 8
     b = t.balanced(2, seed=0)
     assert np.bincount(b.group_id).tolist() == [2, 2, 2, 2]

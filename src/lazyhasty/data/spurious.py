@@ -213,9 +213,15 @@ def _first(root: Path, names: list[str]) -> Path:
                        "partition lists and img_align_celeba/ (https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html)")
 
 
-def celeba(root: str | Path, target: str = "Blond_Hair", spurious: str = "Male") -> ImageTable:
+def celeba(root: str | Path, target: str = "Blond_Hair", spurious: str = "Male", sign: int = -1) -> ImageTable:
     """CelebA from ``root``: ``list_attr_celeba.txt`` or ``.csv`` (+-1 attributes), ``list_eval_partition.txt`` or
-    ``.csv`` (0 train, 1 val, 2 test), images in ``img_align_celeba/``. y = target, a = spurious attribute."""
+    ``.csv`` (0 train, 1 val, 2 test), images in ``img_align_celeba/``.
+
+    y = the ``target`` attribute, a = ``sign`` x the ``spurious`` attribute, oriented so that a = y marks the groups
+    that carry the correlation. The default is Sagawa et al.'s: blond hair vs gender, where blond women and
+    dark-haired men are the majority (with spurious, a = -Male) and blond men and dark-haired women the minority."""
+    if sign not in (-1, 1):
+        raise ValueError(f"sign must be -1 or +1, got {sign}")
     root = Path(root)
     header, rows = _read_table(_first(root, ["list_attr_celeba.txt", "list_attr_celeba.csv"]))
     if header is None:
@@ -227,7 +233,7 @@ def celeba(root: str | Path, target: str = "Blond_Hair", spurious: str = "Male")
     files = [r[0] for r in rows]
     try:
         y = np.array([int(r[ti]) for r in rows])
-        a = np.array([int(r[si]) for r in rows])
+        a = sign * np.array([int(r[si]) for r in rows])
     except (ValueError, IndexError):
         raise DatasetError(f"{root}: malformed attribute rows (expected +-1 values)") from None
     if not (set(np.unique(y)) <= {-1, 1} and set(np.unique(a)) <= {-1, 1}):
