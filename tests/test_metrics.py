@@ -101,6 +101,30 @@ def test_auto_falls_back_for_convolutions_and_shared_layers(gen):
         ntk_gram(cnn, torch.randn(2, 1, 6, 6, dtype=torch.float64), method="structured")
 
 
+def test_per_token_linear_layers_are_never_given_the_per_example_rule(gen):
+    """nn.Linear on (n, T, d) shares its weights over tokens; the structured rule (one input row per example)
+    would return a (nT, nT) kernel. It must hand such models to the exact path, whatever the output shape."""
+
+    class PerToken(nn.Module):  # (n, T, d) -> per-token MLP -> mean over tokens -> read-out
+        def __init__(self, pool: bool):
+            super().__init__()
+            self.tok, self.out, self.pool = nn.Linear(3, 5), nn.Linear(5, 2), pool
+
+        def forward(self, x):
+            h = torch.tanh(self.tok(x))
+            return self.out(h.mean(1)) if self.pool else self.out(h).flatten(1)  # (n, 2) or (n, T * 2)
+
+    for pool in (True, False):
+        net = seeded(lambda pool=pool: PerToken(pool).double(), 0)
+        x1 = torch.randn(4, 6, 3, generator=gen, dtype=torch.float64)
+        x2 = torch.randn(3, 6, 3, generator=gen, dtype=torch.float64)
+        for outputs, ref in layouts(reference_ntk(net, x1, x2)).items():
+            K = ntk_gram(net, x1, x2, outputs=outputs)
+            assert K.shape == ref.shape and rel(K, ref) < 1e-10, (pool, outputs)
+        with pytest.raises(ValueError, match="structured"):
+            ntk_gram(net, x1, method="structured")
+
+
 def test_regime_kernels(gen):
     base = small_mlp(widths=(3, 8, 2))
     x = torch.randn(5, 3, generator=gen, dtype=torch.float64)

@@ -60,7 +60,8 @@ def _linear_layers(model: nn.Module) -> list[nn.Linear] | None:
 
 
 def _structured_factors(model, layers, params, x, block):
-    """Per layer: a (n, fan_in), delta (C, n, fan_out), weight and bias scales. None if a layer is reused."""
+    """Per layer: a (n, fan_in), delta (C, n, fan_out), weight and bias scales. None if a layer is reused or sees
+    anything but one input row per example (e.g. (n, T, d) tokens), where this rule would be wrong."""
     acts: dict[int, list] = {id(m): [] for m in layers}
     deltas: dict[int, list] = {id(m): [] for m in layers}
     if params is None:
@@ -80,6 +81,8 @@ def _structured_factors(model, layers, params, x, block):
                 C = f.shape[1]
                 if len(outs) != len(layers) or len({id(m) for m, _ in ins}) != len(layers):
                     return None  # a layer ran twice or not at all: structure unknown
+                if any(a.ndim != 2 or a.shape[0] != f.shape[0] for _, a in ins):
+                    return None  # a layer applied per token (weight sharing within an example): not this rule
                 basis = torch.eye(C, dtype=f.dtype, device=f.device)[:, None, :].expand(C, f.shape[0], C)
                 ds = torch.autograd.grad(f, outs, grad_outputs=basis, is_grads_batched=True, allow_unused=True)
         finally:
