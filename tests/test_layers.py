@@ -9,7 +9,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = SRC / "lazyhasty"
 
 # lower ranks may be imported by higher ones, never the other way; modules of one package import each other freely
-RANK = {"errors": 0, "data": 1, "theory": 1, "models": 2, "metrics": 3, "dynamics": 4, "config": 5, "runs": 6,
+# (theory sits above models: the infinite-width NTK follows the MLP's activation conventions)
+RANK = {"errors": 0, "data": 1, "models": 2, "theory": 2.5, "metrics": 3, "dynamics": 4, "config": 5, "runs": 6,
         "lazyhasty": 6.5, "plotting": 7, "report": 7, "experiments": 8, "cli": 9}
 PUBLIC = {"lazyhasty", "lazyhasty.data", "lazyhasty.plotting", "lazyhasty.theory"}
 
