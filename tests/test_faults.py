@@ -415,3 +415,17 @@ def test_folder_lock_names_its_holder(tmp_path):
         FolderLock(tmp_path, "sweep folder")
     lock.release()
     FolderLock(tmp_path).release()
+
+
+def test_sweep_status_reads_without_running(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["sweep", "demo", "--out", str(out), "--workers", "1", *sets(*TINY), "--grid", "lr=0.2,0.4"]) == 0
+    victim = next(out.glob("*/alpha=1/trace.parquet"))
+    victim.unlink()
+    capsys.readouterr()
+    assert main(["sweep", "--status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "1 complete" in text and "1 corrupt" in text and "missing" in text and "lr=0.2" in text
+    assert not victim.exists()  # nothing was re-run
+    code = main(["sweep", "--status", str(tmp_path)])
+    assert code == 2 and "not a readable sweep folder" in capsys.readouterr().err

@@ -140,8 +140,17 @@ def _cmd_sweep(args) -> int:
     from .config import check_machine
     from .experiments import REGISTRY
     from .runs.output import prepare_output
-    from .runs.sweep import load_sweep_file, plan, run_sweep
+    from .runs.sweep import load_sweep_file, plan, run_sweep, sweep_status
 
+    if args.status:  # read only: the table of a sweep's jobs, nothing started
+        rows = sweep_status(Path(args.status))
+        for jid, state, why, assignments in rows:
+            print(f"{jid}  {state:<11} {assignments}" + (f"  ({why})" if why else ""))
+        counts = {s: sum(r[1] == s for r in rows) for s in dict.fromkeys(r[1] for r in rows)}
+        print(f"[sweep] {len(rows)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        return 0
+    if not args.out:
+        raise UsageError("sweep needs --out (the sweep folder), or --status DIR to show one")
     _tensorboard(args.tensorboard)
     spec = {"experiment": args.experiment, "preset": args.preset, "grid": args.grid or [], "seeds": args.seeds,
             "set": args.set or []}
@@ -215,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "where the experiment has a seed count)")
     s.add_argument("--preset", help="preset of every job (default: the experiment's)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed override for every job")
-    s.add_argument("--out", required=True, help="sweep folder (re-use it to finish an interrupted sweep)")
+    s.add_argument("--out", help="sweep folder (re-use it to finish an interrupted sweep)")
+    s.add_argument("--status", metavar="DIR", help="print the jobs of the sweep in DIR and their verified state "
+                   "(complete, diverged, failed, interrupted, corrupt, missing); starts nothing")
     s.add_argument("--workers", type=int, help="parallel jobs (default: number of cores)")
     s.add_argument("--executor", default="local", choices=["local", "slurm", "submitit-local"],
                    help="local process pool (default), SLURM through submitit, or submitit's local executor")

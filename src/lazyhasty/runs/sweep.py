@@ -506,3 +506,15 @@ def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int 
         state, _ = job_state(job)
         counts[state if state in counts else "failed"] += 1
     return {"counts": counts, "rerun": notes}
+
+
+def sweep_status(out: Path) -> list[tuple[str, str, str, str]]:
+    """(job id, state, why, assignments) of every job a sweep folder's plan lists, verified as a sweep would
+    (sizes and checksums included), without starting or locking anything."""
+    try:
+        listed = json.loads((out / "sweep.json").read_text())["jobs"]
+        jobs = [Job(j["id"], j["experiment"], j["preset"], tuple(j["assignments"]), {}, out / j["id"], "")
+                for j in listed]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f"{out} is not a readable sweep folder (no valid sweep.json)") from None
+    return [(j.id, *job_state(j), " ".join(j.assignments)) for j in jobs]
