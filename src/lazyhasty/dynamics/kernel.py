@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
-import pandas as pd
 import torch
 from torch import nn
 
@@ -28,7 +27,7 @@ from ..metrics.ntk import ntk_gram
 from ..models.regimes import regime_alpha
 from .losses import Loss, get_loss
 from .probes import Probe, ProbeContext, Schedule, loss_probe
-from .train import METRIC_COLUMNS, TRACE_COLUMNS, RecordSink, TrainResult
+from .train import RecordSink, TrainResult, tables
 
 
 def _full(K: torch.Tensor, n1: int, n2: int, C: int) -> torch.Tensor:
@@ -105,21 +104,14 @@ def kernel_regime(model: nn.Module, train_set: Split, *, loss: Loss | str, lr: f
                     u[name] -= eta * torch.einsum("icjd,jd->ic", K[name], g)
     except BaseException as e:
         if record is not None:
-            with_tables(record, rows, trace)
+            record.write(*tables(rows, trace))
             record.set_status(*stopped_by(e), steps=step, t=step * lr)
         raise
     wall = time.perf_counter() - t0
-    metrics, trace_df = with_tables(record, rows, trace)
+    metrics, trace_df = tables(rows, trace)
     if record is not None:
+        record.write(metrics, trace_df)
         record.set_status(status, reason, steps=step, t=step * lr, wall_s=round(wall, 3), alpha=regime_alpha(model),
                           regime="kernel")
     return TrainResult(status, reason, None, step, step * lr, metrics, trace_df, wall, 0.0, {})
 
-
-def with_tables(record: RecordSink | None, rows: list, trace: list) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The long table and the trace as DataFrames (written to ``record`` if given)."""
-    metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS).astype({"step": "int64", "milestone": "Int64"})
-    trace_df = pd.DataFrame(trace, columns=TRACE_COLUMNS)
-    if record is not None:
-        record.write(metrics, trace_df)
-    return metrics, trace_df

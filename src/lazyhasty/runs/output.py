@@ -28,13 +28,7 @@ def prepare_output(path: str | Path) -> Path:
 
 def records_in(path: Path) -> Path | None:
     """The first record file under ``path`` (a run, an experiment, a sweep), or None."""
-    if not path.is_dir():
-        return None
-    for name in RECORD_FILES:
-        found = next(path.rglob(name), None)
-        if found is not None:
-            return found
-    return None
+    return next((f for f in path.rglob("*.json") if f.name in RECORD_FILES), None) if path.is_dir() else None
 
 
 def claim_output(path: str | Path | None, default: Path, resume: str | None = None) -> tuple[Path, FolderLock]:
@@ -60,17 +54,16 @@ def claim_output(path: str | Path | None, default: Path, resume: str | None = No
     for folder in candidates:
         held = records_in(folder)
         if held is None:
-            prepare_output(folder)
             try:
-                lock = FolderLock(folder, "output folder")
+                lock = FolderLock(prepare_output(folder), "output folder")
             except FolderInUse:
                 if path is not None:
                     raise
                 continue  # another command is starting in the default folder: take the next one
-            if records_in(folder) is None:  # checked again under the lock: another command may have just begun
+            held = records_in(folder)  # checked again under the lock: another command may have just begun
+            if held is None:
                 return folder, lock
             lock.release()
-            held = records_in(folder)
         if path is not None:
             raise FolderInUse(f"output folder {folder} already holds records ({held.relative_to(folder)}); choose "
                               "another --out (records are never mixed or overwritten)")

@@ -217,7 +217,7 @@ class RunRecord:
             tensorboard = os.environ.get("LAZYHASTY_TENSORBOARD", "") not in ("", "0")
         self.tensorboard = TensorBoardSink(self.path / "tensorboard") if tensorboard else None
         self._lock: FolderLock | None = None
-        self._files: dict = {}
+        self._written: list[str] = []  # files of the run, listed with their digests in every status written
 
     def start(self, config, **fields) -> RunRecord:
         """Take the folder (refused with :class:`FolderInUse` if another process writes it or it already holds a
@@ -237,7 +237,8 @@ class RunRecord:
 
     def _save(self, name: str, content) -> None:
         atomic_write(self.path / name, content)
-        self._files[name] = file_digest(self.path / name)
+        if name not in self._written:
+            self._written.append(name)
 
     def status(self) -> dict | None:
         f = self.path / "status.json"
@@ -248,7 +249,7 @@ class RunRecord:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         old = self.status() or {}
         atomic_write(self.path / "status.json", {**old, **info, "status": status, "reason": reason, "updated": _now(),
-                                                 "files": self._files})
+                                                 "files": {f: file_digest(self.path / f) for f in self._written}})
         if status != "running":
             _OPEN.discard(self)
             if self.tensorboard is not None:
