@@ -127,7 +127,11 @@ def test_bad_config_value_is_refused_before_anything_runs(tmp_path, capsys, expe
     (["sweep", "demo", "--workers", "0", "--out", "{tmp}/s"], "--workers"),
     (["sweep", "demo", "--grid", "lr=nan,0.1", "--out", "{tmp}/s"], "lr"),
     (["sweep", "demo", "--set", "data_seed=-3", "--out", "{tmp}/s"], "data_seed must be >= 0"),
-    (["run", "demo", "--resume", "--out", "{tmp}/r"], "--resume"),
+    (["run", "demo", "--resume", "--out", "{tmp}/r"], "nothing to resume"),
+    (["run", "demo", "--resume"], "--resume needs --out"),
+    (["run", "demo", "--checkpoint-every", "-1", "--out", "{tmp}/r"], "--checkpoint-every"),
+    (["run", "demo", "--checkpoint-every", "nan", "--out", "{tmp}/r"], "--checkpoint-every"),
+    (["sweep", "demo", "--checkpoint-every", "-5", "--out", "{tmp}/s"], "--checkpoint-every"),
     (["demo", "--only", "nope", "--out", "{tmp}/d"], "unknown experiment"),
     (["report", "{tmp}/nothing-here"], "no such folder"),
     (["run", "demo", "--set", "alphas=1,,100", "--out", "{tmp}/r"], "comma-separated list"),
@@ -198,7 +202,7 @@ def test_two_writers_of_one_folder_are_impossible(tmp_path, capsys):
 
 
 def test_records_are_0644_folders_0755_and_renames_are_fsynced(tmp_path, monkeypatch):
-    from lazyhasty.runs import records
+    from lazyhasty import files as records
 
     synced, real = [], records.fsync_folder
     monkeypatch.setattr(records, "fsync_folder", lambda d: (synced.append(Path(d)), real(d)))
@@ -317,7 +321,7 @@ def test_a_killed_sweep_takes_its_workers_and_ctrl_c_resumes(tmp_path):
     p.send_signal(signal.SIGINT)
     stdout, err = p.communicate(timeout=60)
     assert p.returncode == 130 and one_line_error(err) and "resume" in err, err
-    assert "interrupted" in stdout and "re-run" in stdout  # the second sweep said what it re-ran
+    assert "interrupted" in stdout and "continue from its checkpoints" in stdout and "resumed" in stdout
     job = _sweep_job(out)
     assert job["status"] == "interrupted" and not alive(job["pid"])
     assert all(s["status"] == "interrupted" for s in statuses(out).values())

@@ -150,6 +150,7 @@ def test_alignment_properties(gen):
     Ks = shifted @ shifted.T
     assert kernel_alignment(Ks, K2, centered=True) == pytest.approx(kernel_alignment(K1, K2, centered=True), rel=1e-12)
     assert kernel_alignment(Ks, K2) != pytest.approx(kernel_alignment(K1, K2), rel=1e-3)
+    assert math.isnan(kernel_alignment(K1, torch.zeros_like(K1)))  # undefined (a dead representation), not a crash
     # the same holds per output for the full layout (n, C, n, C): features (n, C, p) shifted by a constant per output
     F = torch.randn(6, 2, 4, generator=gen, dtype=torch.float64)
     Fs = F + torch.randn(1, 2, 4, generator=gen, dtype=torch.float64)

@@ -1,5 +1,6 @@
 """Sweeps: planning, skipping completed jobs, and the fault tests (SIGKILL, dead worker, corrupt records)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from lazyhasty.cli import main
 from lazyhasty.errors import UsageError
@@ -92,16 +94,28 @@ def _wait_for(cond, timeout=120):
 def test_sigkill_mid_sweep_then_resume_is_exact(tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "killed"
     assert _start_sweep(ref).wait(timeout=300) == 0
-    p = _start_sweep(out)
-    # kill everything (sweep and worker) once one job is done and the next one is running
-    _wait_for(lambda: len(completes_per_job(out)) >= 1 and sum(e["event"] == "start" for e in events(out)) >= 2)
-    time.sleep(0.5)
+    p = _start_sweep(out, extra=("--checkpoint-every", "0.05"))
+    # kill everything (sweep and worker) once one job is done and the next one has written a mid-run checkpoint
+
+    def mid_run():
+        for f in out.glob("*/.checkpoints/train-*.pt"):
+            with contextlib.suppress(Exception):  # replaced while read
+                if not torch.load(f, weights_only=True)["done"]:
+                    return True
+        return False
+
+    _wait_for(lambda: len(completes_per_job(out)) >= 1 and mid_run())
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     states = [job_state(j)[0] for j in plan(REGISTRY, "demo", "quick", ["n_train=60", "widths=16,16", "max_steps=1200",
                                                                "dtype=float64"], ["seed=0,1,2"], None, out)]
     assert "interrupted" in states and "complete" in states
     assert _start_sweep(out).wait(timeout=300) == 0
+    resumed = [json.loads(f.read_text())["resumes"] for f in out.glob("*/*/status.json")
+               if "resumes" in json.loads(f.read_text())]
+    assert resumed and all(r[0]["step"] >= 0 for r in resumed)  # continued from its checkpoint
+    assert not list(out.glob("*/.checkpoints"))  # a completed job deletes its checkpoints
+    assert {e["event"] for e in events(out)} >= {"running", "resumed", "complete"}
     assert completes_per_job(out) == {k: 1 for k in completes_per_job(ref)}  # each job completed exactly once
     a, b = metrics_by_job(ref), metrics_by_job(out)
     assert a.keys() == b.keys() and len(a) == 6

@@ -13,6 +13,7 @@ except _metadata.PackageNotFoundError:  # a source tree on sys.path, not install
 
 # ruff: noqa: E402
 from .data import DatasetError, Groups, Split, yinyang
+from .dynamics.checkpoint import CheckpointMismatch, checkpointing
 from .dynamics.cscores import estimate_cscores, learning_speed
 from .dynamics.kernel import kernel_regime
 from .dynamics.losses import BCE, MSE, CrossEntropy, Hinge, QuadraticHinge, SoftHinge, get_loss
@@ -38,7 +39,8 @@ __all__ = [
     "AlphaScaled", "Linearized", "Ensemble", "regime_alpha", "MLP", "CNN", "ResNet18", "freeze_batchnorm",
     "load_pretrained",
     # training: the engine, stopping, measurement points, steppers, losses, probes
-    "train", "kernel_regime", "Stop", "Schedule", "Milestones", "TrainResult", "fork", "seeded",
+    "train", "checkpointing", "CheckpointMismatch", "kernel_regime", "Stop", "Schedule", "Milestones",
+    "TrainResult", "fork", "seeded",
     "GD", "SGD", "GradientFlow", "MomentumFlow",
     "CrossEntropy", "BCE", "MSE", "Hinge", "SoftHinge", "QuadraticHinge", "get_loss",
     "ProbeContext", "loss_probe", "parameter_distance_probe", "LinearityProbe",

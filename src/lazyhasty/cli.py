@@ -39,26 +39,34 @@ def _tensorboard(on: bool) -> None:
     os.environ["LAZYHASTY_TENSORBOARD"] = "1"
 
 
-def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume: bool = False) -> int:
+def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume: bool = False,
+         checkpoint_every: float = 60.0) -> int:
     """One experiment into a folder of its own: ``out`` if it holds no records (else exit 2; with ``resume``, an
-    earlier run of a resumable experiment), or without ``out`` the first free one of runs/NAME, runs/NAME.2, ...
-    Every way out leaves experiment.json with a final status."""
+    earlier run of the same experiment, continued from its checkpoints), or without ``out`` the first
+    free one of runs/NAME, runs/NAME.2, ... Every way out leaves experiment.json with a final status."""
     from .config import check_machine, override, to_dict
+    from .dynamics.checkpoint import checkpointing
     from .experiments import REGISTRY
     from .runs.output import claim_output, records_in
-    from .runs.records import atomic_write, close_open_records, environment
+    from .runs.records import _now, atomic_write, close_open_records, environment
     from .runs.sweep import get_experiment
 
     exp = get_experiment(REGISTRY, name)
     preset = preset or exp.default_preset
     cfg = override(exp.preset(preset), sets)
     check_machine(to_dict(cfg))
-    if resume and not (exp.resumable and out):
-        raise UsageError("--resume needs --out" if exp.resumable else f"--resume: {name} cannot resume (only "
-                         "experiments run as sweep jobs can, e.g. phase)")
+    if resume and not out:
+        raise UsageError("--resume needs --out (the folder of the run to continue)")
+    if not 0 <= checkpoint_every <= 1e9:
+        raise UsageError(f"--checkpoint-every must be between 0 (never) and 1e9 seconds, got {checkpoint_every}")
     out_dir, lock = claim_output(out, Path("runs") / name, resume=name if resume else None)
     meta = {"experiment": name, "preset": preset, "overrides": sets, "config": to_dict(cfg),
             "env": environment(getattr(cfg, "seed", None), getattr(cfg, "device", "cpu")), "status": "running"}
+    if resume:
+        old = json.loads((out_dir / "experiment.json").read_text())
+        meta["resumes"] = [*old.get("resumes", []), {"at": _now(), "previous_status": old.get("status"),
+                                                     "changed": sorted(k for k, v in meta["config"].items()
+                                                                   if (old.get("config") or {}).get(k) != v)}]
     atomic_write(out_dir / "experiment.json", meta)
     t0 = time.perf_counter()
 
@@ -68,11 +76,12 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
                                                    "wall_s": round(time.perf_counter() - t0, 2), **more})
 
     try:
-        summary = exp.main(cfg, out_dir)
+        with checkpointing(out_dir, checkpoint_every, resume=resume):
+            summary = exp.main(cfg, out_dir)
         atomic_write(out_dir / "summary.json", {"wall_s": round(time.perf_counter() - t0, 2), **(summary or {})})
         end("complete")
     except UsageError as e:  # refused before anything ran (e.g. a missing dataset): the folder is free again
-        if records_in(out_dir) == out_dir / "experiment.json":
+        if not resume and records_in(out_dir) == out_dir / "experiment.json":
             (out_dir / "experiment.json").unlink()
         else:
             end("failed", str(e))
@@ -80,7 +89,8 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
     except KeyboardInterrupt as e:
         end(*stopped_by(e))
         print(f"lazyhasty: {name} interrupted ({str(e) or 'Ctrl-C'}); every run records how far it got, in "
-              f"{out_dir}", file=sys.stderr)
+              f"{out_dir}; continue it with `lazyhasty run {name} --resume --out {out_dir}` (and the same --preset "
+              "and --set)", file=sys.stderr)
         return 130
     except Exception as e:
         end(*stopped_by(e))
@@ -97,7 +107,7 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
 
 def _cmd_run(args) -> int:
     _tensorboard(args.tensorboard)
-    return _run(args.experiment, args.preset, args.set or [], args.out, args.resume)
+    return _run(args.experiment, args.preset, args.set or [], args.out, args.resume, args.checkpoint_every)
 
 
 def _cmd_demo(args) -> int:
@@ -162,6 +172,8 @@ def _cmd_sweep(args) -> int:
         raise UsageError("name an experiment (lazyhasty sweep EXPERIMENT ...) or set 'experiment' in the sweep file")
     if args.device:
         spec["set"].append(f"device={args.device}")
+    if not 0 <= args.checkpoint_every <= 1e9:
+        raise UsageError(f"--checkpoint-every must be between 0 (never) and 1e9 seconds, got {args.checkpoint_every}")
     for flag, v in (("--workers", args.workers), ("--time", args.time), ("--gpus-per-run", args.gpus_per_run)):
         if v is not None and not 0 < v <= 100_000:
             raise UsageError(f"{flag} must be between 1 and 100000, got {v}")
@@ -174,6 +186,7 @@ def _cmd_sweep(args) -> int:
     out = prepare_output(args.out)
     try:
         result = run_sweep(jobs, out, executor=args.executor, workers=args.workers,
+                           checkpoint_every_s=args.checkpoint_every,
                            slurm={"partition": args.partition, "time": args.time, "gpus_per_run": args.gpus_per_run})
     except KeyboardInterrupt as e:
         print(f"lazyhasty: sweep interrupted ({str(e) or 'Ctrl-C'}); finished jobs are kept, run the same command to "
@@ -234,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--time", type=int, help="SLURM time limit per job, minutes (default 60)")
     s.add_argument("--gpus-per-run", type=int, help="GPUs per SLURM job")
     s.add_argument("--device", help="device of every run, e.g. cuda (default: the config's, cpu)")
+    s.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS", help="write each training "
+                   "run's whole state this often (default 60; 0: never), and on SIGTERM / SIGUSR2: interrupted or "
+                   "requeued jobs continue from it")
     s.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files in every run's "
                    "folder (needs lazyhasty[tensorboard])")
     s.set_defaults(fn=_cmd_sweep)
@@ -247,8 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
     s.add_argument("--out", help="output folder, which must hold no records (default: runs/EXPERIMENT, or "
                    "runs/EXPERIMENT.2, ... when that holds an earlier run)")
-    s.add_argument("--resume", action="store_true", help="continue an earlier run of a resumable experiment (phase) "
-                   "in --out: its finished parts are kept")
+    s.add_argument("--resume", action="store_true", help="continue an earlier, interrupted run in --out (same "
+                   "experiment, preset and --set) from its checkpoints: finished runs are kept, the others continue "
+                   "where they stopped")
+    s.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS", help="write each training "
+                   "run's whole state this often (default 60; 0: never), and on SIGTERM / SIGUSR2")
     s.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files in every run's "
                    "folder (needs lazyhasty[tensorboard])")
     s.set_defaults(fn=_cmd_run)

@@ -33,9 +33,51 @@ def signals_interrupt():
             signal.signal(sig, h)
 
 
+class Deferred:
+    """While it is installed (from its creation to :meth:`restore`), SIGINT, SIGTERM, SIGHUP and SIGUSR2 are only
+    noted in ``pending`` (a second one acts at once); the caller acts on them with :meth:`act` where it can stop
+    cleanly (the training loop, after writing its checkpoint). Outside the main thread nothing is deferred."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2)
+
+    def __init__(self):
+        self.pending: int | None = None
+        self.previous: dict = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._note) for sig in self.SIGNALS}
+
+    def _note(self, signum, frame):
+        again = self.pending is not None
+        self.pending = signum
+        if again:  # asked twice: stop now
+            self.act()
+
+    def act(self) -> None:
+        """Act on the pending signal: SIGINT, SIGTERM and SIGHUP raise (``KeyboardInterrupt``, :class:`Interrupted`);
+        SIGUSR2 (SLURM's warning before a time limit or pre-emption) is handed to the handler installed before
+        (submitit's, which requeues the job and exits), or else ignored: the caller's checkpoint is written."""
+        signum, self.pending = self.pending, None
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if signum in (signal.SIGTERM, signal.SIGHUP):
+            raise Interrupted(signal.Signals(signum).name)
+        old = self.previous.get(signum)
+        if callable(old):
+            old(signum, None)
+
+    def restore(self) -> None:
+        """Put the previous handlers back."""
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+
 def stopped_by(e: BaseException) -> tuple[str, str]:
-    """(final status, reason) of a run or job that the exception ``e`` ended: ``interrupted`` for Ctrl-C and the
-    signals above, ``failed`` for anything else."""
+    """(final status, reason) of a run or job that the exception ``e`` ended: ``interrupted`` for Ctrl-C, the
+    signals above and an exit of the process (e.g. submitit's after requeueing a pre-empted job), ``failed`` for
+    anything else."""
     if isinstance(e, KeyboardInterrupt):
         return "interrupted", f"interrupted by {e}" if str(e) else "interrupted by SIGINT (Ctrl-C)"
+    if isinstance(e, SystemExit):
+        return "interrupted", f"the process exited (code {e.code}), e.g. a SLURM job requeued"
     return "failed", f"{type(e).__name__}: {e}"

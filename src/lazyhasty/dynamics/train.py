@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -29,8 +30,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.groups import Split
-from ..errors import stopped_by
+from ..errors import Deferred, stopped_by
 from ..models.ensemble import Ensemble
+from . import checkpoint as checkpoints
 from .losses import Loss, get_loss
 from .probes import DEFAULT_PROBES, Probe, ProbeContext, Schedule
 from .steppers import Evaluation, Stepper, per_member
@@ -46,9 +48,10 @@ class RecordSink(Protocol):
 
     ``write(metrics, trace)`` receives the run's complete tables so far (the long table of ``METRIC_COLUMNS`` and
     the per-step trace of ``TRACE_COLUMNS``) every ``flush_every_s`` seconds and when the run ends; rows are only
-    ever appended, so a sink may write just the new ones. ``set_status(status, reason, **info)`` is called once,
-    when the run ends: ``complete``, ``diverged`` or ``failed``, with the reason and the run's numbers (steps,
-    t, converged, wall_s, alpha, loss0, ...).
+    ever appended (except when a run resumes from a checkpoint: it then receives the tables as they were at the
+    checkpoint). ``set_status(status, reason, **info)`` is called when the run ends: ``complete``, ``diverged``
+    or ``failed``, with the reason and the run's numbers (steps, t, converged, wall_s, alpha, loss0, ...).
+    A sink may also have ``resumed(step, t)``, called when the run continues from a checkpoint.
     """
 
     def write(self, metrics: pd.DataFrame, trace: pd.DataFrame) -> None: ...
@@ -121,6 +124,9 @@ class _Run:
     """One run's bookkeeping: its tables, its clock (members of an adaptive flow advance separately), its
     milestones and how it ended."""
 
+    SAVED = ("run_id", "rows", "trace", "step", "t", "dt", "smoothed", "live", "status", "reason", "converged",
+             "info", "final", "wall_s", "probe_s")  # what a checkpoint keeps
+
     def __init__(self, run_id: str, sink: RecordSink | None, milestones, loss0: float):
         self.run_id, self.sink, self.milestones, self.loss0 = run_id, sink, milestones, loss0
         self.rows: list[tuple] = []
@@ -129,7 +135,28 @@ class _Run:
         self.live, self.status, self.reason, self.converged = True, "complete", "", None
         self.closed = sink is None  # its final status is written (or it has no record)
         self.info: dict = {}
+        self.final: dict = {}  # the numbers of its final status
         self.wall_s = self.probe_s = 0.0
+
+    def state(self) -> dict:
+        return {**{f: getattr(self, f) for f in self.SAVED},
+                "reached": None if self.milestones is None else self.milestones.reached}
+
+    def restore(self, saved: dict) -> None:
+        """Continue from a checkpoint: the state, and the record as it was then (a run that had ended gets its
+        final status again, one still training is told it resumed)."""
+        for f in self.SAVED:
+            setattr(self, f, saved[f])
+        if self.milestones is not None:
+            self.milestones.reached = saved["reached"]
+        if self.sink is None:
+            return
+        self.flush()
+        if not self.live:
+            self.sink.set_status(self.status, self.reason, **self.final)
+            self.closed = True
+        elif hasattr(self.sink, "resumed"):
+            self.sink.resumed(step=self.step, t=self.t)
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         return tables(self.rows, self.trace)
@@ -156,6 +183,8 @@ def train(
     flush_every_s: float = 5.0,
     on_step: Callable[[Evaluation], None] | None = None,
     weights: torch.Tensor | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every_s: float | None = None,
 ) -> TrainResult | list[TrainResult]:
     """Train a model, or every member of an :class:`Ensemble` at once, on ``train_set`` and measure it.
 
@@ -181,6 +210,13 @@ def train(
         on_step: called as ``on_step(evaluation)`` at every new point, before the update (tests and tools).
         weights: (E, n) example weights per member (0/1: a member's own training subset, as in C-score
             estimation); a member's loss is then sum_i w_i l_i / sum_i w_i over the batch.
+        checkpoint: a file for the whole training state (:mod:`lazyhasty.dynamics.checkpoint`): the run continues
+            from it when it exists, writes it every ``checkpoint_every_s`` seconds (default 60; 0: never) and
+            when SIGTERM, SIGHUP, SIGINT or SIGUSR2 arrives, and deletes it when the run ends. Within a
+            ``checkpointing`` block (``lazyhasty run``, sweep jobs) every call is checkpointed without this.
+            The records of a resumed run are bit-identical to those of a run that never stopped (each resume is
+            listed in its ``status.json``). A checkpoint of another call (stepper, budget, schedule, loss, data,
+            theta0) is refused with :class:`~lazyhasty.dynamics.checkpoint.CheckpointMismatch`.
 
     Returns:
         A :class:`TrainResult` for a model (which then holds its final parameters), a list of them (one per
@@ -189,6 +225,7 @@ def train(
     single = not isinstance(model, Ensemble)
     ens = Ensemble([model]) if single else model
     E, n = len(ens), len(train_set)
+    named = run_id is not None
     if run_id is None:
         uid = f"run-{uuid.uuid4().hex[:8]}"
         run_id = uid if single else [f"{uid}-member{k}" for k in range(E)]
@@ -208,7 +245,14 @@ def train(
         live = torch.ones(E, dtype=torch.bool, device=inv_alpha2.device)
         weight = inv_alpha2.clone()  # 1 / alpha_k^2 for a member still training, 0 once it has stopped
         state = stepper.init_state(params)
-        batches = stepper.batches(n, torch.Generator().manual_seed(int(data_seed)))
+
+        def batch_stream(skip: int):  # the batch order is a function of data_seed: replayed up to a position
+            stream = stepper.batches(n, torch.Generator().manual_seed(int(data_seed)))
+            for _ in range(skip):
+                next(stream)
+            return stream
+
+        batches, consumed = batch_stream(0), 0
         smooth = schedule.smoothing if schedule.smoothing is not None else (0.0 if stepper.full_batch else 0.9)
 
         def per_example(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -245,7 +289,60 @@ def train(
             out0 = torch.cat([ens(xb) for xb in train_set.x.split(4096)], dim=1)
             loss0 = mean_loss(per_example(out0, train_set.y).double(), None).cpu().numpy()
         runs = [_Run(rid, sink, schedule.milestones(float(l0)), float(l0)) for rid, sink, l0 in zip(ids, sinks, loss0)]
-        all_live, probe_s, wall0 = True, 0.0, time.perf_counter()
+        all_live, probe_s, wall0, elapsed0 = True, 0.0, time.perf_counter(), 0.0
+        cur: Evaluation | None = None
+        new = list(range(E))  # members at a point not yet recorded
+
+        ctx = checkpoints.current()
+        ckpt_path = Path(checkpoint) if checkpoint is not None else ctx.next_path() if ctx is not None else None
+        every = checkpoint_every_s if checkpoint_every_s is not None else ctx.every_s if ctx is not None and \
+            checkpoint is None else 60.0
+        fingerprint = None if ckpt_path is None else {
+            "members": E, "examples": n, "stepper": repr(stepper), "stop": repr(stop), "schedule": repr(schedule),
+            "loss": type(loss).__name__, "data_seed": int(data_seed), "splits": {k: len(v) for k, v in splits.items()},
+            "probes": [getattr(p, "__qualname__", type(p).__qualname__) for p in probes],
+            "data": checkpoints.digest(train_set.x, train_set.y, weights),
+            "run_ids": ids if named else None}
+        saved = None if ckpt_path is None or (checkpoint is None and not ctx.resume) else \
+            checkpoints.load(ckpt_path)
+
+        def snapshot(done: bool = False) -> None:
+            """Write the whole state (at the top of the loop, where it is whole) atomically."""
+            checkpoints.save(ckpt_path, {
+                "fingerprint": fingerprint, "done": done, "ensemble": ens.state_dict(),
+                "numbers": {k: torch.from_numpy(v) for k, v in state.items() if isinstance(v, np.ndarray)},
+                "tensors": {k: v for k, v in state.items() if isinstance(v, list)},
+                "cur": None if cur is None else vars(cur), "batches": consumed, "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+                "runs": [r.state() for r in runs], "new": new, "probe_s": probe_s,
+                "elapsed_s": elapsed0 + time.perf_counter() - wall0})
+
+        if saved is not None:  # continue from the checkpoint: every piece of state, then each run's record
+            checkpoints.check(saved["fingerprint"], fingerprint, ckpt_path)
+            now = ens.state_dict()
+            fixed = [k for k in now if k.startswith("theta0_") or k == "alphas"]
+            if any(not torch.equal(now[k].cpu(), saved["ensemble"][k]) for k in fixed):
+                raise checkpoints.CheckpointMismatch(f"checkpoint {ckpt_path} was written for another theta0 or "
+                                                     "alpha; delete it to start that run again")
+            ens.load_state_dict(saved["ensemble"])
+            for k, v in saved["numbers"].items():
+                state[k] = v.numpy()
+            for k, vs in saved["tensors"].items():
+                torch._foreach_copy_(state[k], vs)
+            dev = params[0].device
+            cur = None if saved["cur"] is None else Evaluation(**{
+                k: v if k == "index" or v is None else [g.to(dev) for g in v] if k == "grads" else v.to(dev)
+                for k, v in saved["cur"].items()})
+            batches, consumed = batch_stream(saved["batches"]), saved["batches"]
+            torch.set_rng_state(saved["rng"])
+            if saved["cuda_rng"]:
+                torch.cuda.set_rng_state_all(saved["cuda_rng"])
+            new, probe_s, elapsed0 = saved["new"], saved["probe_s"], saved["elapsed_s"]
+            for k, (r, s) in enumerate(zip(runs, saved["runs"])):
+                r.restore(s)
+                if not r.live:
+                    live[k], weight[k] = False, 0.0
+            all_live = all(r.live for r in runs)
 
         def measure(todo: dict[int, int | None]) -> dict[int, ProbeContext]:
             """Run the probes for each member k in ``todo`` (k -> milestone); outputs are computed once for all."""
@@ -289,12 +386,13 @@ def train(
             if r.converged is None and r.status == "complete" and (stop.loss_below, stop.min_margin) != (None, None):
                 r.converged = False
             r.info = {key: v[k].item() for key, v in state.items() if isinstance(v, np.ndarray)}
-            r.wall_s, r.probe_s = time.perf_counter() - wall0, probe_s
+            r.wall_s, r.probe_s = elapsed0 + time.perf_counter() - wall0, probe_s
+            r.final = dict(converged=r.converged, steps=r.step, t=r.t, wall_s=round(r.wall_s, 3),
+                           probe_s=round(probe_s, 3), alpha=float(ens.alphas[k]), loss0=r.loss0, ensemble_size=E,
+                           **r.info)
             r.flush()
             if r.sink is not None:
-                r.sink.set_status(r.status, r.reason, converged=r.converged, steps=r.step, t=r.t,
-                                  wall_s=round(r.wall_s, 3), probe_s=round(probe_s, 3), alpha=float(ens.alphas[k]),
-                                  loss0=r.loss0, ensemble_size=E, **r.info)
+                r.sink.set_status(r.status, r.reason, **r.final)
                 r.closed = True
 
         def stop_reason(r: _Run, outputs: Callable[[], torch.Tensor | None]) -> tuple[str, bool | None]:
@@ -310,15 +408,23 @@ def train(
                 return f"reached max_time = {stop.max_time:g}", None
             return "", None
 
-        last_flush = time.perf_counter()
-        cur: Evaluation | None = None
-        new = list(range(E))  # members at a point not yet recorded
+        last_flush = last_checkpoint = time.perf_counter()
         bar = tqdm(total=stop.max_steps, desc=ids[0] if single else f"ensemble of {E}", leave=False, mininterval=0.5,
-                   disable=(None if progress is None else not progress), unit="step")
+                   disable=(None if progress is None else not progress), unit="step",
+                   initial=max(r.step for r in runs))
+        done = saved is not None and saved["done"]  # a call that had finished: nothing left to train
+        signals = Deferred()
         try:
-            while True:
+            while not done:
+                if ckpt_path is not None and every and (signals.pending is not None
+                                                        or time.perf_counter() - last_checkpoint > every):
+                    snapshot()
+                    last_checkpoint = time.perf_counter()
+                if signals.pending is not None:
+                    signals.act()  # SIGINT / SIGTERM / SIGHUP stop here, at a whole state, with its checkpoint
                 if cur is None:
                     cur = evaluate(next(batches))
+                    consumed += 1
                 if on_step is not None and new:
                     on_step(cur)
                 losses = cur.loss.tolist()  # one host sync per step
@@ -376,6 +482,12 @@ def train(
             bar.close()
             for k in range(E):
                 ens.member(k)  # every member's module holds its final parameters
+            signals.restore()
+        if ckpt_path is not None and not done:
+            if checkpoint is None and every:  # in a checkpointing block: kept, so that a resumed experiment skips it
+                snapshot(done=True)
+            elif checkpoint is not None:
+                ckpt_path.unlink(missing_ok=True)
     except BaseException as e:  # every run still open gets a final status saying why, and keeps what it measured
         stopped, why = stopped_by(e)
         for k, sink in enumerate(sinks):

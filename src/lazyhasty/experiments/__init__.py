@@ -25,7 +25,6 @@ class Experiment:
     main: Callable[[Any, Path], dict]
     default_preset: str = "quick"  # what `lazyhasty run NAME` uses without --preset
     demo_preset: str = "quick"  # what `lazyhasty demo` runs
-    resumable: bool = False  # `run --resume` may continue it in its folder (its parts are sweep jobs)
     schema: int = 1  # raise when a code change alters what a config means: sweeps then re-run its finished jobs
 
     def preset(self, name: str) -> Any:

@@ -365,4 +365,4 @@ def main(cfg: Config, out: Path) -> dict:
 
 
 EXPERIMENT = Experiment("phase", "feature vs lazy phase diagram (Geiger et al. 2020): alpha x width sweep, scaling "
-                        "fits, ensemble predictor", Config, PRESETS, main, demo_preset="tiny", resumable=True)
+                        "fits, ensemble predictor", Config, PRESETS, main, demo_preset="tiny")

@@ -3,6 +3,8 @@ full (n, C, n, C), trace (n, n) and diagonal (n, n, C, one (n, n) kernel per out
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -37,7 +39,8 @@ def kernel_alignment(K1: torch.Tensor, K2: torch.Tensor, centered: bool = False)
     """KA(K1, K2) = Tr[K1 K2] / (||K1||_F ||K2||_F)   (Cristianini et al. 2001; eq. 5 of George et al.).
 
     With ``centered=True`` both kernels are first centred, H K H (Cortes et al. 2012). Equals 1 for K1 = K2
-    and is invariant to scaling either kernel. Computed in float64.
+    and is invariant to scaling either kernel. Computed in float64. Undefined (NaN) when either kernel is zero,
+    e.g. the representation of a network whose ReLUs all died.
     """
     if K1.shape != K2.shape:
         raise ValueError(f"kernels have different shapes: {tuple(K1.shape)} vs {tuple(K2.shape)}")
@@ -45,7 +48,8 @@ def kernel_alignment(K1: torch.Tensor, K2: torch.Tensor, centered: bool = False)
         K1, K2 = center(K1.double()), center(K2.double())
     A, B = _as_matrices(K1.double()), _as_matrices(K2.double())
     tr = float((A * B.transpose(1, 2)).sum())  # sum_b Tr[A_b B_b]
-    return tr / (float(A.norm()) * float(B.norm()))
+    norms = float(A.norm()) * float(B.norm())
+    return tr / norms if norms > 0 else math.nan
 
 
 def kernel_distance(K: torch.Tensor, K0: torch.Tensor) -> float:

@@ -35,14 +35,15 @@ def claim_output(path: str | Path | None, default: Path, resume: str | None = No
     """The folder a command writes, created and locked for this process.
 
     ``path`` given: used only if it holds no records (else :class:`FolderInUse`: records are never mixed or
-    overwritten), or, with ``resume`` (an experiment name), if its ``experiment.json`` is of that experiment.
-    ``path`` None: ``default`` if it holds no records, else the first free ``default.2``, ``default.3``, ... so
-    that running a command twice keeps both results."""
-    if resume is not None and path is not None and (Path(path) / "experiment.json").is_file():
+    overwritten), or, with ``resume`` (an experiment name), if its ``experiment.json`` is of that experiment (each
+    run folder inside then refuses a config other than its own, and each checkpoint a training call other than
+    its own). ``path`` None: ``default`` if it holds no records, else the first free ``default.2``,
+    ``default.3``, ... so that running a command twice keeps both results."""
+    if resume is not None and path is not None:
         try:
             name = json.loads((Path(path) / "experiment.json").read_text()).get("experiment")
         except (OSError, ValueError, AttributeError):
-            name = None
+            raise FolderInUse(f"nothing to resume in {path}: it holds no readable experiment.json") from None
         if name != resume:
             raise FolderInUse(f"{path} does not hold a run of {resume} to resume (its experiment.json names "
                               f"{name!r})")

@@ -27,15 +27,16 @@ import os
 import platform
 import socket
 import subprocess
-import tempfile
 import warnings
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
+from ..dynamics import checkpoint as checkpoints
 from ..dynamics.train import METRIC_COLUMNS
 from ..errors import UsageError
+from ..files import atomic_write, make_folder
 
 STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
 FINAL_STATUSES = STATUSES[1:]
@@ -47,61 +48,6 @@ class FolderInUse(UsageError):
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def atomic_write(path: str | Path, content) -> None:
-    """Write ``path`` so that a crash never leaves half of it: into a temporary file in the same folder, fsynced,
-    then renamed into place. ``content``: a str (text), bytes, a DataFrame (Parquet), a dict or list (JSON), or a
-    callable ``write(tmp_path)`` that writes the file itself (figures, npz archives)."""
-    path = Path(path)
-    if isinstance(content, (dict, list)):
-        content = json.dumps(content, indent=2, sort_keys=True, default=str) + "\n"
-    data = content.encode() if isinstance(content, str) else content
-
-    def write(p: Path) -> None:
-        if isinstance(data, pd.DataFrame):
-            data.to_parquet(p, index=False)
-        else:
-            p.write_bytes(data) if isinstance(data, bytes) else data(p)
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are for everyone who may read the folder
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)
-
-
-def fsync_folder(folder: str | Path) -> None:
-    """Make a rename (or a new file) in ``folder`` durable: fsync the folder itself."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def make_folder(path: str | Path) -> Path:
-    """``mkdir -p`` with 0755 folders (whatever the umask), each new one fsynced into its parent."""
-    path = Path(path)
-    if not path.is_dir():
-        make_folder(path.parent)
-        try:
-            path.mkdir()
-        except FileExistsError:
-            if not path.is_dir():
-                raise
-        else:
-            os.chmod(path, 0o755)
-            fsync_folder(path.parent)
-    return path
 
 
 class FolderLock:
@@ -222,18 +168,37 @@ class RunRecord:
     def start(self, config, **fields) -> RunRecord:
         """Take the folder (refused with :class:`FolderInUse` if another process writes it or it already holds a
         run) and write ``config.json`` (``config``, a dict or a config dataclass, updated with ``fields``),
-        ``env.json`` (provenance, with the config's ``seed`` and ``device``) and status ``running``."""
+        ``env.json`` (provenance, with the config's ``seed`` and ``device``) and status ``running``.
+
+        Inside a resuming :func:`~lazyhasty.dynamics.checkpoint.checkpointing` block (``lazyhasty run --resume``,
+        a requeued sweep job) a folder that holds this run, with the same config, is reopened instead: the engine
+        then continues it from its checkpoint (or trains it again) and gives it its final status again."""
         config = {**(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config), **fields}
         self._lock = FolderLock(self.path, "run folder")
-        if (self.path / "status.json").exists():
-            self._lock.release()
-            raise FolderInUse(f"run folder {self.path} already holds a run's records; choose another folder "
-                              "(records are never overwritten)")
+        old = self.status()
+        if old is not None:
+            ctx = checkpoints.current()
+            same = _json(config) == _json(json.loads((self.path / "config.json").read_text())) \
+                if (self.path / "config.json").is_file() else False
+            if not (ctx is not None and ctx.resume and same):
+                self._lock.release()
+                raise FolderInUse(f"run folder {self.path} already holds a run's records" + (
+                    " of another config" if ctx is not None and ctx.resume else "") + "; choose another folder "
+                    "(records are never overwritten)")
+            self._written = [f for f in old.get("files", {}) if (self.path / f).is_file()]
         _OPEN.add(self)
         self._save("config.json", config)
         self._save("env.json", environment(config.get("seed"), config.get("device") or "cpu"))
-        self.set_status("running", started=_now())
+        self.set_status("running", started=(old or {}).get("started", _now()))
         return self
+
+    def resumed(self, step: int, t: float) -> None:
+        """The engine continued this run from a checkpoint at ``step``: listed in ``status.json["resumes"]``.
+        (TensorBoard event files then hold the points measured between that checkpoint and the interruption
+        twice, with equal values.)"""
+        resumes = (self.status() or {}).get("resumes", [])
+        self.set_status("running", resumes=[*resumes, {"step": step, "t": t, "at": _now(),
+                                                       "host": socket.gethostname()}])
 
     def _save(self, name: str, content) -> None:
         atomic_write(self.path / name, content)
@@ -262,6 +227,10 @@ class RunRecord:
         self._save("trace.parquet", trace)
         if self.tensorboard is not None:
             self.tensorboard.write(metrics, trace)
+
+
+def _json(d) -> object:
+    return json.loads(json.dumps(d, sort_keys=True, default=str))
 
 
 _OPEN: set[RunRecord] = set()  # records of this process whose run has not ended

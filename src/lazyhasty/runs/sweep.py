@@ -15,9 +15,11 @@ e.g. ``lazyhasty.experiments:registry``): the runner never imports the experimen
 in each job so that a worker process (or a SLURM job) can look its experiment up. A registry maps names to
 objects with ``config`` (the config dataclass), ``default_preset``, ``preset(name)`` and ``main(config, folder)``.
 Running a sweep runs exactly the jobs that are not complete. A job is complete only when its ``job.json`` says
-complete (or diverged: a finished measurement) and every file it lists exists with the recorded size and SHA-256;
-a job that is running, interrupted, failed or whose files differ is reported, wiped and re-run from scratch. A job
-counts as complete only if every run record inside it reached a final status itself.
+complete (or diverged: a finished measurement) and every file it lists exists with the recorded size and SHA-256.
+A job that was interrupted (or whose process died) continues from its checkpoints (every training run's whole
+state, written every ``checkpoint_every_s`` seconds and on SIGTERM / SIGUSR2: :mod:`lazyhasty.dynamics.checkpoint`)
+and ends bit-identical to an uninterrupted job; a job that failed or whose files differ is reported, wiped and
+re-run from scratch. A job counts as complete only if every run record inside it reached a final status itself.
 
 One sweep at a time per folder: the sweep holds ``DIR/.lock`` (flock; a second sweep exits 2 naming the PID).
 Workers run in their own process groups and die with the sweep (Linux: PR_SET_PDEATHSIG); Ctrl-C or SIGTERM stops
@@ -26,8 +28,9 @@ them, marks their jobs interrupted and exits 130; running the same command again
 Back ends: ``local`` (default) runs each job in its own worker process, at most ``workers`` at a time, with
 torch's threads split between them, so a worker that dies takes only its own job with it; ``slurm`` and
 ``submitit-local`` submit the jobs through submitit as a job array (the latter runs real subprocesses on this
-machine: the SLURM code path without ``sbatch``). A preempted SLURM job is requeued (submitit's checkpoint) and
-restarts its run cleanly.
+machine: the SLURM code path without ``sbatch``). A SLURM job that is pre-empted, reaches its time limit (SIGUSR2,
+submitit's checkpoint) or is requeued (``scontrol requeue``) writes its checkpoint, is requeued and continues from
+it. The sweep prints one line per job state change (pending, running, resumed, complete, failed).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,9 +52,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args, get_origin, get_type_hints
 
-from tqdm.auto import tqdm
-
 from ..config import MAX_INT, changed_fields, check_machine, override, split_assignment, to_assignments, to_dict
+from ..dynamics.checkpoint import checkpointing
+from ..dynamics.checkpoint import current as current_checkpointing
 from ..errors import UsageError, stopped_by
 from .records import (
     FINAL_STATUSES,
@@ -260,25 +264,32 @@ def _log_event(out: Path, **event) -> None:
         os.close(fd)
 
 
-def prepare_job(job: Job) -> None:
-    """Fresh job folder holding only its spec (an interrupted, failed or corrupt attempt is wiped). Refused with
-    :class:`FolderInUse` if a process still holds the folder (e.g. a worker of a sweep that was killed)."""
+def prepare_job(job: Job, checkpoint_every_s: float = 60.0) -> None:
+    """The job's folder with its spec, status pending. An interrupted attempt (or one whose process died) is kept,
+    to continue from its checkpoints; a failed or corrupt one is wiped. Refused with :class:`FolderInUse` if a
+    process still holds the folder (e.g. a worker of a sweep that was killed)."""
+    state, _ = job_state(job)
+    attempts = (read_job(job.dir) or {}).get("attempts", []) if state == "interrupted" else []
     if job.dir.exists():
         lock = FolderLock(job.dir, "job folder")
-        shutil.rmtree(job.dir)
+        if not attempts:
+            shutil.rmtree(job.dir)
         lock.release()
     make_folder(job.dir)
     atomic_write(job.dir / "job.json", {"id": job.id, "experiment": job.experiment, "preset": job.preset,
                                         "assignments": list(job.assignments), "config": job.config,
-                                        "registry": job.registry, "status": "pending"})
+                                        "registry": job.registry, "status": "pending", "attempts": attempts,
+                                        "checkpoint_every_s": checkpoint_every_s})
 
 
 def run_job(job_dir: str | Path) -> str:
     """Run one prepared job in this process; returns its final status. Used by workers and submitit.
 
-    The job holds its folder's lock while it runs. It ends complete or diverged only if every run record inside
-    it reached that status itself; its job.json then lists every file with its size and checksum."""
+    The job holds its folder's lock while it runs. A job that ran before (an interrupted attempt, a requeued
+    SLURM job) continues from its checkpoints. It ends complete or diverged only if every run record inside it
+    reached that status itself; its job.json then lists every file with its size and checksum."""
     import torch
+
 
     job_dir = Path(job_dir)
     spec = read_job(job_dir)
@@ -298,14 +309,19 @@ def run_job(job_dir: str | Path) -> str:
         lock.release()
         return status
 
-    spec = {**spec, "pid": os.getpid(), "started": _now()}
+    resume = bool(spec.get("attempts"))
+    attempt = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(),
+               **({"slurm_job": os.environ["SLURM_JOB_ID"]} if "SLURM_JOB_ID" in os.environ else {})}
+    spec = {**spec, "pid": os.getpid(), "started": _now(), "attempts": [*spec.get("attempts", []), attempt]}
     try:
         atomic_write(job_dir / "job.json", {**spec, "status": "running"})
-        _log_event(sweep_dir, job=spec["id"], event="start", pid=os.getpid())
+        _log_event(sweep_dir, job=spec["id"], event="resumed" if resume else "running", pid=os.getpid(),
+                   host=attempt["host"])
         exp = get_experiment(spec["registry"], spec["experiment"])
         cfg = override(exp.preset(spec["preset"]), spec["assignments"])
         check_machine(to_dict(cfg))
-        exp.main(cfg, job_dir)
+        with checkpointing(job_dir, spec.get("checkpoint_every_s", 60.0), resume=resume):
+            exp.main(cfg, job_dir)
     except BaseException as e:
         status, reason = stopped_by(e)
         close_open_records(status, reason)
@@ -326,7 +342,8 @@ def run_job(job_dir: str | Path) -> str:
 
 
 class SubmititJob:
-    """The callable submitit runs: one job folder. On preemption it is requeued and restarts its run cleanly."""
+    """The callable submitit runs: one job folder. On pre-emption or timeout it is requeued and continues from its
+    checkpoints."""
 
     def __init__(self, job_dir: str):
         self.job_dir = job_dir
@@ -357,7 +374,46 @@ def _fail_if_unfinished(job: Job, why: str, status: str = "failed") -> None:
         _log_event(job.dir.parent, job=job.id, event=status, reason=why)
 
 
-def _run_local(todo: list[Job], workers: int, bar) -> None:
+class _Lines:
+    """One printed line per job state change: what the jobs log in the sweep's events.jsonl (running, resumed,
+    complete, diverged, failed, interrupted) and, on SLURM, the queue's own states (pending, running, ...)."""
+
+    def __init__(self, out: Path, jobs: list[Job], quiet: bool = False):
+        self.file, self.quiet = out / "events.jsonl", quiet
+        self.pos = self.file.stat().st_size if self.file.exists() else 0
+        self.names = {j.id: " ".join(j.assignments) for j in jobs}
+        self.total, self.seen = len(jobs), {}
+
+    def say(self, job: str, state: str, detail: str = "") -> None:
+        if self.seen.get(job) == (state, detail):
+            return
+        self.seen[job] = (state, detail)
+        if not self.quiet:
+            ended = sum(st in (*FINAL, "failed") for st, _ in self.seen.values())
+            print(f"[sweep] {job} {state:<11} {self.names.get(job, '')}" + (f"  ({detail})" if detail else "")
+                  + (f"  [{ended}/{self.total} ended]" if state in (*FINAL, "failed") else ""), flush=True)
+
+    def poll(self) -> None:
+        """Print the events the jobs logged since the last call."""
+        try:
+            with open(self.file, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+        except OSError:
+            return
+        lines = data.split(b"\n")
+        self.pos += len(data) - len(lines[-1])  # a line still being written is read next time
+        for line in lines[:-1]:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("job") in self.names:
+                detail = ev.get("reason") or (f"pid {ev['pid']} on {ev.get('host', '?')}" if "pid" in ev else "")
+                self.say(ev["job"], ev.get("event", "?"), detail)
+
+
+def _run_local(todo: list[Job], workers: int, lines: _Lines) -> None:
     threads = max(1, (os.cpu_count() or 1) // workers)
     env = {**os.environ, "LAZYHASTY_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     queue = list(todo)
@@ -376,7 +432,7 @@ def _run_local(todo: list[Job], workers: int, bar) -> None:
                 if proc.returncode != 0:
                     _fail_if_unfinished(job, f"worker killed by signal {-proc.returncode}" if proc.returncode < 0
                                         else f"worker exited with code {proc.returncode}")
-                bar.update(1)
+            lines.poll()
     finally:  # Ctrl-C, SIGTERM or an error here: stop every worker (and what it started), then mark its job
         for proc in running:
             with contextlib.suppress(ProcessLookupError):
@@ -392,7 +448,7 @@ def _run_local(todo: list[Job], workers: int, bar) -> None:
             _fail_if_unfinished(job, "the sweep was stopped", "interrupted")
 
 
-def _run_submitit(todo: list[Job], executor_name: str, out: Path, bar, slurm: dict) -> None:
+def _run_submitit(todo: list[Job], executor_name: str, out: Path, lines: _Lines, slurm: dict) -> None:
     import logging
 
     import submitit
@@ -424,15 +480,18 @@ def _run_submitit(todo: list[Job], executor_name: str, out: Path, bar, slurm: di
                     except Exception as e:  # the job's own job.json already says why, unless the worker died
                         _fail_if_unfinished(job, f"{type(e).__name__}: {str(e)[:300]}")
                     del pending[handle]
-                    bar.update(1)
             queued = _slurm_queue() if executor_name == "slurm" and pending else None
             if queued is not None:  # without accounting, submitit never learns that a job died without a result
                 gone = {h for h in pending if str(h.job_id) not in queued}
                 for handle in gone & vanished:  # absent twice in a row: it ended
                     _fail_if_unfinished(pending.pop(handle), f"SLURM job {handle.job_id} ended without a result "
                                         f"(cancelled, killed or out of memory; see {handle.paths.stderr})")
-                    bar.update(1)
                 vanished = gone
+                for handle, job in pending.items():  # the queue's own states; running is the job's own line
+                    state = queued.get(str(handle.job_id), "RUNNING")
+                    if state != "RUNNING":
+                        lines.say(job.id, state.lower(), f"SLURM job {handle.job_id}")
+            lines.poll()
             time.sleep(1.0)
     except BaseException:  # stopped while waiting: cancel what is still queued or running
         for handle, job in pending.items():
@@ -442,24 +501,32 @@ def _run_submitit(todo: list[Job], executor_name: str, out: Path, bar, slurm: di
         raise
 
 
-def _slurm_queue() -> set[str] | None:
-    """Ids of this user's SLURM jobs still queued or running (array tasks one by one), or None if squeue fails."""
+def _slurm_queue() -> dict[str, str] | None:
+    """{job id: state} of this user's SLURM jobs still queued or running (array tasks one by one; PENDING, RUNNING,
+    ...), or None if squeue fails."""
     try:
-        r = subprocess.run(["squeue", "-h", "-r", "-u", str(os.getuid()), "-o", "%i"], capture_output=True,
+        r = subprocess.run(["squeue", "-h", "-r", "-u", str(os.getuid()), "-o", "%i %T"], capture_output=True,
                            text=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
-    return set(r.stdout.split()) if r.returncode == 0 else None
+    return dict(line.split()[:2] for line in r.stdout.splitlines() if len(line.split()) >= 2) \
+        if r.returncode == 0 else None
 
 
 def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int | None = None,
-              progress: bool | None = True, slurm: dict | None = None) -> dict:
+              progress: bool | None = True, slurm: dict | None = None, checkpoint_every_s: float | None = None) -> dict:
     """Run every job that is not complete. Returns counts by final status and the list of re-run reasons.
+
+    ``checkpoint_every_s``: how often each job's training runs write their checkpoints (default: the enclosing
+    :func:`~lazyhasty.checkpointing` block's, else 60 s). ``progress``: print one line per job state change.
 
     Refused with :class:`FolderInUse` (exit 2 on the command line) while another sweep holds ``out``, or when
     ``out`` holds the records of another experiment or of a single run."""
     if executor not in ("local", "slurm", "submitit-local"):
         raise UsageError(f"unknown executor {executor!r}; choose local, slurm or submitit-local")
+    if checkpoint_every_s is None:
+        ctx = current_checkpointing()
+        checkpoint_every_s = ctx.every_s if ctx is not None else 60.0
     make_folder(out)
     lock = FolderLock(out, "sweep folder")
     try:
@@ -486,19 +553,20 @@ def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int 
                 skipped += 1
                 continue
             if state != "missing":
-                notes.append(f"{job.id}: {state}{': ' + why if why else ''} -> re-run")
-            prepare_job(job)
+                notes.append(f"{job.id}: {state}{': ' + why if why else ''} -> " + (
+                    "continue from its checkpoints" if state == "interrupted" else "re-run"))
+            prepare_job(job, checkpoint_every_s)
             todo.append(job)
         for n in notes:
             print(f"[sweep] {n}", flush=True)
         print(f"[sweep] {len(jobs)} jobs: {skipped} already done, {len(todo)} to run", flush=True)
         workers = max(1, workers or (os.cpu_count() or 1))
-        with tqdm(total=len(todo), desc="sweep", unit="job", disable=(None if progress is None else not progress)) \
-                as bar:
-            if todo and executor == "local":
-                _run_local(todo, workers, bar)
-            elif todo:
-                _run_submitit(todo, executor, out, bar, {**(slurm or {}), "workers": workers})
+        lines = _Lines(out, todo, quiet=progress is False)
+        if todo and executor == "local":
+            _run_local(todo, workers, lines)
+        elif todo:
+            _run_submitit(todo, executor, out, lines, {**(slurm or {}), "workers": workers})
+        lines.poll()
     finally:
         lock.release()
     counts = {"complete": 0, "diverged": 0, "failed": 0, "interrupted": 0}

@@ -1,0 +1,65 @@
+"""Files written so that a crash never leaves half of one (records, figures, checkpoints)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+
+def atomic_write(path: str | Path, content) -> None:
+    """Write ``path`` so that a crash never leaves half of it: into a temporary file in the same folder, fsynced,
+    then renamed into place. ``content``: a str (text), bytes, a DataFrame (Parquet), a dict or list (JSON), or a
+    callable ``write(tmp_path)`` that writes the file itself (figures, npz archives)."""
+    path = Path(path)
+    if isinstance(content, (dict, list)):
+        content = json.dumps(content, indent=2, sort_keys=True, default=str) + "\n"
+    data = content.encode() if isinstance(content, str) else content
+
+    def write(p: Path) -> None:
+        if isinstance(data, pd.DataFrame):
+            data.to_parquet(p, index=False)
+        else:
+            p.write_bytes(data) if isinstance(data, bytes) else data(p)
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are for everyone who may read the folder
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Make a rename (or a new file) in ``folder`` durable: fsync the folder itself."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_folder(path: str | Path) -> Path:
+    """``mkdir -p`` with 0755 folders (whatever the umask), each new one fsynced into its parent."""
+    path = Path(path)
+    if not path.is_dir():
+        make_folder(path.parent)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if not path.is_dir():
+                raise
+        else:
+            os.chmod(path, 0o755)
+            fsync_folder(path.parent)
+    return path
