@@ -70,3 +70,50 @@ def test_a_cancelled_slurm_job_is_rerun(tmp_path):
     assert states <= {"failed", "interrupted"}, states
     code, stdout, err = sweep(out, "--executor", "slurm", "--partition", "debug")  # finishes: same folder, new config
     assert code == 0, err[-2000:]
+
+
+def test_a_requeued_slurm_job_resumes_from_its_checkpoint_bit_identical(tmp_path):
+    """`scontrol requeue` mid-run: SLURM stops the job (SIGTERM: the run writes its checkpoint) and starts it again;
+    it continues from the checkpoint and ends with the same bits as a local sweep."""
+    import torch
+
+    long = ["n_train=60", "widths=16,16", "max_steps=5000", "loss_threshold=1e-12", "dtype=float64"]
+    out = tmp_path / "slurm"
+    p = sweep(out, "--executor", "slurm", "--partition", "debug", "--checkpoint-every", "0.05", settings=long,
+              wait=False)
+
+    def mid_run():
+        for f in out.glob("*/.checkpoints/train-*.pt"):
+            try:
+                if not torch.load(f, weights_only=True)["done"]:
+                    return f.parent.parent
+            except Exception:  # replaced while read
+                pass
+        return None
+
+    t0 = time.monotonic()
+    while (job := mid_run()) is None:
+        assert time.monotonic() - t0 < 180 and p.poll() is None, "no job reached a mid-run checkpoint"
+        time.sleep(0.05)
+    slurm_id = json.loads((job / "job.json").read_text())["attempts"][-1]["slurm_job"]
+    r = subprocess.run(["scontrol", "requeue", slurm_id], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    t0 = time.monotonic()  # SLURM holds a requeued job for 2 minutes (BeginTime); the test lifts the hold
+    while "BeginTime" not in subprocess.run(["squeue", "-h", "-j", slurm_id, "-o", "%r"], capture_output=True,
+                                            text=True).stdout:
+        assert time.monotonic() - t0 < 120 and p.poll() is None, "the job was not requeued"
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "update", f"JobId={slurm_id}", "StartTime=now"], check=True)
+    stdout, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-2000:]
+    assert f"{job.name} resumed" in stdout and "accounting" not in stdout + err, stdout + err
+    spec = json.loads((job / "job.json").read_text())
+    assert spec["status"] == "complete" and len(spec["attempts"]) == 2
+    resumes = [json.loads(f.read_text()).get("resumes") for f in job.glob("*/status.json")]
+    assert any(r and r[0]["step"] > 0 for r in resumes), resumes  # continued from the checkpoint, not from step 0
+    assert not list(out.glob("*/.checkpoints"))
+    assert sweep(tmp_path / "local", "--workers", "1", settings=long)[0] == 0
+    a, b = metrics(out), metrics(tmp_path / "local")
+    assert a.keys() == b.keys() and len(a) == 4
+    for k in a:
+        pd.testing.assert_frame_equal(a[k], b[k], check_exact=True)
