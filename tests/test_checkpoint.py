@@ -96,6 +96,25 @@ def test_sigusr2_writes_a_checkpoint_and_training_goes_on(tmp_path):
     assert_same(([got], [p.detach().clone() for p in model.parameters()], 0), ref)
 
 
+def test_a_sigusr2_handler_that_declines_to_requeue_leaves_the_run_interrupted_and_resumable(tmp_path):
+    """submitit raises from its SIGUSR2 handler when it will not requeue (timed out too often): the run stops as
+    interrupted, with its checkpoint, and continues from it."""
+    ref, ckpt = run("gd"), tmp_path / "c.pt"
+
+    def declines(signum, frame):
+        raise RuntimeError("Job not requeued because: timed-out too many times.")
+
+    old = signal.signal(signal.SIGUSR2, declines)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGUSR2 .*timed-out too many times"):
+            run("gd", checkpoint=ckpt, checkpoint_every_s=1e9, signal_at=(30, signal.SIGUSR2))
+        assert signal.getsignal(signal.SIGUSR2) is declines
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert torch.load(ckpt, weights_only=True)["runs"][0]["step"] == 30
+    assert_same(run("gd", checkpoint=ckpt), ref)
+
+
 def test_a_checkpoint_of_another_call_is_refused(tmp_path):
     ckpt = tmp_path / "c.pt"
     with pytest.raises(Stopped):

@@ -55,7 +55,9 @@ class Deferred:
     def act(self) -> None:
         """Act on the pending signal: SIGINT, SIGTERM and SIGHUP raise (``KeyboardInterrupt``, :class:`Interrupted`);
         SIGUSR2 (SLURM's warning before a time limit or pre-emption) is handed to the handler installed before
-        (submitit's, which requeues the job and exits), or else ignored: the caller's checkpoint is written."""
+        (submitit's, which requeues the job and exits), or else ignored: the caller's checkpoint is written. If that
+        handler raises (submitit declining to requeue a job that timed out too often), :class:`Interrupted` is
+        raised instead: the run stops as interrupted, to be resumed from its checkpoint, not failed."""
         signum, self.pending = self.pending, None
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
@@ -63,7 +65,10 @@ class Deferred:
             raise Interrupted(signal.Signals(signum).name)
         old = self.previous.get(signum)
         if callable(old):
-            old(signum, None)
+            try:
+                old(signum, None)
+            except Exception as e:
+                raise Interrupted(f"{signal.Signals(signum).name} ({e})") from None
 
     def restore(self) -> None:
         """Put the previous handlers back."""

@@ -130,8 +130,6 @@ PRESETS = {
                   seeds=3, max_steps=20_000, n_probe=200),
 }
 
-L0_NOTE = "L(0) = softplus_beta(1)/beta: F = 0 at initialisation (center='zero'), identical for every run"
-
 
 def num_outputs(cfg: Config) -> int:
     return 3 if cfg.source == "yinyang" else 1

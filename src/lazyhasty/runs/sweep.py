@@ -290,7 +290,6 @@ def run_job(job_dir: str | Path) -> str:
     reached that status itself; its job.json then lists every file with its size and checksum."""
     import torch
 
-
     job_dir = Path(job_dir)
     spec = read_job(job_dir)
     if spec is None:
