@@ -72,9 +72,12 @@ def test_a_cancelled_slurm_job_is_rerun(tmp_path):
     assert code == 0, err[-2000:]
 
 
-def test_a_requeued_slurm_job_resumes_from_its_checkpoint_bit_identical(tmp_path):
-    """`scontrol requeue` mid-run: SLURM stops the job (SIGTERM: the run writes its checkpoint) and starts it again;
-    it continues from the checkpoint and ends with the same bits as a local sweep."""
+@pytest.mark.parametrize("how", ["scontrol requeue", "SIGUSR2"])
+def test_a_requeued_slurm_job_resumes_from_its_checkpoint_bit_identical(tmp_path, how):
+    """Mid-run, either `scontrol requeue` (SLURM stops the job with SIGTERM: the run writes its checkpoint) or
+    SIGUSR2, SLURM's warning before pre-emption or the time limit (the run writes its checkpoint, then submitit's
+    handler requeues the job). Either way the job starts again, continues from the checkpoint and ends with the same
+    bits as a local sweep."""
     import torch
 
     long = ["n_train=60", "widths=16,16", "max_steps=5000", "loss_threshold=1e-12", "dtype=float64"]
@@ -96,7 +99,8 @@ def test_a_requeued_slurm_job_resumes_from_its_checkpoint_bit_identical(tmp_path
         assert time.monotonic() - t0 < 180 and p.poll() is None, "no job reached a mid-run checkpoint"
         time.sleep(0.05)
     slurm_id = json.loads((job / "job.json").read_text())["attempts"][-1]["slurm_job"]
-    r = subprocess.run(["scontrol", "requeue", slurm_id], capture_output=True, text=True)
+    r = subprocess.run(["scontrol", "requeue", slurm_id] if how == "scontrol requeue" else
+                       ["scancel", "--signal=USR2", slurm_id], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     t0 = time.monotonic()  # SLURM holds a requeued job for 2 minutes (BeginTime); the test lifts the hold
     while "BeginTime" not in subprocess.run(["squeue", "-h", "-j", slurm_id, "-o", "%r"], capture_output=True,
@@ -109,6 +113,8 @@ def test_a_requeued_slurm_job_resumes_from_its_checkpoint_bit_identical(tmp_path
     assert f"{job.name} resumed" in stdout and "accounting" not in stdout + err, stdout + err
     spec = json.loads((job / "job.json").read_text())
     assert spec["status"] == "complete" and len(spec["attempts"]) == 2
+    others = [json.loads(f.read_text()) for f in out.glob("*/job.json") if f.parent != job]
+    assert [len(o["attempts"]) for o in others] == [1]  # only the job that was signalled ran twice
     resumes = [json.loads(f.read_text()).get("resumes") for f in job.glob("*/status.json")]
     assert any(r and r[0]["step"] > 0 for r in resumes), resumes  # continued from the checkpoint, not from step 0
     assert not list(out.glob("*/.checkpoints"))

@@ -310,7 +310,7 @@ def run_job(job_dir: str | Path) -> str:
 
     resume = bool(spec.get("attempts"))
     attempt = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(),
-               **({"slurm_job": os.environ["SLURM_JOB_ID"]} if "SLURM_JOB_ID" in os.environ else {})}
+               **({"slurm_job": _slurm_id()} if "SLURM_JOB_ID" in os.environ else {})}
     spec = {**spec, "pid": os.getpid(), "started": _now(), "attempts": [*spec.get("attempts", []), attempt]}
     try:
         atomic_write(job_dir / "job.json", {**spec, "status": "running"})
@@ -338,6 +338,15 @@ def run_job(job_dir: str | Path) -> str:
                       + ", ".join(f"{r} {st}" for r, st in sorted(unfinished.items())[:5]))
     diverged = sum(st == "diverged" for st in runs.values())
     return finish("diverged", f"{diverged} of {len(runs)} runs diverged") if diverged else finish("complete", "")
+
+
+def _slurm_id() -> str:
+    """This SLURM job's id as squeue and scontrol name it: ``<array job>_<task>`` for a task of a job array (the
+    array's first task shares its bare numeric id with the whole array), else the job id."""
+    env = os.environ
+    if "SLURM_ARRAY_JOB_ID" in env and "SLURM_ARRAY_TASK_ID" in env:
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env["SLURM_JOB_ID"]
 
 
 class SubmititJob:
