@@ -12,6 +12,7 @@ except _metadata.PackageNotFoundError:  # a source tree on sys.path, not install
     __version__ = "unknown"
 
 # ruff: noqa: E402
+from .compare import Comparison, compare_regimes
 from .data import DatasetError, Groups, Split, yinyang
 from .dynamics.checkpoint import CheckpointMismatch, checkpointing
 from .dynamics.cscores import estimate_cscores, learning_speed
@@ -38,6 +39,8 @@ __all__ = [
     # regimes, ensembles and models
     "AlphaScaled", "Linearized", "Ensemble", "regime_alpha", "MLP", "CNN", "ResNet18", "freeze_batchnorm",
     "load_pretrained",
+    # one call: every regime from one initialisation, compared at equal progress
+    "compare_regimes", "Comparison",
     # training: the engine, stopping, measurement points, steppers, losses, probes
     "train", "checkpointing", "CheckpointMismatch", "kernel_regime", "Stop", "Schedule", "Milestones",
     "TrainResult", "fork", "seeded",

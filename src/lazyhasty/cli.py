@@ -198,6 +198,71 @@ def _cmd_sweep(args) -> int:
     return 1 if c["failed"] or c["interrupted"] else 0
 
 
+def _load(spec: str, what: str):
+    """The object named ``package.module:name`` (the current folder is importable)."""
+    import importlib
+
+    mod, sep, name = spec.partition(":")
+    if not sep or not mod or not name.isidentifier():
+        raise UsageError(f"{what} expects package.module:name, got {spec!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(mod)
+    except Exception as e:
+        raise UsageError(f"{what}: cannot import {mod!r}: {type(e).__name__}: {e}") from None
+    if not hasattr(module, name):
+        raise UsageError(f"{what}: module {mod!r} has no {name!r}")
+    return getattr(module, name)
+
+
+def _cmd_compare(args) -> int:
+    """Every regime of a user's model on a user's data, compared at equal progress (``compare_regimes``)."""
+    from .compare import compare_regimes
+    from .config import MAX_INT
+    from .data import Split
+    from .dynamics.steppers import GD, SGD
+    from .dynamics.train import Stop
+    from .runs.output import claim_output
+    from .runs.sweep import parse_seeds
+
+    factory, loader = _load(args.model, "--model"), _load(args.data, "--data")
+    try:
+        alphas = [float(a) for a in args.alphas.split(",")]
+    except ValueError:
+        raise UsageError(f"--alphas expects numbers like 1,100; got {args.alphas!r}") from None
+    for name, v in (("--lr", args.lr), ("--momentum", args.momentum), ("--loss-below", args.loss_below)):
+        if v is not None and not (0 <= v <= 1e12 and (v > 0 or name == "--momentum")):
+            raise UsageError(f"{name} must be a number > 0 (momentum >= 0), at most 1e12; got {v}")
+    if not 1 <= args.max_steps <= MAX_INT or not 1 <= args.batch_size <= MAX_INT:
+        raise UsageError("--max-steps and --batch-size must be integers >= 1")
+    progress = tuple(args.progress.split("/"))
+    if len(progress) != 3:
+        raise UsageError(f"--progress expects split/group/metric, got {args.progress!r}")
+    if not callable(loader):
+        raise UsageError(f"--data {args.data} must name a function returning the data, got {type(loader).__name__}")
+    data = loader()
+    if isinstance(data, Split):
+        data = {"train": data}
+    elif isinstance(data, tuple) and len(data) == 2:
+        data = {"train": data[0], "test": data[1]}
+    if not isinstance(data, dict) or not isinstance(data.get("train"), Split):
+        raise UsageError(f"--data {args.data} must return a lazyhasty.Split, a (train, test) pair of them or a dict "
+                         f"with 'train', got {type(data).__name__}")
+    stepper = GD(args.lr) if args.stepper == "gd" else SGD(args.lr, args.momentum, args.batch_size)
+    out, lock = claim_output(args.out, Path("runs") / "compare")
+    try:
+        comp = compare_regimes(factory, data.pop("train"), splits=data, alphas=alphas, loss=args.loss,
+                               stepper=stepper, stop=Stop(max_steps=args.max_steps, loss_below=args.loss_below),
+                               seeds=parse_seeds(args.seeds), linearized=args.linearized, progress=progress,
+                               out=out)
+    finally:
+        lock.release()
+    print(comp.summary())
+    print(f"[compare] records, table, verdict and figure in {out}")
+    return 0
+
+
 def _cmd_report(args) -> int:
     from .report import build_report
 
@@ -273,6 +338,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_cmd_run)
     s = sub.add_parser("list", help="list experiments and their presets")
     s.set_defaults(fn=_cmd_list)
+    s = sub.add_parser("compare", help="train your model in every regime (alpha-scaled, optionally linearized) from "
+                       "one initialisation and compare them per group at equal training progress")
+    s.add_argument("--model", required=True, metavar="MODULE:FACTORY", help="a function returning your nn.Module "
+                   "(called once per seed), e.g. mypkg.models:small_cnn; the current folder is importable")
+    s.add_argument("--data", required=True, metavar="MODULE:LOADER", help="a function returning a lazyhasty.Split "
+                   "(with its groups), a (train, test) pair, or a dict of Splits with 'train'")
+    s.add_argument("--alphas", default="1,100", help="alpha of each regime (default 1,100: feature vs lazy)")
+    s.add_argument("--linearized", action="store_true", help="also train the linearized model (the kernel regime)")
+    s.add_argument("--seeds", default="0-2", help="initialisation and minibatch-order seeds (default 0-2)")
+    s.add_argument("--loss", default="cross_entropy", help="cross_entropy, bce, mse, hinge, soft_hinge, "
+                   "quadratic_hinge (default cross_entropy)")
+    s.add_argument("--stepper", choices=["sgd", "gd"], default="sgd", help="minibatch SGD (default) or full-batch GD")
+    s.add_argument("--lr", type=float, required=True, help="learning rate eta (each regime steps with eta/alpha^2)")
+    s.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
+    s.add_argument("--batch-size", type=int, default=128, help="SGD batch size (default 128)")
+    s.add_argument("--max-steps", type=int, required=True, help="step budget of every run")
+    s.add_argument("--loss-below", type=float, help="stop a run once its training loss is below this")
+    s.add_argument("--progress", default="train/all/loss", help="the progress measure, split/group/metric "
+                   "(default train/all/loss)")
+    s.add_argument("--out", help="output folder, which must hold no records (default: runs/compare, or "
+                   "runs/compare.2, ...)")
+    s.set_defaults(fn=_cmd_compare)
     s = sub.add_parser("show", help="print the resolved config of an experiment's preset")
     s.add_argument("experiment")
     s.add_argument("--preset")

@@ -168,7 +168,7 @@ class ImageTable:
 
     def images(self, indices=None, progress: bool | None = None) -> torch.Tensor:
         from PIL import Image, UnidentifiedImageError
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         indices = range(len(self.files)) if indices is None else indices
         out = []

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: the same in a terminal, a log and a notebook
 
 from ..data.groups import Split
 from ..errors import Deferred, stopped_by

@@ -3,17 +3,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+from ..files import atomic_write
 
 
 def save_figure(fig, path_stem: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Save ``fig`` as ``path_stem.png`` (and ``.pdf``), atomically; returns the paths."""
-    from ..runs.records import atomic_write
-
     paths = []
     for fmt in formats:
         p = Path(f"{path_stem}.{fmt}")

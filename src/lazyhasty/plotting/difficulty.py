@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..metrics.progress import at_equal_progress  # noqa: E402
+from ..metrics.progress import at_equal_progress
 
 LINEARITY = ("ntk_alignment", "sign_similarity", "representation_alignment")
 

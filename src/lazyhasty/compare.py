@@ -1,0 +1,365 @@
+"""From a model to the answer in one call: which examples does feature learning learn first, and how far from the
+kernel regime does training go? (George et al. 2022: regimes compared at equal training progress.)
+
+:func:`compare_regimes` trains, for every seed, the regimes ``AlphaScaled(model, alpha)`` for each alpha (and
+optionally ``Linearized(model)``) from one initialisation and one minibatch order (``seeded``, ``fork``, the
+engine's ``data_seed``), probes every group of every split and the linearity metrics, and returns a
+:class:`Comparison`: the tidy table at equal progress, the verdict per group with a bootstrap interval over seeds,
+a figure, and run records.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+import torch
+from torch import nn
+
+from .data.groups import Split
+from .dynamics.losses import MSE, Loss, get_loss
+from .dynamics.probes import LinearityProbe, Schedule, loss_probe, parameter_distance_probe
+from .dynamics.steppers import Stepper
+from .dynamics.train import Stop, TrainResult, fork, seeded, train
+from .errors import UsageError
+from .files import atomic_write, make_folder
+from .metrics.progress import at_equal_progress
+from .models.ensemble import Ensemble
+from .models.regimes import AlphaScaled, Linearized
+from .runs.output import records_in
+from .runs.records import FolderInUse, RunRecord, environment
+
+LINEARITY = ("ntk_alignment", "sign_similarity", "representation_alignment", "ntk_distance")
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare_regimes` returns.
+
+    Attributes:
+        table: tidy, one row per (seed, regime, split, group, progress level): columns ``seed, regime, alpha,
+            split, group, progress, reached`` (the run got that far), ``loss``, ``accuracy`` (classification
+            losses only), and the run's linearity metrics at that progress (``ntk_alignment``, ``sign_similarity``,
+            ``representation_alignment``, ``ntk_distance`` on the probe set, ``param_distance``), NaN where the
+            run did not reach the level.
+        verdict: one row per (split, group): the loss gap ``feature - lazy`` at equal progress, averaged over the
+            levels that both regimes reached in every seed, its bootstrap interval over seeds, and ``ahead``:
+            ``feature`` (the feature regime's loss is lower: it learns the group first), ``lazy``, ``neither``
+            (the interval contains 0) or ``not measured`` (with the reason in ``note``).
+        by_level: the same per progress level (``not measured`` at the levels a regime did not reach).
+        metrics: the long table of every run (``load_runs`` layout, with ``seed``, ``regime``, ``alpha``).
+        runs: one row per run: its id, seed, regime, alpha and final status.
+        settings: what was compared (regimes, loss, stepper, stop, seeds, progress measure).
+    """
+
+    table: pd.DataFrame
+    verdict: pd.DataFrame
+    by_level: pd.DataFrame
+    metrics: pd.DataFrame
+    runs: pd.DataFrame
+    settings: dict
+    results: dict[str, TrainResult] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> str:
+        """The verdict as readable lines."""
+        s = self.settings
+        lines = [f"compare_regimes: {s['feature']} (feature) vs {s['lazy']} (lazy), {len(s['seeds'])} seeds, "
+                 f"at equal {'/'.join(s['progress'])}; gap = loss({s['feature']}) - loss({s['lazy']}), "
+                 f"{s['confidence']:.0%} bootstrap interval over seeds"]
+        for r in self.verdict.itertuples():
+            if r.ahead == "progress measure":
+                continue
+            if r.ahead == "not measured":
+                lines.append(f"  {r.split}/{r.group}: not measured ({r.note})")
+            else:
+                lines.append(f"  {r.split}/{r.group}: gap {r.gap:+.4g} [{r.ci_low:+.4g}, {r.ci_high:+.4g}] over "
+                             f"progress {r.progress_from:.4g} -> {r.progress_to:.4g}: {r.ahead} ahead"
+                             + (f" ({r.note})" if r.note else ""))
+        return "\n".join(lines)
+
+    def plot(self):
+        """One figure: per-group loss against progress for every regime (mean over seeds) and the linearity
+        curves. Returns the matplotlib figure."""
+        from .plotting.compare import comparison_figure
+
+        return comparison_figure(self.table, self.settings)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the comparison to ``folder`` (which must hold no records): the run records (``runs/<id>/``,
+        readable by ``load_runs``), ``table.parquet``, ``verdict.csv``, ``by_level.parquet``, ``summary.txt``,
+        ``claims.json``, ``comparison.png`` and ``experiment.json`` (so that ``lazyhasty report`` lists it)."""
+        folder = Path(folder)
+        if records_in(folder) is not None and not (folder / "runs").is_dir():
+            raise FolderInUse(f"{folder} already holds records ({records_in(folder)}); save to an empty folder")
+        make_folder(folder)
+        for rid, res in self.results.items():  # records written while training are already there
+            path = folder / "runs" / rid
+            if not (path / "status.json").exists():
+                info = self.runs.set_index("run_id").loc[rid]
+                rec = RunRecord(path).start(self.settings, seed=int(info.seed), regime=info.regime,
+                                            alpha=float(info.alpha))
+                rec.write(res.metrics, res.trace)
+                rec.set_status(res.status, res.reason, converged=res.converged, steps=res.steps, t=res.t,
+                               wall_s=res.wall_s)
+        atomic_write(folder / "table.parquet", lambda tmp: self.table.to_parquet(tmp, index=False))
+        atomic_write(folder / "by_level.parquet", lambda tmp: self.by_level.to_parquet(tmp, index=False))
+        atomic_write(folder / "verdict.csv", self.verdict.to_csv(index=False))
+        text = self.summary() + "\n"
+        atomic_write(folder / "summary.txt", text)
+        atomic_write(folder / "claims.json", {"experiment": "compare", "verdict": json.loads(
+            self.verdict.to_json(orient="records"))})
+        from .plotting.curves import save_figure
+
+        save_figure(self.plot(), folder / "comparison", formats=("png",))
+        atomic_write(folder / "experiment.json", {"experiment": "compare", "status": "complete",
+                                                  "config": self.settings, "env": environment()})
+        return folder
+
+
+def _check_inputs(model: nn.Module, train_set: Split, splits: dict[str, Split], loss: Loss) -> None:
+    """Bad input gets a clear error before anything trains."""
+    for name, split in splits.items():
+        if not isinstance(split, Split):
+            raise UsageError(f"split {name!r} must be a lazyhasty.Split (x, y, groups), got {type(split).__name__}")
+        groups = split.groups
+        if groups.n is not None and groups.n != len(split):
+            raise UsageError(f"split {name!r}: its groups were built for {groups.n} examples, it has {len(split)}")
+        covered = torch.zeros(len(split), dtype=torch.bool)
+        for g in groups:
+            idx = groups[g]
+            if idx.numel() == 0:
+                raise UsageError(f"split {name!r}: group {g!r} is empty")
+            if int(idx.max()) >= len(split):
+                raise UsageError(f"split {name!r}: group {g!r} holds index {int(idx.max())}, beyond its "
+                                 f"{len(split)} examples")
+            covered[idx.cpu()] = True
+        if len(groups) and not bool(covered.all()):
+            raise UsageError(f"split {name!r}: its groups ({', '.join(groups)}) leave {int((~covered).sum())} of "
+                             f"{len(split)} examples in no group; give every example a group (e.g. "
+                             "Groups.from_labels(labels))")
+    with torch.no_grad():
+        out = model(train_set.x[:2])
+    try:
+        per = loss(out, train_set.y[:2])
+    except (ValueError, RuntimeError, IndexError, TypeError) as e:
+        raise UsageError(f"loss {type(loss).__name__} cannot take the model's outputs of shape {tuple(out.shape)} "
+                         f"with targets of shape {tuple(train_set.y[:2].shape)}: {e}") from None
+    if per.shape != (2,):
+        raise UsageError(f"loss {type(loss).__name__} returned shape {tuple(per.shape)} for 2 examples; it must "
+                         "return one value per example")
+
+
+def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *, test: Split | None = None,
+                    alphas: Sequence[float] = (1.0, 100.0), loss: Loss | str, stepper: Stepper, stop: Stop,
+                    seeds: Sequence[int] = (0, 1, 2), linearized: bool = False,
+                    splits: Mapping[str, Split] | None = None,
+                    progress: tuple[str, str, str] = ("train", "all", "loss"), levels: int = 12,
+                    probe_size: int = 256, linearity: bool = True, confidence: float = 0.95,
+                    out: str | Path | None = None, show_progress: bool | None = None) -> Comparison:
+    """Train every regime from the same initialisation and minibatch order, for every seed, and compare them at
+    equal training progress (George et al. 2022, sections 3-4).
+
+    Args:
+        model_factory: called under ``seeded(model_factory, seed)``: returns the network (an ``nn.Module``).
+        train_set: the training examples with their groups (every example in at least one group, or no groups).
+        test: a test split (probed as ``"test"``); ``splits``: further probe splits by name.
+        alphas: one ``AlphaScaled`` run per alpha (alpha = 1: standard training; large alpha: lazy). The verdict
+            compares the smallest (feature) against the largest (lazy). The learning rate is the stepper's
+            divided by alpha^2 (theory time t is shared).
+        loss, stepper, stop: as in :func:`lazyhasty.train`; ``stop`` applies to every run on its own.
+        seeds: each seed sets the initialisation and the minibatch order (``data_seed = seed``).
+        linearized: also train ``Linearized(model)`` (the exact kernel regime of the same initialisation).
+        progress: (split, group, metric) measuring training progress (decreasing), e.g. the clean examples'
+            training loss; ``levels`` log-spaced levels from the highest starting value down to the furthest any
+            run got.
+        probe_size: training examples for the linearity metrics (NTK alignment with initialisation, sign
+            similarity, representation alignment; ``linearity=False`` skips them).
+        confidence: level of the bootstrap intervals (``scipy.stats.bootstrap``, percentile, over seeds).
+        out: write the run records there while training (nothing is lost if the process stops), then the rest of
+            :meth:`Comparison.save`.
+    Returns:
+        a :class:`Comparison`.
+    """
+    if isinstance(model_factory, nn.Module) or not callable(model_factory):
+        raise UsageError(f"model_factory must be a callable returning a torch.nn.Module (called once per seed, "
+                         f"e.g. the model's class), got {type(model_factory).__name__}")
+    if not isinstance(train_set, Split):
+        raise UsageError(f"train_set must be a lazyhasty.Split, got {type(train_set).__name__}")
+    alphas = [float(a) for a in alphas]
+    if not alphas or min(alphas) <= 0 or not all(np.isfinite(alphas)) or len(set(alphas)) != len(alphas):
+        raise UsageError(f"alphas must be distinct finite numbers > 0, got {alphas}")
+    if len(alphas) + bool(linearized) < 2:
+        raise UsageError("compare needs two regimes: at least two alphas, or one alpha and linearized=True")
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UsageError(f"seeds must be distinct integers >= 0, got {seeds}")
+    if not 0 < confidence < 1 or levels < 2:
+        raise UsageError("confidence must lie in (0, 1) and levels be >= 2")
+    loss = get_loss(loss)
+    probe_splits = {**({"test": test} if test is not None else {}), **dict(splits or {})}
+    if "train" in probe_splits:
+        raise UsageError("'train' is the training set's split name; name the other splits differently")
+    base = seeded(model_factory, seeds[0])
+    if not isinstance(base, nn.Module):
+        raise UsageError(f"model_factory must return a torch.nn.Module, got {type(base).__name__}")
+    _check_inputs(base, train_set, {"train": train_set, **probe_splits}, loss)
+    order = sorted(alphas)
+    regimes = [(f"alpha={a:g}", a) for a in order] + ([("linearized", float("inf"))] if linearized else [])
+    feature = regimes[0][0]
+    lazy = f"alpha={order[-1]:g}" if len(order) > 1 else "linearized"
+    settings = {"regimes": [r for r, _ in regimes], "feature": feature, "lazy": lazy, "loss": type(loss).__name__,
+                "stepper": repr(stepper), "stop": repr(stop), "seeds": seeds, "progress": list(progress),
+                "levels": int(levels), "probe_size": int(probe_size), "confidence": float(confidence),
+                "model": getattr(model_factory, "__qualname__", repr(model_factory)), "examples": len(train_set)}
+    out = None if out is None else Path(out)
+    if out is not None and records_in(out) is not None:
+        raise FolderInUse(f"{out} already holds records ({records_in(out)}); compare into an empty folder")
+
+    results: dict[str, TrainResult] = {}
+    rows = []
+    for seed in seeds:
+        base = seeded(model_factory, seed)
+        g = torch.Generator().manual_seed(10_000 + seed)
+        probe_x = train_set.x[torch.randperm(len(train_set), generator=g)[:probe_size]]
+        probes = [loss_probe, parameter_distance_probe]
+        if linearity:
+            probes.append(LinearityProbe(probe_x, split="probe", outputs="trace", per_layer=False))
+        groups = [[(r, a) for r, a in regimes if r != "linearized"], [(r, a) for r, a in regimes if r == "linearized"]]
+        for members in (m for m in groups if m):
+            ids = [f"{r}-seed={seed}" for r, _ in members]
+            nets = [Linearized(fork(base)) if r == "linearized" else AlphaScaled(fork(base), a) for r, a in members]
+            recs = None if out is None else [
+                RunRecord(out / "runs" / rid).start(settings, seed=seed, regime=r, alpha=a)
+                for rid, (r, a) in zip(ids, members)]
+            got = train(Ensemble(nets), train_set, loss=loss, stepper=stepper, stop=stop, splits=probe_splits,
+                        probes=probes, schedule=Schedule(points_per_decade=8), data_seed=seed, run_id=ids,
+                        record=recs, progress=show_progress)
+            for rid, (r, a), res in zip(ids, members, got):
+                results[rid] = res
+                rows.append({"run_id": rid, "seed": seed, "regime": r, "alpha": a, "status": res.status,
+                             "converged": res.converged, "steps": res.steps, "t": res.t})
+    runs = pd.DataFrame(rows)
+    metrics = pd.concat([r.metrics for r in results.values()], ignore_index=True).merge(
+        runs[["run_id", "seed", "regime", "alpha"]], on="run_id")
+    table = equal_progress_table(metrics, runs, progress, levels, classification=not isinstance(loss, MSE))
+    verdict, by_level = regime_verdict(table, feature, lazy, progress, confidence)
+    comp = Comparison(table, verdict, by_level, metrics, runs, settings, results)
+    if out is not None:
+        comp.save(out)
+    return comp
+
+
+def equal_progress_table(metrics: pd.DataFrame, runs: pd.DataFrame, progress: tuple[str, str, str], levels: int,
+                         classification: bool = True) -> pd.DataFrame:
+    """The tidy table of :class:`Comparison` from the runs' long table: every metric interpolated at ``levels``
+    log-spaced levels of the (decreasing) progress measure, below the lowest starting value L0 (where every regime
+    of a seed is equal) down to the furthest any run reached: L0 (lo/L0)^(k/levels), k = 1..levels; NaN and
+    ``reached`` False beyond a run's own range."""
+    split, group, metric = progress
+    start, end = [], []
+    for _, d in metrics.groupby("run_id"):
+        p = d[(d.split == split) & (d.group == group) & (d.metric == metric)].sort_values("step").value.to_numpy()
+        if len(p) < 2:
+            raise UsageError(f"a run has no progress measure {progress} (is {split}/{group} a split and group?)")
+        start.append(p[0])
+        end.append(np.minimum.accumulate(p)[-1])
+    hi, lo = min(start), min(end)
+    if not lo < hi:
+        raise UsageError(f"no run made progress: {'/'.join(progress)} never fell below its starting value")
+    grid = (np.geomspace(hi, lo, levels + 1) if lo > 0 else np.linspace(hi, lo, levels + 1))[1:]  # not the start
+    eq = at_equal_progress(metrics, progress=progress, grid=grid)
+    wide_keys = ["run_id", "progress", "split", "group"]
+    per_group = eq[eq.metric.isin(["loss", "accuracy"] if classification else ["loss"])]
+    table = per_group.set_index([*wide_keys, "metric"]).value.unstack("metric").reset_index()
+    lin = eq[eq.metric.isin([*LINEARITY, "param_distance"]) & eq.group.isin(["all", "-"])]
+    if len(lin):
+        lin = lin.set_index(["run_id", "progress", "metric"]).value.unstack("metric")
+        table = table.merge(lin.reset_index(), on=["run_id", "progress"], how="left")
+    table["reached"] = table["loss"].notna()
+    table = runs[["run_id", "seed", "regime", "alpha"]].merge(table, on="run_id")
+    first = ["seed", "regime", "alpha", "split", "group", "progress", "reached", "loss"]
+    table = table[[*first, *[c for c in table.columns if c not in first and c != "run_id"]]]
+    table.columns.name = None
+    return table.sort_values(["seed", "regime", "split", "group", "progress"], ascending=[True, True, True, True,
+                                                                                         False]).reset_index(drop=True)
+
+
+def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over seeds (scipy.stats.bootstrap); NaN with fewer than 2."""
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    if np.ptp(values) == 0:
+        return float(values[0]), float(values[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
+        res = scipy.stats.bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=2000,
+                                    method="percentile", random_state=np.random.default_rng(0))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _ahead(lo: float, hi: float, seeds: int) -> tuple[str, str]:
+    if seeds < 2:
+        return "not measured", "one seed: no confidence interval"
+    if hi < 0:
+        return "feature", ""
+    if lo > 0:
+        return "lazy", ""
+    return "neither", "the interval contains 0"
+
+
+def regime_verdict(table: pd.DataFrame, feature: str, lazy: str, progress: tuple[str, str, str],
+                   confidence: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(verdict, by_level) of :class:`Comparison` from its table: the loss gap feature - lazy per seed at each
+    level both runs reached; per group the per-seed mean over the levels measured in every seed, bootstrapped."""
+    piv = table[table.regime.isin([feature, lazy])].set_index(["split", "group", "progress", "seed", "regime"]) \
+        .loss.unstack("regime")
+    gap = (piv[feature] - piv[lazy]).rename("gap").reset_index()
+    seeds = table.seed.nunique()
+    by_level, verdict = [], []
+    for (split, group), d in gap.groupby(["split", "group"], sort=True):
+        own = (split, group) == tuple(progress[:2])
+        ok_levels = []
+        for level, dl in d.groupby("progress", sort=False):
+            v = dl.gap.dropna().to_numpy()
+            if own:
+                row = dict(ahead="progress measure", note="equal by construction")
+            elif len(v) < seeds:
+                row = dict(ahead="not measured", note=f"a regime did not reach this level in {seeds - len(v)} of "
+                           f"{seeds} seeds")
+            else:
+                ok_levels.append(level)
+                lo, hi = _interval(v, confidence)
+                a, note = _ahead(lo, hi, len(v))
+                row = dict(gap=float(v.mean()), ci_low=lo, ci_high=hi, ahead=a, note=note)
+            by_level.append({"split": split, "group": group, "progress": level, "seeds": len(v), **row})
+        if own:
+            verdict.append({"split": split, "group": group, "ahead": "progress measure",
+                            "note": "the progress measure itself: equal by construction"})
+            continue
+        if not ok_levels:
+            verdict.append({"split": split, "group": group, "seeds": seeds, "levels": 0, "ahead": "not measured",
+                            "note": "no progress level was reached by both regimes in every seed"})
+            continue
+        per_seed = d[d.progress.isin(ok_levels)].groupby("seed").gap.mean().to_numpy()
+        lo, hi = _interval(per_seed, confidence)
+        a, note = _ahead(lo, hi, len(per_seed))
+        verdict.append({"split": split, "group": group, "seeds": len(per_seed), "levels": len(ok_levels),
+                        "progress_from": max(ok_levels), "progress_to": min(ok_levels), "gap": float(per_seed.mean()),
+                        "ci_low": lo, "ci_high": hi, "ahead": a, "note": note})
+    cols = ["split", "group", "seeds", "levels", "progress_from", "progress_to", "gap", "ci_low", "ci_high", "ahead",
+            "note"]
+    verdict = pd.DataFrame(verdict).reindex(columns=cols)
+    verdict["note"] = verdict["note"].fillna("")
+    verdict[["seeds", "levels"]] = verdict[["seeds", "levels"]].astype("Int64")
+    by_level = pd.DataFrame(by_level).reindex(columns=["split", "group", "progress", "seeds", "gap", "ci_low",
+                                                       "ci_high", "ahead", "note"])
+    by_level["note"] = by_level["note"].fillna("")
+    by_level["seeds"] = by_level["seeds"].astype("Int64")
+    return verdict, by_level
+

@@ -1,0 +1,51 @@
+"""The figure of :meth:`lazyhasty.Comparison.plot`: per-group loss and the linearity metrics against progress."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+STYLES = ("-", "--", ":", "-.")
+LINEARITY = {"ntk_alignment": "tab:red", "sign_similarity": "tab:purple", "representation_alignment": "tab:brown"}
+
+
+def comparison_figure(table: pd.DataFrame, settings: dict):
+    """One panel per split: each group's loss (colour) for each regime (line style), mean over seeds, against the
+    progress measure (decreasing to the right); last panel: the linearity metrics of each regime (1 = as at
+    initialisation). Curves end where a seed's run stopped: a mean is drawn only over all seeds. ``table``:
+    :attr:`Comparison.table`; ``settings``: :attr:`Comparison.settings`."""
+    splits = sorted(set(table.split), key=lambda s: (s != "train", s))
+    reached = table.progress[table.reached]
+    xscale = "log" if len(reached) and reached.max() > 10 * reached.min() > 0 else "linear"
+    fig, axes = plt.subplots(1, len(splits) + 1, figsize=(4.6 * (len(splits) + 1), 3.9), squeeze=False)
+    axes = axes[0]
+    style = {r: STYLES[i % len(STYLES)] for i, r in enumerate(settings["regimes"])}
+    groups = sorted(set(table.group) - {"all"}, key=str) + ["all"]
+    cmap = plt.get_cmap("viridis")  # groups; the linearity metrics use colours outside this map
+    color = {g: "black" if g == "all" else cmap(0.85 * i / max(len(groups) - 2, 1)) for i, g in enumerate(groups)}
+    xlabel = f"progress: {'/'.join(settings['progress'])}"
+    by = table.groupby(["regime", "split", "group", "progress"], sort=False)
+    mean = by.mean(numeric_only=True)
+    mean.loc[~by.reached.all()] = float("nan")
+    mean = mean.reset_index()
+    for ax, split in zip(axes, splits):
+        for (regime, group), d in mean[mean.split == split].groupby(["regime", "group"]):
+            ax.plot(d.progress, d.loss, ls=style.get(regime, "-"), color=color[group], lw=1.6 if group == "all" else 1)
+        ax.set(title=f"{split}: loss per group", xlabel=xlabel, ylabel="loss (mean over seeds)", xscale=xscale)
+        ax.invert_xaxis()
+    lin = mean.drop_duplicates(["regime", "progress"])
+    ax = axes[-1]
+    for metric, c in LINEARITY.items():
+        if metric in lin and lin[metric].notna().any():
+            for regime, d in lin.groupby("regime"):
+                ax.plot(d.progress, d[metric], ls=style.get(regime, "-"), color=c)
+    ax.set(title="distance from the kernel regime", xlabel=xlabel, ylabel="metric (1 = as at initialisation)",
+           xscale=xscale, ylim=(0, 1.05))
+    ax.invert_xaxis()
+    handles = [plt.Line2D([], [], color="grey", ls=style[r], label=r) for r in settings["regimes"]]
+    handles += [plt.Line2D([], [], color=color[g], label=f"group {g}") for g in groups]
+    handles += [plt.Line2D([], [], color=c, label=m.replace("_", " ")) for m, c in LINEARITY.items()
+                if m in lin and lin[m].notna().any()]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * (len(handles) // 6), 1, 1))
+    return fig
