@@ -37,8 +37,13 @@ def test_fig2_noise_tiny(tmp_path, data_root, capsys):
     assert main(["run", "fig2_noise", "--out", str(tmp_path), *sets(data_root, "n_train=500", "n_test=200",
                  "seeds=2", "max_epochs=3", "probe_size=40", "width=32")]) == 0
     claims = json.loads((tmp_path / "claims.json").read_text())
-    assert len(claims["noisy_gap_per_seed"]) == 2 and isinstance(claims["claim_held"], bool)
-    assert (tmp_path / "fig2_noise.png").stat().st_size > 0
+    if claims["claim_held"] is None:  # the regimes shared no range of clean loss: not measured, never a verdict
+        assert claims["noisy_gap_per_seed"] == [] and "not measured" in capsys.readouterr().out
+    else:
+        assert len(claims["noisy_gap_per_seed"]) == 2 and isinstance(claims["claim_held"], bool)
+        lo, hi = claims["noisy_gap_interval"]
+        assert claims["claim_held"] == (lo > 0)
+    assert (tmp_path / "comparison.png").stat().st_size > 0 and (tmp_path / "verdict.csv").exists()
     m = __import__("lazyhasty").load_runs(tmp_path / "runs")
     assert {"clean", "noisy"} <= set(m.group) and {"ntk_alignment", "sign_similarity"} <= set(m.metric)
     assert set(m.run_id) == {"alpha=1-seed=0", "alpha=100-seed=0", "alpha=1-seed=1", "alpha=100-seed=1"}

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .data.groups import Split
+from .dynamics.checkpoint import current as current_checkpointing
 from .dynamics.losses import MSE, Loss, get_loss
 from .dynamics.probes import LinearityProbe, Schedule, loss_probe, parameter_distance_probe
 from .dynamics.steppers import Stepper
@@ -49,7 +50,8 @@ class Comparison:
             ``representation_alignment``, ``ntk_distance`` on the probe set, ``param_distance``), NaN where the
             run did not reach the level.
         verdict: one row per (split, group): the loss gap ``feature - lazy`` at equal progress, averaged over the
-            levels that both regimes reached in every seed, its bootstrap interval over seeds, and ``ahead``:
+            levels that both regimes reached in every seed (``per_seed``: each seed's mean), its bootstrap interval
+            over seeds, and ``ahead``:
             ``feature`` (the feature regime's loss is lower: it learns the group first), ``lazy``, ``neither``
             (the interval contains 0) or ``not measured`` (with the reason in ``note``).
         by_level: the same per progress level (``not measured`` at the levels a regime did not reach).
@@ -91,12 +93,13 @@ class Comparison:
         return comparison_figure(self.table, self.settings)
 
     def save(self, folder: str | Path) -> Path:
-        """Write the comparison to ``folder`` (which must hold no records): the run records (``runs/<id>/``,
+        """Write the comparison to ``folder`` (which must hold no other records): the run records (``runs/<id>/``,
         readable by ``load_runs``), ``table.parquet``, ``verdict.csv``, ``by_level.parquet``, ``summary.txt``,
-        ``claims.json``, ``comparison.png`` and ``experiment.json`` (so that ``lazyhasty report`` lists it)."""
+        ``claims.json``, ``comparison.png`` and, unless the folder is an experiment's, ``experiment.json`` (so that
+        ``lazyhasty report`` lists it)."""
         folder = Path(folder)
-        if records_in(folder) is not None and not (folder / "runs").is_dir():
-            raise FolderInUse(f"{folder} already holds records ({records_in(folder)}); save to an empty folder")
+        if records_in(folder) is not None and not all((folder / "runs" / r).is_dir() for r in self.results):
+            raise FolderInUse(f"{folder} already holds other records ({records_in(folder)}); save to an empty folder")
         make_folder(folder)
         for rid, res in self.results.items():  # records written while training are already there
             path = folder / "runs" / rid
@@ -117,8 +120,9 @@ class Comparison:
         from .plotting.curves import save_figure
 
         save_figure(self.plot(), folder / "comparison", formats=("png",))
-        atomic_write(folder / "experiment.json", {"experiment": "compare", "status": "complete",
-                                                  "config": self.settings, "env": environment()})
+        if not (folder / "experiment.json").exists():  # inside an experiment's folder, the experiment's own stays
+            atomic_write(folder / "experiment.json", {"experiment": "compare", "status": "complete",
+                                                      "config": self.settings, "env": environment()})
         return folder
 
 
@@ -160,7 +164,8 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
                     seeds: Sequence[int] = (0, 1, 2), linearized: bool = False,
                     splits: Mapping[str, Split] | None = None,
                     progress: tuple[str, str, str] = ("train", "all", "loss"), levels: int = 12,
-                    probe_size: int = 256, linearity: bool = True, confidence: float = 0.95,
+                    schedule: Schedule | None = None, probe_size: int = 256, linearity: bool = True,
+                    confidence: float = 0.95,
                     out: str | Path | None = None, show_progress: bool | None = None) -> Comparison:
     """Train every regime from the same initialisation and minibatch order, for every seed, and compare them at
     equal training progress (George et al. 2022, sections 3-4).
@@ -178,11 +183,14 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
         progress: (split, group, metric) measuring training progress (decreasing), e.g. the clean examples'
             training loss; ``levels`` log-spaced levels from the highest starting value down to the furthest any
             run got.
+        schedule: the measurement points of every run (default: 8 log-spaced points per decade of steps, and the
+            equal-progress milestones of :class:`lazyhasty.Schedule`).
         probe_size: training examples for the linearity metrics (NTK alignment with initialisation, sign
             similarity, representation alignment; ``linearity=False`` skips them).
         confidence: level of the bootstrap intervals (``scipy.stats.bootstrap``, percentile, over seeds).
-        out: write the run records there while training (nothing is lost if the process stops), then the rest of
-            :meth:`Comparison.save`.
+        out: write the run records there (``out/runs/<id>``) while training (nothing is lost if the process
+            stops), then the rest of :meth:`Comparison.save`. Inside a resuming ``checkpointing`` block (``lazyhasty
+            run --resume``) the runs continue from their checkpoints.
     Returns:
         a :class:`Comparison`.
     """
@@ -218,8 +226,10 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
                 "levels": int(levels), "probe_size": int(probe_size), "confidence": float(confidence),
                 "model": getattr(model_factory, "__qualname__", repr(model_factory)), "examples": len(train_set)}
     out = None if out is None else Path(out)
-    if out is not None and records_in(out) is not None:
-        raise FolderInUse(f"{out} already holds records ({records_in(out)}); compare into an empty folder")
+    ctx = current_checkpointing()
+    if out is not None and records_in(out / "runs") is not None and not (ctx is not None and ctx.resume):
+        raise FolderInUse(f"{out} already holds run records ({records_in(out / 'runs')}); compare into an empty "
+                          "folder")
 
     results: dict[str, TrainResult] = {}
     rows = []
@@ -238,7 +248,7 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
                 RunRecord(out / "runs" / rid).start(settings, seed=seed, regime=r, alpha=a)
                 for rid, (r, a) in zip(ids, members)]
             got = train(Ensemble(nets), train_set, loss=loss, stepper=stepper, stop=stop, splits=probe_splits,
-                        probes=probes, schedule=Schedule(points_per_decade=8), data_seed=seed, run_id=ids,
+                        probes=probes, schedule=schedule or Schedule(points_per_decade=8), data_seed=seed, run_id=ids,
                         record=recs, progress=show_progress)
             for rid, (r, a), res in zip(ids, members, got):
                 results[rid] = res
@@ -351,9 +361,10 @@ def regime_verdict(table: pd.DataFrame, feature: str, lazy: str, progress: tuple
         a, note = _ahead(lo, hi, len(per_seed))
         verdict.append({"split": split, "group": group, "seeds": len(per_seed), "levels": len(ok_levels),
                         "progress_from": max(ok_levels), "progress_to": min(ok_levels), "gap": float(per_seed.mean()),
-                        "ci_low": lo, "ci_high": hi, "ahead": a, "note": note})
+                        "ci_low": lo, "ci_high": hi, "ahead": a, "note": note,
+                        "per_seed": [float(g) for g in per_seed]})
     cols = ["split", "group", "seeds", "levels", "progress_from", "progress_to", "gap", "ci_low", "ci_high", "ahead",
-            "note"]
+            "note", "per_seed"]
     verdict = pd.DataFrame(verdict).reindex(columns=cols)
     verdict["note"] = verdict["note"].fillna("")
     verdict[["seeds", "levels"]] = verdict[["seeds", "levels"]].astype("Int64")

@@ -126,13 +126,6 @@ def gap_at_equal_progress(metrics: pd.DataFrame, run_a: str, run_b: str, progres
     return float((piv[run_a] - piv[run_b]).mean()) if len(piv) else float("nan")
 
 
-def finite_mean(values) -> float:
-    """Mean of the finite values, nan (without a warning) when there are none."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if len(v) else float("nan")
-
-
 def mean_spread(values) -> str:
     """"mean ± sample std (n = number of finite values)"; "n/a" when no value is finite."""
     v = np.asarray(values, dtype=float)

@@ -17,7 +17,7 @@ def comparison_figure(table: pd.DataFrame, settings: dict):
     splits = sorted(set(table.split), key=lambda s: (s != "train", s))
     reached = table.progress[table.reached]
     xscale = "log" if len(reached) and reached.max() > 10 * reached.min() > 0 else "linear"
-    fig, axes = plt.subplots(1, len(splits) + 1, figsize=(4.6 * (len(splits) + 1), 3.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(splits) + 1, figsize=(4.0 * (len(splits) + 1), 3.6), squeeze=False)
     axes = axes[0]
     style = {r: STYLES[i % len(STYLES)] for i, r in enumerate(settings["regimes"])}
     groups = sorted(set(table.group) - {"all"}, key=str) + ["all"]
