@@ -248,6 +248,9 @@ def test_cli_sigterm_then_run_resume_equals_an_uninterrupted_run(tmp_path):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "--resume" in err, err
     assert json.loads((out / "experiment.json").read_text())["status"] == "interrupted"
+    p = cli(out, "--resume", "--set", "lr=0.3")  # another config: its runs' folders refuse it, nothing is mixed
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 2 and "another config" in err and "Traceback" not in err, err
     p = cli(out, "--resume")
     stdout, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
@@ -258,6 +261,6 @@ def test_cli_sigterm_then_run_resume_equals_an_uninterrupted_run(tmp_path):
     pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
     assert any("resumes" in json.loads(f.read_text()) for f in out.glob("*/status.json"))
     assert not (out / ".checkpoints").exists()
-    p = cli(out, "--resume", "--set", "lr=0.3")  # another config: its runs' folders refuse it, nothing is mixed
+    p = cli(out, "--resume")  # complete: nothing to resume
     _, err = p.communicate(timeout=300)
-    assert p.returncode == 2 and "another config" in err and "Traceback" not in err, err
+    assert p.returncode == 2 and "nothing to resume" in err and "Traceback" not in err, err

@@ -128,7 +128,7 @@ def test_save_writes_records_that_load_runs_and_the_report_read(comp, tmp_path):
     assert {r["group"] for r in claims["verdict"]} == set(comp.verdict.group)
     html = build_report(folder).read_text()
     assert "compare" in html and "Runs by status: complete: 6" in html
-    with pytest.raises(lh.UsageError, match="already holds records"):
+    with pytest.raises(lh.UsageError, match="already holds run records"):
         lh.compare_regimes(factory, DATA, alphas=(1, 10), seeds=(0,), out=folder, **KW)
 
 
