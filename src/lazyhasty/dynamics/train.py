@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm  # plain text bars: the same in a terminal, a log and a notebook
 
 from ..data.groups import Split
 from ..errors import Deferred, stopped_by
@@ -35,6 +34,7 @@ from ..models.ensemble import Ensemble
 from . import checkpoint as checkpoints
 from .losses import Loss, get_loss
 from .probes import DEFAULT_PROBES, Probe, ProbeContext, Schedule
+from .progress import Progress, run_fraction
 from .steppers import Evaluation, Stepper, per_member
 
 METRIC_COLUMNS = ["run_id", "step", "t", "milestone", "split", "group", "metric", "value"]
@@ -206,7 +206,8 @@ def train(
             ``flush_every_s`` seconds and at the end, and its final status is set when the run ends: complete or
             diverged, ``interrupted`` (KeyboardInterrupt: Ctrl-C, or SIGTERM on the command line) or ``failed``
             (any other exception, a failed write included), with the reason. Nothing measured is lost.
-        progress: show a progress bar (default: only on a terminal).
+        progress: show progress towards the stopping rule (:mod:`lazyhasty.dynamics.progress`): a bar on a
+            terminal, a plain line at most every 30 s elsewhere (logs, pipes); False: nothing.
         on_step: called as ``on_step(evaluation)`` at every new point, before the update (tests and tools).
         weights: (E, n) example weights per member (0/1: a member's own training subset, as in C-score
             estimation); a member's loss is then sum_i w_i l_i / sum_i w_i over the batch.
@@ -409,9 +410,8 @@ def train(
             return "", None
 
         last_flush = last_checkpoint = time.perf_counter()
-        bar = tqdm(total=stop.max_steps, desc=ids[0] if single else f"ensemble of {E}", leave=False, mininterval=0.5,
-                   disable=(None if progress is None else not progress), unit="step",
-                   initial=max(r.step for r in runs))
+        shown = Progress(ids[0] if single else f"ensemble of {E}", progress)
+        last_shown = 0.0
         done = saved is not None and saved["done"]  # a call that had finished: nothing left to train
         signals = Deferred()
         try:
@@ -471,15 +471,21 @@ def train(
                     for k in new:
                         r = runs[k]
                         r.step, r.t, r.dt = r.step + 1, r.t + float(dt[k]), float(dt[k])
-                if not bar.disable:
-                    bar.update(max(r.step for r in runs) - bar.n)
+                if shown.on and time.perf_counter() - last_shown > 0.5:  # how far towards the stopping rule
+                    last_shown = time.perf_counter()
+                    fractions = [(run_fraction(r.step, r.t, r.smoothed, r.loss0, stop), r) for r in runs if r.live]
+                    if fractions:
+                        f, r = min(fractions, key=lambda fr: fr[0])
+                        shown.update(f, f"step {r.step}, t {r.t:.4g}, loss {r.smoothed:.4g}"
+                                     + (f" (target {stop.loss_below:g})" if stop.loss_below is not None else "")
+                                     + ("" if single else f", {len(fractions)} of {E} runs training"))
                 if time.perf_counter() - last_flush > flush_every_s:
                     for r in runs:
                         if r.live:
                             r.flush()
                     last_flush = time.perf_counter()
         finally:
-            bar.close()
+            shown.close()
             for k in range(E):
                 ens.member(k)  # every member's module holds its final parameters
             signals.restore()
