@@ -64,9 +64,6 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
             "env": environment(getattr(cfg, "seed", None), getattr(cfg, "device", "cpu")), "status": "running"}
     if resume:
         old = json.loads((out_dir / "experiment.json").read_text())
-        if old.get("status") == "complete":
-            lock.release()
-            raise UsageError(f"{out_dir} holds a complete run of {name}: nothing to resume")
         meta["resumes"] = [*old.get("resumes", []), {"at": _now(), "previous_status": old.get("status"),
                                                      "changed": sorted(k for k, v in meta["config"].items()
                                                                    if (old.get("config") or {}).get(k) != v)}]
