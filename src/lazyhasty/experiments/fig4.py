@@ -126,7 +126,7 @@ def main(cfg: Config, out: Path) -> dict:
     summary = claims(cfg, pd.read_parquet(out / "curves.parquet"))
     fig = group_loss_panels(pd.read_parquet(out / "curves.parquet"), ["nonlinear", "linear"],
                             {"nonlinear": {"ls": "-"}, "linear": {"ls": "--"}},
-                            "Quadratic model, closed forms: non-linear (solid) vs linearized (dashed)")
+                            "Quadratic model, closed forms: non-linear (wide, solid) vs linearized (dashed)")
     paths = save_figure(fig, out / "fig4")
     lines = [
         "fig4: quadratic model, closed forms (George et al., section 4.4)",

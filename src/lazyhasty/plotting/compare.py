@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from .style import panels
+
 STYLES = ("-", "--", ":", "-.")
 LINEARITY = {"ntk_alignment": "tab:red", "sign_similarity": "tab:purple", "representation_alignment": "tab:brown"}
 
@@ -17,7 +19,7 @@ def comparison_figure(table: pd.DataFrame, settings: dict):
     splits = sorted(set(table.split), key=lambda s: (s != "train", s))
     reached = table.progress[table.reached]
     xscale = "log" if len(reached) and reached.max() > 10 * reached.min() > 0 else "linear"
-    fig, axes = plt.subplots(1, len(splits) + 1, figsize=(4.0 * (len(splits) + 1), 3.6), squeeze=False)
+    fig, axes = panels(1, len(splits) + 1, 4.0, 3.6)
     axes = axes[0]
     style = {r: STYLES[i % len(STYLES)] for i, r in enumerate(settings["regimes"])}
     groups = sorted(set(table.group) - {"all"}, key=str) + ["all"]
@@ -46,6 +48,5 @@ def comparison_figure(table: pd.DataFrame, settings: dict):
     handles += [plt.Line2D([], [], color=color[g], label=f"group {g}") for g in groups]
     handles += [plt.Line2D([], [], color=c, label=m.replace("_", " ")) for m, c in LINEARITY.items()
                 if m in lin and lin[m].notna().any()]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.03 * (len(handles) // 6), 1, 1))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
     return fig

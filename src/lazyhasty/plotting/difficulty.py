@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..metrics.progress import at_equal_progress
+from .style import panels
 
 LINEARITY = ("ntk_alignment", "sign_similarity", "representation_alignment")
 
@@ -20,7 +21,8 @@ def equal_progress_figure(metrics: pd.DataFrame, alphas, progress, groups, title
     Solid: the first alpha, dashed: the others (or ``styles``: line style per regime, the run id without its
     ``-seed=k``); mean over seeds on a common progress grid (thin: each seed)."""
     t = at_equal_progress(metrics, progress=progress, grid=60)
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    fig, axes = panels(1, 3, 4.2, 3.8)
+    axes = axes[0]
     cmap = plt.get_cmap("viridis")
     colors = group_colors or {g: cmap(i / max(len(groups) - 1, 1)) for i, g in enumerate(groups)}
     styles = styles or {f"alpha={a:g}": ("-" if i == 0 else "--") for i, a in enumerate(alphas)}
@@ -53,5 +55,4 @@ def equal_progress_figure(metrics: pd.DataFrame, alphas, progress, groups, title
         axes[1].text(0.5, 0.5, "linearity metrics not recorded\n(config: linearity = false)", ha="center",
                      transform=axes[1].transAxes, color="grey")
     fig.suptitle(title)
-    fig.tight_layout()
     return fig

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Circle
+
+from .style import panels
 
 
 def fig1_figure(trace: pd.DataFrame, maps: np.ndarray, pts: np.ndarray, thresholds, alphas, data):
@@ -16,14 +17,21 @@ def fig1_figure(trace: pd.DataFrame, maps: np.ndarray, pts: np.ndarray, threshol
     Args: trace from ``load_runs(runs, table="trace")`` (needs ``alpha``); maps (K, 2, S, G, G) from grid.npz.
     """
     K = len(thresholds)
-    fig, axes = plt.subplots(1, 2 + K, figsize=(4.2 * (2 + K), 4.0))
+    rows = 1 + -(-K // 3)
+    fig, grid = panels(rows, 3, 4.0, 3.6)
+    axes = [grid[0, 0], grid[0, 1], *grid[1:].flat[:K]]
+    for ax in [grid[0, 2], *grid[1:].flat[K:]]:
+        ax.set_visible(False)
     x, y = data.x.cpu().numpy(), data.y.cpu().numpy()
     ax = axes[0]
-    ax.scatter(x[:, 0], x[:, 1], c=np.where(y > 0, "tab:orange", "tab:purple"), s=14)
+    for label, c, sel in (("y = -1", "tab:purple", y <= 0), ("y = +1", "tab:orange", y > 0)):
+        ax.scatter(x[sel, 0], x[sel, 1], color=c, s=14, label=label)
     for c in ((0.5, -0.5), (-0.5, 0.5)):
         ax.add_patch(Circle(c, 0.3, fill=False, ls=":", color="grey"))
     ax.axhline(0, color="grey", lw=0.6, ls=":")
-    ax.set(xlim=(-1, 1), ylim=(-1, 1), aspect="equal", title="(a) training data")
+    ax.plot([], [], color="grey", ls=":", label="regions: disks, half-planes")
+    ax.set(xlim=(-1, 1), ylim=(-1, 1), aspect="equal", title="(a) training data", xlabel="x1", ylabel="x2")
+    ax.legend(fontsize=7, loc="upper right", framealpha=0.85)
     ax = axes[1]
     colors = {alphas[0]: "tab:blue", alphas[1]: "tab:red"}
     for (_rid, a), d in trace.groupby(["run_id", "alpha"]):
@@ -43,7 +51,7 @@ def fig1_figure(trace: pd.DataFrame, maps: np.ndarray, pts: np.ndarray, threshol
         for c in ((0.5, -0.5), (-0.5, 0.5)):
             ax.add_patch(Circle(c, 0.3, fill=False, ls=":", color="k", lw=0.6))
         ax.axhline(0, color="k", lw=0.4, ls=":")
-        ax.set_title(f"({chr(ord('c') + k)}) Delta loss at loss < {thresholds[k]:g}")
-    fig.colorbar(im, ax=list(axes[2:]), shrink=0.8, label="loss non-linear - loss linear")
+        ax.set(title=f"({chr(ord('c') + k)}) Delta loss at loss < {thresholds[k]:g}", xlabel="x1", ylabel="x2")
+    fig.colorbar(im, ax=list(axes[2:]), shrink=0.8, label="loss non-linear - loss linear (red: linear lower)")
     fig.suptitle(f"yin-yang, {maps.shape[2]} seeds, grid {G}x{G}")
     return fig

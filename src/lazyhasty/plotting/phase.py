@@ -9,6 +9,8 @@ import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
+from .style import mark_empty, panels
+
 
 def _by_width(ax, df: pd.DataFrame, col: str, colors, label=True, **kw):
     for h, g in df.groupby("h"):
@@ -53,17 +55,20 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
                  progress: float):
     widths = sorted(int(h) for h in runs.h.unique())
     cmap = plt.get_cmap("viridis")
-    colors = {h: cmap(i / max(len(widths) - 1, 1)) for i, h in enumerate(widths)}
-    fig, axes = plt.subplots(2, 5, figsize=(25, 9.5))
+    colors = {h: cmap(0.85 * i / max(len(widths) - 1, 1)) for i, h in enumerate(widths)}  # no pale yellow
+    fig, grid = panels(4, 3, 4.0, 3.2)
+    P = dict(zip("abcdefghij", grid.flat))  # panel (x) of the paper's layout
+    for ax in grid.flat[10:]:
+        ax.set_visible(False)
     xs = fits.get("x_star", math.nan)
     x_lab = r"$\sqrt{h}\,\alpha$"
 
-    ax = axes[0, 0]
+    ax = P["a"]
     _by_width(ax, runs, "test_err_end", colors)
     ax.set(xscale="log", xlabel=x_lab, ylabel="test error (end of run)", title="(a) test error: collapse in √h·α")
     _legend(ax, fontsize=8)
 
-    ax = axes[0, 1]
+    ax = P["b"]
     for h, g in cells.groupby("h"):
         ax.plot(g.sqrt_h_alpha, g.ensemble_test_err_end, "-o", ms=3, color=colors[h], label=f"ensemble, h = {h}")
         ax.plot(g.sqrt_h_alpha, g.single_test_err_end, ":", color=colors[h])
@@ -71,14 +76,15 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
            title="(b) ensemble of seeds (solid) vs single nets (dotted)")
     _legend(ax, fontsize=7)
 
-    for ax, point, label in ((axes[0, 2], "half", "L(0)/2 (t = t_1/2)"), (axes[1, 3], "progress",
-                                                                        f"{progress:g} L(0)")):
+    for ax, point, label in ((P["c"], "half", "L(0)/2 (t = t_1/2)"), (P["h"], "progress", f"{progress:g} L(0)")):
         _kernel_panel(ax, runs[runs[f"reached_{point}"]], point, fits.get("kernel", {}).get(point), colors, label)
-    axes[0, 2].set_title("(c) " + axes[0, 2].get_title())
-    axes[1, 3].set_title("(h) " + axes[1, 3].get_title())
+    P["c"].set_title("(c) " + P["c"].get_title())
+    P["h"].set_title("(h) " + P["h"].get_title())
 
-    ax = axes[0, 3]
-    if curves is not None and len(curves):
+    ax = P["d"]
+    if curves is None or not len(curves):  # not recorded (e.g. the tiny preset): no empty panel
+        ax.set_visible(False)
+    else:
         sas = sorted(curves.sqrt_h_alpha.unique())
         cm2 = plt.get_cmap("plasma")
         for i, sa in enumerate(sas):
@@ -91,7 +97,7 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
                title=f"(d) kernel change along training, h = {int(curves.h.max())}")
         _legend(ax, fontsize=6, ncol=2)
 
-    ax = axes[1, 0]
+    ax = P["e"]
     th = runs[np.isfinite(runs.t_half)]
     _by_width(ax, th, "t_half", colors)
     tx = th.sqrt_h_alpha.to_numpy()
@@ -103,7 +109,7 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
     ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$t_{1/2}$", title="(e) time to halve α²L")
     _legend(ax, fontsize=7)
 
-    ax = axes[1, 1]
+    ax = P["f"]
     half = runs[runs.reached_half]
     cell_k = half.groupby(["h", "alpha"]).kernel_change_half.mean().reset_index()
     if len(cell_k):
@@ -127,20 +133,20 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     _legend(ax, fontsize=7)
 
-    ax = axes[1, 2]
+    ax = P["g"]
     for h, g in cells.groupby("h"):
         ax.plot(g.sqrt_h_alpha, g.h_var_end, "-o", ms=3, color=colors[h], label=f"h = {h}")
     ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$h\cdot\mathrm{Var}_{seeds}[\alpha(f-f_0)]$",
            title="(g) variance over initialisations × h")
     _legend(ax, fontsize=8)
 
-    ax = axes[0, 4]
+    ax = P["i"]
     _by_width(ax, half, "param_change_half", colors)
     ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel=r"$\|w-w_0\|/\|w_0\|$",
            title="(i) weight change at t_1/2")
     _legend(ax, fontsize=8)
 
-    ax = axes[1, 4]
+    ax = P["j"]
     _by_width(ax, runs, "t_end", colors)
     conv = runs.groupby("sqrt_h_alpha").converged.mean()
     ax2 = ax.twinx()
@@ -149,5 +155,9 @@ def phase_figure(runs: pd.DataFrame, cells: pd.DataFrame, fits: dict, curves: pd
     ax.set(xscale="log", yscale="log", xlabel=x_lab, ylabel="t at the end of the run",
            title="(j) run length; unconverged runs are kept")
     _legend(ax, fontsize=8)
-    fig.tight_layout()
+    for letter, ax in P.items():  # a point no run reached (a small or degenerate sweep): said, not left blank
+        if ax.get_visible():
+            title = ax.get_title()
+            mark_empty(ax, "not measured:\nno run of this sweep reached this point")
+            ax.set_title(title or f"({letter})")
     return fig

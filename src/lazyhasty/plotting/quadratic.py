@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .style import panels
+
 TITLES = {"example1": "Example 1: input/label correlation", "example2": "Example 2: label noise",
           "example3": "Example 3: spurious correlation"}
 
@@ -21,17 +23,18 @@ def group_loss_panels(curves: pd.DataFrame, runs: list[str], styles: dict[str, d
     """
     curves = curves[np.isfinite(curves.mean_loss) & np.isfinite(curves.loss) & (curves.loss > 0)]
     examples = [e for e in TITLES if e in set(curves.example)]
-    fig, axes = plt.subplots(1, len(examples), figsize=(5 * len(examples), 4), squeeze=False)
+    fig, axes = panels(1, len(examples), 4.2, 3.6)
     cmap = plt.get_cmap("viridis")
     for ax, ex in zip(axes[0], examples):
         df = curves[curves.example == ex]
         groups = list(dict.fromkeys(df.group))
         for gi, g in enumerate(groups):
-            color = cmap(gi / max(len(groups) - 1, 1))
-            for run in runs:
+            color = cmap(0.85 * gi / max(len(groups) - 1, 1))  # not the pale yellow end
+            for i, run in enumerate(runs):
                 d = df[(df.group == g) & (df.run == run)].sort_values("mean_loss", ascending=False)
-                if len(d):
-                    ax.plot(d.mean_loss, d.loss, color=color, label=f"{g} ({run})", **styles.get(run, {}))
+                if len(d):  # the first run wide and pale underneath: curves that coincide stay visible
+                    kw = {"lw": 2.6, "alpha": 0.5, "zorder": 2} if i == 0 else {"lw": 1.3, "zorder": 3}
+                    ax.plot(d.mean_loss, d.loss, color=color, label=f"{g} ({run})", **{**kw, **styles.get(run, {})})
         ax.invert_xaxis()
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -42,5 +45,4 @@ def group_loss_panels(curves: pd.DataFrame, runs: list[str], styles: dict[str, d
         if marks and marks.get(ex):
             ax.text(0.02, 0.02, marks[ex], transform=ax.transAxes, color="red", fontsize=8)
     fig.suptitle(suptitle)
-    fig.tight_layout()
     return fig

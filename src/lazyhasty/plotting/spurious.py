@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import pandas as pd
+
+from .style import panels
 
 
 def fig3_figure(metrics: pd.DataFrame, alphas, title: str):
     """(a) balanced test accuracy vs mean training loss; (b, c) without-spurious vs with-spurious accuracy on the
     balanced train and test sets, one colour per alpha, one thin line per seed."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = panels(1, 3, 4.2, 3.8)
+    axes = axes[0]
     colors = {f"alpha={a:g}": c for a, c in zip(alphas, ("tab:red", "tab:purple", "tab:blue", "tab:green"))}
     acc = metrics[metrics.metric == "accuracy"]
     for rid, d in acc.groupby("run_id"):
@@ -32,5 +34,4 @@ def fig3_figure(metrics: pd.DataFrame, alphas, title: str):
     for ax in axes:
         ax.legend(frameon=False, fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
