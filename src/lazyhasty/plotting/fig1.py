@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Circle
 
-from .style import panels
+from .style import panels, regime_styles
 
 
 def fig1_figure(trace: pd.DataFrame, maps: np.ndarray, pts: np.ndarray, thresholds, alphas, data):
@@ -34,11 +34,12 @@ def fig1_figure(trace: pd.DataFrame, maps: np.ndarray, pts: np.ndarray, threshol
     ax.legend(fontsize=7, loc="upper right", framealpha=0.85)
     ax = axes[1]
     colors = {alphas[0]: "tab:blue", alphas[1]: "tab:red"}
+    ls = regime_styles(alphas)  # told apart in greyscale too
     for (_rid, a), d in trace.groupby(["run_id", "alpha"]):
         d = d[d.t > 0]
-        ax.plot(d.t, d.loss, color=colors.get(a, "k"), lw=0.5, alpha=0.35)
+        ax.plot(d.t, d.loss, color=colors.get(a, "k"), ls=ls.get(a, "-"), lw=0.7, alpha=0.45)
     for a, c in colors.items():
-        ax.plot([], [], color=c, label=f"alpha = {a:g}")
+        ax.plot([], [], color=c, ls=ls[a], label=f"alpha = {a:g}")
     for th in thresholds:
         ax.axhline(th, color="k", lw=0.8, ls="--")
     ax.set(xscale="log", xlabel="t (theory time)", ylabel="mean training loss", title="(b) training loss")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .style import panels
+from .style import panels, regime_styles
 
 
 def fig3_figure(metrics: pd.DataFrame, alphas, title: str):
@@ -13,6 +13,7 @@ def fig3_figure(metrics: pd.DataFrame, alphas, title: str):
     fig, axes = panels(1, 3, 4.2, 3.8)
     axes = axes[0]
     colors = {f"alpha={a:g}": c for a, c in zip(alphas, ("tab:red", "tab:purple", "tab:blue", "tab:green"))}
+    ls = regime_styles(colors)  # told apart in greyscale too
     acc = metrics[metrics.metric == "accuracy"]
     for rid, d in acc.groupby("run_id"):
         regime = rid.split("-seed=")[0]
@@ -21,11 +22,11 @@ def fig3_figure(metrics: pd.DataFrame, alphas, title: str):
         train_loss = metrics[(metrics.run_id == rid) & (metrics.split == "train") & (metrics.group == "all")
                              & (metrics.metric == "loss")].drop_duplicates("step").set_index("step").value
         test = d[(d.split == "bal_test") & (d.group == "all")].drop_duplicates("step").set_index("step").value
-        axes[0].plot(train_loss.reindex(test.index), test, color=c, lw=0.8, label=lab)
+        axes[0].plot(train_loss.reindex(test.index), test, color=c, ls=ls.get(regime, "-"), lw=0.8, label=lab)
         for ax, split in ((axes[1], "bal_train"), (axes[2], "bal_test")):
             w = d[(d.split == split) & (d.group == "with_spurious")].drop_duplicates("step").set_index("step").value
             wo = d[(d.split == split) & (d.group == "without_spurious")].drop_duplicates("step").set_index("step").value
-            ax.plot(w, wo.reindex(w.index), color=c, lw=0.8, label=lab)
+            ax.plot(w, wo.reindex(w.index), color=c, ls=ls.get(regime, "-"), lw=0.8, label=lab)
     axes[0].set(xlabel="mean training loss", ylabel="balanced test accuracy", title="(a) test accuracy")
     axes[0].invert_xaxis()
     for ax, name in ((axes[1], "balanced train"), (axes[2], "balanced test")):
