@@ -142,6 +142,8 @@ def test_bad_input_gets_a_clear_error():
         lh.compare_regimes(factory, partial, **KW)
     with pytest.raises(lh.UsageError, match="cannot take the model's outputs of shape \\(2, 1\\)"):
         lh.compare_regimes(factory, DATA, **{**KW, "loss": "cross_entropy"})
+    with pytest.raises(lh.UsageError, match="unknown loss 'nope'"):
+        lh.compare_regimes(factory, DATA, **{**KW, "loss": "nope"})
     with pytest.raises(lh.UsageError, match="two regimes"):
         lh.compare_regimes(factory, DATA, alphas=(1,), **KW)
     with pytest.raises(lh.UsageError, match="progress measure"):

@@ -209,7 +209,10 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
         raise UsageError(f"seeds must be distinct integers >= 0, got {seeds}")
     if not 0 < confidence < 1 or levels < 2:
         raise UsageError("confidence must lie in (0, 1) and levels be >= 2")
-    loss = get_loss(loss)
+    try:
+        loss = get_loss(loss)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     probe_splits = {**({"test": test} if test is not None else {}), **dict(splits or {})}
     if "train" in probe_splits:
         raise UsageError("'train' is the training set's split name; name the other splits differently")
@@ -240,8 +243,9 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
         probes = [loss_probe, parameter_distance_probe]
         if linearity:
             probes.append(LinearityProbe(probe_x, split="probe", outputs="trace", per_layer=False))
-        groups = [[(r, a) for r, a in regimes if r != "linearized"], [(r, a) for r, a in regimes if r == "linearized"]]
-        for members in (m for m in groups if m):
+        # one ensemble for the alpha-scaled regimes, one for Linearized (an ensemble cannot mix them)
+        calls = [[(r, a) for r, a in regimes if r != "linearized"], [(r, a) for r, a in regimes if r == "linearized"]]
+        for members in (m for m in calls if m):
             ids = [f"{r}-seed={seed}" for r, _ in members]
             nets = [Linearized(fork(base)) if r == "linearized" else AlphaScaled(fork(base), a) for r, a in members]
             recs = None if out is None else [
