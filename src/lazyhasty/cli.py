@@ -198,24 +198,6 @@ def _cmd_sweep(args) -> int:
     return 1 if c["failed"] or c["interrupted"] else 0
 
 
-def _load(spec: str, what: str):
-    """The object named ``package.module:name`` (the current folder is importable)."""
-    import importlib
-
-    mod, sep, name = spec.partition(":")
-    if not sep or not mod or not name.isidentifier():
-        raise UsageError(f"{what} expects package.module:name, got {spec!r}")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(mod)
-    except Exception as e:
-        raise UsageError(f"{what}: cannot import {mod!r}: {type(e).__name__}: {e}") from None
-    if not hasattr(module, name):
-        raise UsageError(f"{what}: module {mod!r} has no {name!r}")
-    return getattr(module, name)
-
-
 def _cmd_compare(args) -> int:
     """Every regime of a user's model on a user's data, compared at equal progress (``compare_regimes``)."""
     from .compare import compare_regimes
@@ -224,9 +206,10 @@ def _cmd_compare(args) -> int:
     from .dynamics.steppers import GD, SGD
     from .dynamics.train import Stop
     from .runs.output import claim_output
-    from .runs.sweep import parse_seeds
+    from .runs.sweep import import_object, parse_seeds
 
-    factory, loader = _load(args.model, "--model"), _load(args.data, "--data")
+    factory = import_object(args.model, "--model", cwd=True)
+    loader = import_object(args.data, "--data", cwd=True)
     try:
         alphas = [float(a) for a in args.alphas.split(",")]
     except ValueError:

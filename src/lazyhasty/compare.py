@@ -237,7 +237,7 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
     results: dict[str, TrainResult] = {}
     rows = []
     for seed in seeds:
-        base = seeded(model_factory, seed)
+        base = base if seed == seeds[0] else seeded(model_factory, seed)  # the first was built for the checks
         g = torch.Generator().manual_seed(10_000 + seed)
         probe_x = train_set.x[torch.randperm(len(train_set), generator=g)[:probe_size]]
         probes = [loss_probe, parameter_distance_probe]
@@ -276,18 +276,14 @@ def equal_progress_table(metrics: pd.DataFrame, runs: pd.DataFrame, progress: tu
     of a seed is equal) down to the furthest any run reached: L0 (lo/L0)^(k/levels), k = 1..levels; NaN and
     ``reached`` False beyond a run's own range."""
     split, group, metric = progress
-    start, end = [], []
-    for _, d in metrics.groupby("run_id"):
-        p = d[(d.split == split) & (d.group == group) & (d.metric == metric)].sort_values("step").value.to_numpy()
-        if len(p) < 2:
-            raise UsageError(f"a run has no progress measure {progress} (is {split}/{group} a split and group?)")
-        start.append(p[0])
-        end.append(np.minimum.accumulate(p)[-1])
-    hi, lo = min(start), min(end)
-    if not lo < hi:
-        raise UsageError(f"no run made progress: {'/'.join(progress)} never fell below its starting value")
-    grid = (np.geomspace(hi, lo, levels + 1) if lo > 0 else np.linspace(hi, lo, levels + 1))[1:]  # not the start
-    eq = at_equal_progress(metrics, progress=progress, grid=grid)
+    p = metrics[(metrics.split == split) & (metrics.group == group) & (metrics.metric == metric)]
+    if (p.groupby("run_id").size().reindex(runs.run_id, fill_value=0) < 2).any():
+        raise UsageError(f"a run has no progress measure {progress} (is {split}/{group} a split and group?)")
+    try:
+        eq = at_equal_progress(metrics, progress=progress, grid=levels + 1, reach="any")
+    except ValueError:
+        raise UsageError(f"no run made progress: {'/'.join(progress)} never fell below its starting value") from None
+    eq = eq[eq.progress < eq.progress.max()]  # not the start, where every regime of a seed is equal
     wide_keys = ["run_id", "progress", "split", "group"]
     per_group = eq[eq.metric.isin(["loss", "accuracy"] if classification else ["loss"])]
     table = per_group.set_index([*wide_keys, "metric"]).value.unstack("metric").reset_index()

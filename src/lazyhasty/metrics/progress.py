@@ -12,7 +12,7 @@ def _series(df: pd.DataFrame, split: str, group: str, metric: str) -> pd.Series:
 
 
 def at_equal_progress(metrics: pd.DataFrame, progress: tuple[str, str, str] = ("train", "all", "loss"),
-                      grid: np.ndarray | int = 50, decreasing: bool = True) -> pd.DataFrame:
+                      grid: np.ndarray | int = 50, decreasing: bool = True, reach: str = "every") -> pd.DataFrame:
     """Every (split, group, metric) of every run, interpolated at common values of a progress measure.
 
     Args:
@@ -21,8 +21,9 @@ def at_equal_progress(metrics: pd.DataFrame, progress: tuple[str, str, str] = ("
             et al.'s "equal clean-example loss". It is made monotone along each run (running minimum when
             ``decreasing``, running maximum otherwise), so a run that temporarily regresses is placed at the
             first time it reached each level.
-        grid: progress levels, or a number of levels log-spaced (linear if not decreasing) over the range that
-            *every* run reached, so no value is extrapolated.
+        grid: progress levels, or a number of levels log-spaced (linear if not decreasing) from the start every
+            run covers to the furthest level that ``reach`` = ``"every"`` run (default) or ``"any"`` run reached.
+            Nothing is extrapolated: a run's values beyond its own range are NaN.
     Returns:
         Long table ``run_id, progress, split, group, metric, value``.
     """
@@ -37,7 +38,11 @@ def at_equal_progress(metrics: pd.DataFrame, progress: tuple[str, str, str] = ("
         raise ValueError(f"no run has the progress measure {progress}")
     if np.isscalar(grid):
         start = min(m[0] for _, _, m in runs.values()) if decreasing else max(m[0] for _, _, m in runs.values())
-        end = max(m[-1] for _, _, m in runs.values()) if decreasing else min(m[-1] for _, _, m in runs.values())
+        if reach not in ("every", "any"):
+            raise ValueError(f"reach must be 'every' or 'any', got {reach!r}")
+        ends = [m[-1] for _, _, m in runs.values()]
+        end = (max(ends) if reach == "every" else min(ends)) if decreasing else \
+            (min(ends) if reach == "every" else max(ends))
         if (decreasing and not end < start) or (not decreasing and not end > start):
             raise ValueError("the runs share no range of progress to compare on")
         grid = np.geomspace(start, end, int(grid)) if decreasing and end > 0 else np.linspace(start, end, int(grid))

@@ -5,10 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .style import panels
-
-STYLES = ("-", "--", ":", "-.")
-LINEARITY = {"ntk_alignment": "tab:red", "sign_similarity": "tab:purple", "representation_alignment": "tab:brown"}
+from .style import LINEARITY_COLORS, panels, regime_styles
 
 
 def comparison_figure(table: pd.DataFrame, settings: dict):
@@ -21,7 +18,7 @@ def comparison_figure(table: pd.DataFrame, settings: dict):
     xscale = "log" if len(reached) and reached.max() > 10 * reached.min() > 0 else "linear"
     fig, axes = panels(1, len(splits) + 1, 4.0, 3.6)
     axes = axes[0]
-    style = {r: STYLES[i % len(STYLES)] for i, r in enumerate(settings["regimes"])}
+    style = regime_styles(settings["regimes"])
     groups = sorted(set(table.group) - {"all"}, key=str) + ["all"]
     cmap = plt.get_cmap("viridis")  # groups; the linearity metrics use colours outside this map
     color = {g: "black" if g == "all" else cmap(0.85 * i / max(len(groups) - 2, 1)) for i, g in enumerate(groups)}
@@ -37,7 +34,7 @@ def comparison_figure(table: pd.DataFrame, settings: dict):
         ax.invert_xaxis()
     lin = mean.drop_duplicates(["regime", "progress"])
     ax = axes[-1]
-    for metric, c in LINEARITY.items():
+    for metric, c in LINEARITY_COLORS.items():
         if metric in lin and lin[metric].notna().any():
             for regime, d in lin.groupby("regime"):
                 ax.plot(d.progress, d[metric], ls=style.get(regime, "-"), color=c)
@@ -46,7 +43,7 @@ def comparison_figure(table: pd.DataFrame, settings: dict):
     ax.invert_xaxis()
     handles = [plt.Line2D([], [], color="grey", ls=style[r], label=r) for r in settings["regimes"]]
     handles += [plt.Line2D([], [], color=color[g], label=f"group {g}") for g in groups]
-    handles += [plt.Line2D([], [], color=c, label=m.replace("_", " ")) for m, c in LINEARITY.items()
+    handles += [plt.Line2D([], [], color=c, label=m.replace("_", " ")) for m, c in LINEARITY_COLORS.items()
                 if m in lin and lin[m].notna().any()]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
     return fig

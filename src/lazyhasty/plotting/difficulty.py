@@ -6,9 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..metrics.progress import at_equal_progress
-from .style import panels
-
-LINEARITY = ("ntk_alignment", "sign_similarity", "representation_alignment")
+from .style import LINEARITY_COLORS, panels
 
 
 def _regime(run_id: str) -> str:
@@ -41,8 +39,8 @@ def equal_progress_figure(metrics: pd.DataFrame, alphas, progress, groups, title
         ax.invert_xaxis()
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=6, ncol=2, frameon=False)
-    lin = t[t.metric.isin(LINEARITY)]
-    lc = {m: c for m, c in zip(LINEARITY, ("tab:blue", "tab:orange", "tab:green"))}
+    lin = t[t.metric.isin(list(LINEARITY_COLORS))]
+    lc = LINEARITY_COLORS
     for (metric, regime), d in lin.groupby(["metric", "regime"]):
         mean = d.groupby("progress").value.mean()
         axes[1].plot(mean.index, mean.values, ls=styles.get(regime, ":"), color=lc[metric],

@@ -14,6 +14,9 @@ import matplotlib.pyplot as plt
 DPI = 130
 MAX_WIDTH_PX = 1600
 LINESTYLES = ("-", "--", ":", "-.")  # one per regime, in the order the regimes are listed
+# the linearity metrics, in colours outside the viridis map used for groups and widths
+LINEARITY_COLORS = {"ntk_alignment": "tab:red", "sign_similarity": "tab:purple",
+                    "representation_alignment": "tab:brown"}
 
 
 class FigureWarning(UserWarning):

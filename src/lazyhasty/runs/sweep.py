@@ -83,12 +83,28 @@ class Job:
     registry: str  # "module:function" returning the experiment registry (looked up by the worker)
 
 
-def get_experiment(registry: str, name: str):
-    """Experiment ``name`` of the registry named ``"module:function"`` (imported by name, not by this module)."""
+def import_object(spec: str, what: str = "registry", cwd: bool = False):
+    """The object named ``package.module:name``; ``cwd``: the current folder is importable too (a user's module).
+    A malformed name, a module that does not import or a missing name is a :class:`UsageError` naming ``what``."""
     import importlib
 
-    module, _, attr = registry.partition(":")
-    exps = getattr(importlib.import_module(module), attr)()
+    mod, sep, name = spec.partition(":")
+    if not sep or not mod or not name.isidentifier():
+        raise UsageError(f"{what} expects package.module:name, got {spec!r}")
+    if cwd and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(mod)
+    except Exception as e:
+        raise UsageError(f"{what}: cannot import {mod!r}: {type(e).__name__}: {e}") from None
+    if not hasattr(module, name):
+        raise UsageError(f"{what}: module {mod!r} has no {name!r}")
+    return getattr(module, name)
+
+
+def get_experiment(registry: str, name: str):
+    """Experiment ``name`` of the registry named ``"module:function"`` (imported by name, not by this module)."""
+    exps = import_object(registry)()
     if name not in exps:
         raise UsageError(f"unknown experiment {name!r}; available: {', '.join(sorted(exps))} (see `lazyhasty list`)")
     return exps[name]
