@@ -125,7 +125,9 @@ def test_save_writes_records_that_load_runs_and_the_report_read(comp, tmp_path):
     assert (folder / "comparison.png").stat().st_size > 0 and (folder / "verdict.csv").exists()
     pd.testing.assert_frame_equal(pd.read_parquet(folder / "table.parquet"), comp.table)
     claims = json.loads((folder / "claims.json").read_text())
-    assert {r["group"] for r in claims["verdict"]} == set(comp.verdict.group)
+    ids = {c["id"] for c in claims["claims"]}
+    groups = comp.verdict[comp.verdict.ahead != "progress measure"]
+    assert ids == {"stays_linear"} | {f"feature_first@{r.split}/{r.group}" for r in groups.itertuples()}
     html = build_report(folder).read_text()
     assert "compare" in html and "Runs by status: complete: 6" in html
     with pytest.raises(lh.UsageError, match="already holds run records"):

@@ -2,6 +2,7 @@
 regime's kernel-change slope on a tiny configuration, end to end through the CLI, and bad input."""
 
 import dataclasses
+import json
 import math
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import read_claims
 from lazyhasty import seeded
 from lazyhasty.config import override, to_assignments
 from lazyhasty.experiments import registry
@@ -171,6 +173,10 @@ def test_phase_end_to_end_through_the_cli_and_resume(tmp_path):
     runs = pd.read_parquet(out / "phase_runs.parquet")
     assert len(runs) == 2 * 5 * 2 and set(runs.status) <= {"complete", "diverged"}
     assert runs.converged.dtype == bool  # unconverged runs are kept and flagged, not dropped
+    claims = read_claims(out, "phase", ["lazy_kernel_slope", "alpha_star_scaling", "f_minus_f0_unneeded",
+                                        "test_error_plateau"])
+    assert claims["f_minus_f0_unneeded"]["held"] is None  # two widths: not measured (needs three)
+    assert np.isfinite(runs.f0_rms).all() and (runs.f0_rms > 0).all()
     fits = pd.read_csv(out / "fits.csv")
     assert fits.quantity.str.contains("lazy side").any() and "Plain statements" in (out / "summary.txt").read_text()
     cells = pd.read_parquet(out / "phase_cells.parquet")
@@ -229,8 +235,8 @@ def test_cells_through_submitit_keep_their_ids(tmp_path):
 
     cfg = Config(source="teacher", pca=None, ptr=20, pte=20, depth=2, widths=(8,), sqrt_h_alphas=(1.0, 10.0),
                  seeds=2, max_steps=30, n_probe=5, executor="submitit-local", slurm_time=5)
-    summary = main(cfg, tmp_path)
-    assert summary["runs"] == 4 and (tmp_path / "phase.png").is_file()
+    main(cfg, tmp_path)
+    assert json.loads((tmp_path / "analysis.json").read_text())["runs"] == 4 and (tmp_path / "phase.png").is_file()
     ids = sorted(p.name for p in (tmp_path / "cells").iterdir() if (p / "outputs.npz").is_file())
     local = [dataclasses.replace(c, executor="local") for c in cell_configs(cfg)]
     assert cell_configs(dataclasses.replace(cfg, executor="local", workers=5)) == local

@@ -136,6 +136,6 @@ def test_fig3_waterbirds_path_on_fixture(tmp_path, capsys):
                  "--set", "seeds=1", "--set", "max_epochs=1", "--set", "batch_size=4", "--set", "probe_size=4"])
     assert code == 0, capsys.readouterr().err
     claims = json.loads((tmp_path / "o" / "claims.json").read_text())
-    assert "alpha=1/bal_test" in claims["gaps"]
+    assert "alpha=1" in {c["id"]: c for c in claims["claims"]}["robust_first@bal_test"]["numbers"]["gaps_per_alpha"]
     st = json.loads((tmp_path / "o" / "runs" / "alpha=100-seed=0" / "status.json").read_text())
     assert st["status"] == "complete"

@@ -12,7 +12,17 @@ except _metadata.PackageNotFoundError:  # a source tree on sys.path, not install
     __version__ = "unknown"
 
 # ruff: noqa: E402
-from .compare import Comparison, compare_regimes
+from .compare import (
+    LINEAR_LEVEL,
+    Comparison,
+    bootstrap_interval,
+    claim,
+    compare_regimes,
+    gate,
+    linearity_line,
+    linearity_verdict,
+    stays_linear_claim,
+)
 from .data import DatasetError, Groups, Split, yinyang
 from .dynamics.checkpoint import CheckpointMismatch, checkpointing
 from .dynamics.cscores import estimate_cscores, learning_speed
@@ -41,6 +51,8 @@ __all__ = [
     "load_pretrained",
     # one call: every regime from one initialisation, compared at equal progress
     "compare_regimes", "Comparison",
+    # claims: one format for every experiment, and whether the runs are in their regimes
+    "claim", "gate", "linearity_verdict", "linearity_line", "stays_linear_claim", "LINEAR_LEVEL", "bootstrap_interval",
     # training: the engine, stopping, measurement points, steppers, losses, probes
     "train", "checkpointing", "CheckpointMismatch", "kernel_regime", "Stop", "Schedule", "Milestones",
     "TrainResult", "fork", "seeded",

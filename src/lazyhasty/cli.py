@@ -254,11 +254,41 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_claims(args) -> int:
+    from .files import atomic_write
+    from .report import claims_markdown
+
+    if not Path(args.dir).is_dir():
+        raise UsageError(f"no such folder: {args.dir}")
+    table = claims_markdown(args.dir)
+    if not args.readme:
+        print(table, end="")
+        return 0
+    readme = Path(args.readme)
+    begin, end = "<!-- claims:begin -->", "<!-- claims:end -->"
+    text = readme.read_text() if readme.is_file() else ""
+    if begin not in text or end not in text:
+        raise UsageError(f"{readme} has no '{begin}' ... '{end}' block to replace")
+    head, rest = text.split(begin, 1)
+    atomic_write(readme, head + begin + "\n" + table + end + rest.split(end, 1)[1])
+    print(f"[claims] {len(table.splitlines()) - 2} claims from {args.dir} written to {readme}")
+    return 0
+
+
 def _cmd_show(args) -> int:
     from .config import to_dict
     from .experiments import REGISTRY
     from .runs.sweep import get_experiment
 
+    if Path(args.experiment).is_dir():  # a results folder: its claims
+        from .report import claims_rows
+
+        rows = claims_rows(args.experiment)
+        if not rows:
+            raise UsageError(f"no claims.json of an experiment under {args.experiment}")
+        for exp, preset, cid, verdict, text, _ in rows:
+            print(f"{exp} ({preset})  {cid}: {verdict.upper()}\n    {text}")
+        return 0
     exp = get_experiment(REGISTRY, args.experiment)
     print(json.dumps(to_dict(exp.preset(args.preset or exp.default_preset)), indent=2))
     return 0
@@ -343,10 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder, which must hold no records (default: runs/compare, or "
                    "runs/compare.2, ...)")
     s.set_defaults(fn=_cmd_compare)
-    s = sub.add_parser("show", help="print the resolved config of an experiment's preset")
-    s.add_argument("experiment")
+    s = sub.add_parser("show", help="print the resolved config of an experiment's preset, or the claims of a "
+                       "results folder")
+    s.add_argument("experiment", help="an experiment name, or a folder of results (its claims are printed)")
     s.add_argument("--preset")
     s.set_defaults(fn=_cmd_show)
+    s = sub.add_parser("claims", help="the table of every claim under DIR (Markdown); --readme puts it in a README")
+    s.add_argument("dir")
+    s.add_argument("--readme", help="replace the block between '<!-- claims:begin -->' and '<!-- claims:end -->' "
+                   "in this file")
+    s.set_defaults(fn=_cmd_claims)
     return p
 
 

@@ -30,6 +30,7 @@ from .dynamics.steppers import Stepper
 from .dynamics.train import Stop, TrainResult, fork, seeded, train
 from .errors import UsageError
 from .files import atomic_write, make_folder
+from .metrics.linearity import LINEAR_LEVEL
 from .metrics.progress import at_equal_progress
 from .models.ensemble import Ensemble
 from .models.regimes import AlphaScaled, Linearized
@@ -37,6 +38,80 @@ from .runs.output import records_in
 from .runs.records import FolderInUse, RunRecord, environment
 
 LINEARITY = ("ntk_alignment", "sign_similarity", "representation_alignment", "ntk_distance")
+
+
+def claim(id: str, text: str, source: str, held: bool | None, **numbers) -> dict:
+    """One entry of ``claims.json`` (``{"experiment": name, "claims": [claim, ...]}``): ``text`` a readable
+    sentence, ``source`` the paper's figure or equation, ``held`` True / False / None (not measured), ``numbers``
+    the evidence (JSON values)."""
+    return {"id": id, "text": text, "source": source, "held": None if held is None else bool(held),
+            "numbers": numbers}
+
+
+def stays_linear_claim(verdict: dict, feature: str, lazy: str) -> dict:
+    """The ``stays_linear`` claim from a :func:`linearity_verdict`."""
+    return claim("stays_linear", f"The lazy run ({lazy}) stays linear: its "
+                 f"{' and '.join(m.replace('_', ' ') for m in verdict['measures']) or 'linearity metrics'} stay "
+                 f">= {verdict['level']:g} at every measurement, while the feature run ({feature}) leaves the kernel "
+                 "regime: one of them falls below", "George et al. 2022, "
+                 "section 2.2 (eq. 5); Chizat et al. 2019", verdict["held"],
+                 **{k: v for k, v in verdict.items() if k != "held"})
+
+
+def gate(held: bool | None, stays_linear: dict) -> bool | None:
+    """A regime comparison is measured only when the runs are shown to be in their regimes: ``held`` unless the
+    ``stays_linear`` claim did not hold, then None (not measured)."""
+    return held if stays_linear["held"] is True else None
+
+
+def linearity_line(v: dict) -> str:
+    """One readable line of a :func:`linearity_verdict`."""
+    word = {True: "held", False: "NOT held", None: "not measured"}[v["held"]]
+    mins = "; ".join(f"seed {seed}: " + ", ".join(f"{regime} min {k} {x:.3f}" for regime, r in row.items()
+                                                  for k, x in r.items()) for seed, row in v["per_pair"].items())
+    return (f"stays linear (lazy >= {v['level']:g} on every one of {', '.join(v['measures']) or 'nothing'}, "
+            f"feature below on one): "
+            f"{word}" + (f" ({v['note']})" if v["note"] else "") + (f"; {mins}" if mins else ""))
+
+
+def linearity_verdict(metrics: pd.DataFrame, pairs: Mapping[int, tuple[str, str]], level: float = LINEAR_LEVEL,
+                      measures: Sequence[str] = ("ntk_alignment", "sign_similarity")) -> dict:
+    """Whether the two runs of every seed are in their regimes (George et al. 2022, section 2.2): the lazy run's
+    kernel alignment with initialisation KA(K_t, K_0) (eq. 5) and ReLU sign similarity stay >= ``level`` at every
+    measurement (it stays linear), while the feature run does not: at least one of its measures falls below
+    ``level`` (the negation of staying linear).
+
+    Args:
+        metrics: the runs' long table (``load_runs`` layout), with the rows of a ``LinearityProbe``.
+        pairs: ``{seed: (feature_run_id, lazy_run_id)}``.
+        measures: the metrics tested; one that no run recorded (sign similarity of a network without ReLU) is left
+            out and named in ``note``.
+    Returns:
+        ``{"held": True | False | None, "level", "measures", "per_pair": {key: {regime: {measure: min}}}, "note"}``;
+        None when no measure was recorded or a run has no value.
+    """
+    m = metrics[metrics.metric.isin(measures) & metrics.run_id.isin([r for p in pairs.values() for r in p])]
+    present = [k for k in measures if (m.metric == k).any()]
+    out = {"held": None, "level": float(level), "measures": present, "per_pair": {},
+           "note": "" if len(present) == len(measures) else
+           f"not recorded: {', '.join(k for k in measures if k not in present)}"}
+    if not present:
+        out["note"] = "no linearity metric was recorded (LinearityProbe off): not measured"
+        return out
+    mins = m.groupby(["run_id", "metric"]).value.min()
+    held = True
+    for seed, (feature, lazy) in pairs.items():
+        row = {name: {k: float(mins.get((rid, k), np.nan)) for k in present}
+               for name, rid in (("feature", feature), ("lazy", lazy))}
+        out["per_pair"][str(seed)] = row
+        values = [v for r in row.values() for v in r.values()]
+        if not all(np.isfinite(values)):
+            out["note"] = f"seed {seed}: a run recorded no value"
+            return out
+        held = held and all(row["lazy"][k] >= level for k in present) and any(row["feature"][k] < level
+                                                                              for k in present)
+    out["held"] = bool(held)
+    return out
 
 
 @dataclass
@@ -83,7 +158,32 @@ class Comparison:
                 lines.append(f"  {r.split}/{r.group}: gap {r.gap:+.4g} [{r.ci_low:+.4g}, {r.ci_high:+.4g}] over "
                              f"progress {r.progress_from:.4g} -> {r.progress_to:.4g}: {r.ahead} ahead"
                              + (f" ({r.note})" if r.note else ""))
+        lines.append("  " + linearity_line(self.stays_linear()))
         return "\n".join(lines)
+
+    def stays_linear(self, level: float = LINEAR_LEVEL) -> dict:
+        """:func:`linearity_verdict` of the feature and the lazy regime of every seed."""
+        s = self.settings
+        ids = self.runs.set_index(["seed", "regime"]).run_id
+        return linearity_verdict(self.metrics, {seed: (ids[(seed, s["feature"])], ids[(seed, s["lazy"])])
+                                                for seed in s["seeds"]}, level)
+
+    def claims(self, level: float = LINEAR_LEVEL, source: str = "George et al. 2022, sections 2.2 and 3") -> list:
+        """The comparison as ``claims.json`` entries: ``stays_linear``, then per (split, group) ``feature_first@
+        split/group`` (held: the feature regime's loss is lower at equal progress, interval below 0), not measured
+        unless the runs stayed in their regimes."""
+        s = self.settings
+        lin = self.stays_linear(level)
+        out = [stays_linear_claim(lin, s["feature"], s["lazy"])]
+        for r in self.verdict.itertuples():
+            if r.ahead == "progress measure":
+                continue
+            held = None if r.ahead == "not measured" else r.ahead == "feature"
+            out.append(claim(f"feature_first@{r.split}/{r.group}", f"At equal {'/'.join(s['progress'])}, "
+                             f"{s['feature']} has the lower loss on {r.split}/{r.group} than {s['lazy']}", source,
+                             gate(held, lin), gap=r.gap, interval=[r.ci_low, r.ci_high], ahead=r.ahead,
+                             per_seed=r.per_seed if isinstance(r.per_seed, list) else [], note=r.note))
+        return out
 
     def plot(self):
         """One figure: per-group loss against progress for every regime (mean over seeds) and the linearity
@@ -115,8 +215,8 @@ class Comparison:
         atomic_write(folder / "verdict.csv", self.verdict.to_csv(index=False))
         text = self.summary() + "\n"
         atomic_write(folder / "summary.txt", text)
-        atomic_write(folder / "claims.json", {"experiment": "compare", "verdict": json.loads(
-            self.verdict.to_json(orient="records"))})
+        atomic_write(folder / "claims.json", {"experiment": "compare", "claims": json.loads(json.dumps(
+            self.claims(), default=float))})
         from .plotting.curves import save_figure
 
         save_figure(self.plot(), folder / "comparison", formats=("png",))
@@ -300,8 +400,10 @@ def equal_progress_table(metrics: pd.DataFrame, runs: pd.DataFrame, progress: tu
                                                                                          False]).reset_index(drop=True)
 
 
-def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean over seeds (scipy.stats.bootstrap); NaN with fewer than 2."""
+def bootstrap_interval(values, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over seeds (scipy.stats.bootstrap, 2000 resamples, fixed RNG);
+    NaN with fewer than 2 values."""
+    values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return float("nan"), float("nan")
     if np.ptp(values) == 0:
@@ -344,7 +446,7 @@ def regime_verdict(table: pd.DataFrame, feature: str, lazy: str, progress: tuple
                            f"{seeds} seeds")
             else:
                 ok_levels.append(level)
-                lo, hi = _interval(v, confidence)
+                lo, hi = bootstrap_interval(v, confidence)
                 a, note = _ahead(lo, hi, len(v))
                 row = dict(gap=float(v.mean()), ci_low=lo, ci_high=hi, ahead=a, note=note)
             by_level.append({"split": split, "group": group, "progress": level, "seeds": len(v), **row})
@@ -357,7 +459,7 @@ def regime_verdict(table: pd.DataFrame, feature: str, lazy: str, progress: tuple
                             "note": "no progress level was reached by both regimes in every seed"})
             continue
         per_seed = d[d.progress.isin(ok_levels)].groupby("seed").gap.mean().to_numpy()
-        lo, hi = _interval(per_seed, confidence)
+        lo, hi = bootstrap_interval(per_seed, confidence)
         a, note = _ahead(lo, hi, len(per_seed))
         verdict.append({"split": split, "group": group, "seeds": len(per_seed), "levels": len(ok_levels),
                         "progress_from": max(ok_levels), "progress_to": min(ok_levels), "gap": float(per_seed.mean()),

@@ -20,7 +20,9 @@ td,th{border:1px solid #ddd;padding:2px 8px;text-align:left}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 .held{color:#fff;background:#2a7d2a;padding:1px 6px;border-radius:3px}
 .notheld{color:#fff;background:#b23b3b;padding:1px 6px;border-radius:3px}
+.notmeasured{color:#fff;background:#777;padding:1px 6px;border-radius:3px;white-space:nowrap}
 .small{color:#666;font-size:.85em}
+table.claims td{vertical-align:top;overflow-wrap:anywhere}
 """
 
 SCRIPT = """
@@ -66,19 +68,61 @@ def _img(p: Path) -> str:
     return f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,{data}"></figure>'
 
 
-def _claims_html(claims: dict) -> str:
-    items = []
+VERDICTS = {True: ("held", "held"), False: ("notheld", "not held"), None: ("notmeasured", "not measured")}
 
-    def walk(d, prefix=""):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            elif isinstance(v, bool) and ("held" in k or "flipped" in k):
-                cls, word = ("held", "held") if v else ("notheld", "not held")
-                items.append(f'<li>{html.escape(prefix + k)}: <span class="{cls}">{word}</span></li>')
 
-    walk(claims)
-    return "<ul>" + "".join(items) + "</ul>" if items else ""
+def read_claims(folder: Path) -> list[dict] | None:
+    """The claims of an experiment folder (``claims.json``: ``{"experiment", "claims": [...]}``), or None."""
+    doc = _read_json(folder / "claims.json")
+    if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list):
+        return None
+    return [c for c in doc["claims"] if isinstance(c, dict) and {"id", "text", "held"} <= set(c)]
+
+
+def _numbers(v, depth: int = 0) -> str:
+    """The evidence of a claim, compact: numbers to 4 significant digits, nested dicts one level deep."""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_numbers(x, depth + 1) for x in v[:8]) + (", ..." if len(v) > 8 else "") + "]"
+    if isinstance(v, dict):
+        if depth >= 2:
+            return "{...}"
+        return "; ".join(f"{k}: {_numbers(x, depth + 1)}" for k, x in list(v.items())[:10])
+    return str(v)
+
+
+def _claims_html(claims: list[dict]) -> str:
+    rows = []
+    for c in claims:
+        cls, word = VERDICTS.get(c["held"], VERDICTS[None])
+        rows.append(f'<tr><td><span class="{cls}">{word}</span></td><td><b>{html.escape(c["id"])}</b><br>'
+                    f'{html.escape(c["text"])}<br><span class="small">{html.escape(str(c.get("source", "")))}</span>'
+                    f'</td><td class="small">{html.escape(_numbers(c.get("numbers", {})))}</td></tr>')
+    return ("<table class='claims'><tr><th>verdict</th><th>claim</th><th>numbers</th></tr>" + "".join(rows)
+            + "</table>")
+
+
+def claims_rows(root: str | Path) -> list[tuple]:
+    """(experiment, preset, claim id, verdict, text, wall seconds) of every experiment folder under ``root``."""
+    rows = []
+    for exp_file in sorted(Path(root).rglob("experiment.json")):
+        meta = _read_json(exp_file) or {}
+        claims = read_claims(exp_file.parent)
+        for c in claims or []:
+            rows.append((meta.get("experiment", exp_file.parent.name), meta.get("preset"), c["id"],
+                         VERDICTS.get(c["held"], VERDICTS[None])[1], c["text"], meta.get("wall_s")))
+    return rows
+
+
+def claims_markdown(root: str | Path) -> str:
+    """A Markdown table of every claim under ``root`` (what ``lazyhasty claims`` prints and puts in the README)."""
+    rows = claims_rows(root)
+    lines = ["| experiment (preset, run time) | claim | verdict | statement |", "|---|---|---|---|"]
+    for exp, preset, cid, verdict, text, wall in rows:
+        t = f", {wall:.0f} s" if isinstance(wall, (int, float)) else ""
+        lines.append(f"| {exp} ({preset}{t}) | `{cid}` | **{verdict}** | {text.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
 
 
 def _table(rows: list[tuple], head: tuple) -> str:
@@ -100,9 +144,11 @@ def _section_of(folder: Path, title: str, config: dict | None, max_figures: int)
     summary = folder / "summary.txt"
     if summary.exists():
         parts.append(f"<pre>{html.escape(summary.read_text())}</pre>")
-    claims = _read_json(folder / "claims.json")
-    if isinstance(claims, dict):
+    claims = read_claims(folder)
+    if claims:
         parts.append(_claims_html(claims))
+    elif (folder / "claims.json").exists():
+        parts.append("<p class='notheld'>claims.json is not in the claims format ({experiment, claims: [...]})</p>")
     figs = sorted(folder.glob("*.png"))
     for f in figs[:max_figures]:
         parts.append(_img(f))

@@ -33,11 +33,20 @@ class Experiment:
         return self.presets[name]
 
 
-def write_claims(out: Path, text: str, claims: dict, figure: Path | None = None, name: str = "") -> None:
-    """Every experiment's closing step: summary.txt and claims.json (atomically), and the summary printed."""
+VERDICT = {True: "held", False: "NOT held", None: "not measured"}
+
+
+def write_claims(out: Path, name: str, claims: list[dict], text: str, figure: Path | None = None) -> dict:
+    """Every experiment's closing step: ``claims.json`` in the one format of every experiment
+    (``{"experiment": name, "claims": [lazyhasty.claim(...), ...]}``), ``summary.txt`` (``text`` and one line per
+    claim), both atomic, and the summary printed. Returns the claims.json content."""
+    doc = {"experiment": name, "claims": claims}
+    text = text.rstrip("\n") + "\n\nclaims:\n" + "".join(
+        f"  [{VERDICT[c['held']]}] {c['id']}: {c['text']} ({c['source']})\n" for c in claims)
     atomic_write(out / "summary.txt", text)
-    atomic_write(out / "claims.json", claims)
+    atomic_write(out / "claims.json", doc)
     print(text + (f"[{name}] figure: {figure}" if figure is not None else ""))
+    return doc
 
 
 def registry() -> dict[str, Experiment]:

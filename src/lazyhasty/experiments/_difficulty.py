@@ -92,11 +92,14 @@ def model_factory(arch: str, width: int, outputs: int = 10, in_shape: tuple[int,
 
 def run_regimes(cfg, train_set: lh.Split, splits: dict[str, lh.Split], out: Path, seed: int, alphas=None,
                 lr: float | None = None, tag: str = "", loss: str = "cross_entropy", outputs: int = 10,
-                factory=None) -> list[str]:
-    """Train the regimes of one seed as one forked ensemble; returns the run ids. Records under out/runs/."""
+                factory=None, max_epochs: float | None = None, points_per_decade: int = 5) -> list[str]:
+    """Train the regimes of one seed as one forked ensemble (same theta0 and minibatch order), each until its own
+    training loss reaches ``cfg.loss_target`` or the budget (``max_epochs``, default ``cfg.max_epochs``) runs out;
+    returns the run ids ``<tag>alpha=<a>-seed=<seed>``. Records under out/runs/."""
     alphas = list(alphas or cfg.alphas)
     lr = cfg.lr if lr is None else lr
     steps_per_epoch = -(-len(train_set) // cfg.batch_size)
+    max_epochs = cfg.max_epochs if max_epochs is None else max_epochs
     ids = [f"{tag}alpha={a:g}-seed={seed}" for a in alphas]
     recs = [lh.RunRecord(out / "runs" / rid).start(cfg, alpha=a, seed=seed, lr=lr) for a, rid in zip(alphas, ids)]
     factory = factory or model_factory(cfg.arch, cfg.width, outputs, tuple(train_set.x.shape[1:]))
@@ -107,8 +110,8 @@ def run_regimes(cfg, train_set: lh.Split, splits: dict[str, lh.Split], out: Path
     if cfg.linearity:
         probes.append(lh.LinearityProbe(probe_x, split="probe", outputs="trace", per_layer=False))
     lh.train(ens, train_set, loss=loss, splits=splits, stepper=lh.SGD(lr, cfg.momentum, cfg.batch_size),
-             stop=lh.Stop(max_steps=cfg.max_epochs * steps_per_epoch, loss_below=cfg.loss_target),
-             schedule=lh.Schedule(milestone_ratio=cfg.milestone_ratio, points_per_decade=5),
+             stop=lh.Stop(max_steps=int(max_epochs * steps_per_epoch), loss_below=cfg.loss_target),
+             schedule=lh.Schedule(milestone_ratio=cfg.milestone_ratio, points_per_decade=points_per_decade),
              data_seed=seed, run_id=ids, record=recs, progress=True, probes=probes)
     return ids
 

@@ -119,7 +119,7 @@ class Config:
 
 PRESETS = {
     "quick": Config(),
-    "tiny": Config(widths=(16, 64), sqrt_h_alphas=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0), seeds=2, ptr=100,
+    "tiny": Config(widths=(16, 32, 64), sqrt_h_alphas=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0), seeds=2, ptr=100,
                    pte=200, max_steps=600, n_probe=50),
     # the paper's scale: 10k points, 16 widths from 10 to ~1400, 10 seeds, sqrt(h) alpha from 1e-4 to 1e6
     "paper": Config(ptr=10_000, pte=10_000, pca=None, seeds=10, max_steps=1_000_000, n_probe=500,
@@ -221,7 +221,7 @@ def run_row(run_dir: Path) -> dict:
     row = {"h": int(cfg["h"]), "sqrt_h_alpha": float(cfg["sqrt_h_alpha"]), "alpha": float(cfg["alpha"]),
            "seed": int(cfg["seed"]), "run_id": run_dir.name, "status": st.get("status"),
            "converged": bool(st.get("converged")), "reason": st.get("reason") or "", "steps": st.get("steps"),
-           "t_end": st.get("t"), "wall_s": st.get("wall_s"),
+           "t_end": st.get("t"), "wall_s": st.get("wall_s"), "f0_rms": float(cfg.get("f0_rms", nan)),
            "train_loss_end": _value(last, "loss", "train"), "train_err_end": 1 - _value(last, "accuracy", "train"),
            "min_margin_end": _value(last, "min_margin", "train"), "test_err_end": 1 - _value(last, "accuracy"),
            "kernel_change_end": _value(last, "ntk_distance", "probe"),
@@ -250,8 +250,11 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     ens = cell_ensemble(cfg, h, sa, tuple(train_set.x.shape[1:])).to(device=cfg.device, dtype=getattr(torch, cfg.dtype))
     ids = [run_id(h, sa, s) for s in seeds]
-    recs = [lh.RunRecord(out / "runs" / rid).start(cfg, h=h, sqrt_h_alpha=sa, alpha=alpha, seed=s)
-            for s, rid in zip(seeds, ids)]
+    with torch.no_grad():  # |f(w0, x)| on the test points: is subtracting f0 needed (Geiger et al.)?
+        f0 = [float(m.model(test_set.x).double().pow(2).mean().sqrt()) for m in (ens.member(k) for k in
+                                                                                     range(len(seeds)))]
+    recs = [lh.RunRecord(out / "runs" / rid).start(cfg, h=h, sqrt_h_alpha=sa, alpha=alpha, seed=s, f0_rms=f)
+            for s, rid, f in zip(seeds, ids, f0)]
     l0 = initial_loss(cfg)
     levels = (0.5 * l0, 0.1 * l0, cfg.progress * l0)
     outputs = OutputProbe()
@@ -354,12 +357,11 @@ def main(cfg: Config, out: Path) -> dict:
     lh.atomic_write(out / "phase_runs.parquet", runs)
     lh.atomic_write(out / "phase_cells.parquet", cells)
     widest = [j.dir / "runs" for j in cell_jobs(cfg, out) if j.config["widths"] == [int(runs.h.max())]]
-    summary = analyse(out, cfg, [d for d in widest if d.is_dir()])
-    summary["wall_s"] = round(time.perf_counter() - wall0, 1)
-    summary["cells_failed"] = counts["failed"]
-    write_claims(out, (out / "summary.txt").read_text() + f"wall time: {summary['wall_s']:.0f} s\n", summary,
-                 out / "phase.png", "phase")
-    return summary
+    claims, text, extra = analyse(out, cfg, [d for d in widest if d.is_dir()])
+    lh.atomic_write(out / "analysis.json", {**extra, "cells_failed": counts["failed"],
+                                            "wall_s": round(time.perf_counter() - wall0, 1)})
+    return write_claims(out, "phase", claims, text + f"\nwall time: {time.perf_counter() - wall0:.0f} s",
+                        out / "phase.png")
 
 
 EXPERIMENT = Experiment("phase", "feature vs lazy phase diagram (Geiger et al. 2020): alpha x width sweep, scaling "

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lazyhasty import atomic_write, broken_power_law, consistent, load_runs, power_law, seed_bootstrap
+from lazyhasty import broken_power_law, claim, consistent, load_runs, power_law, seed_bootstrap
 from lazyhasty.plotting import phase_figure, save_figure
 
 HALF_DECADE = math.sqrt(10.0)
@@ -153,15 +153,57 @@ def variance_collapse(cells: pd.DataFrame, when: str = "end") -> dict:
             "spread_var": float(np.mean(s_v)) if s_v else math.nan, "points": len(s_hv)}
 
 
+def f0_claim(runs: pd.DataFrame, per_h: list[dict]) -> tuple[bool | None, dict]:
+    """Geiger et al.: at large width alpha* f(w0, x) << 1, so alpha* (f - f0) ~ alpha* f and subtracting f0 is not
+    needed. Per width: alpha*(h) = (sqrt(h) alpha*) / sqrt(h) times the RMS over test points and seeds of f(w0, x);
+    held when it falls with h (log-log slope < 0 over >= 3 widths) and is < 0.1 at the largest width."""
+    f0 = runs.groupby("h").f0_rms.mean() if "f0_rms" in runs else pd.Series(dtype=float)
+    rows = [(p["h"], p["sqrt_h_alpha_star"] / math.sqrt(p["h"]) * float(f0.get(p["h"], math.nan))) for p in per_h]
+    rows = [(h, v) for h, v in rows if np.isfinite(v) and v > 0]
+    numbers = {"alpha_star_f0_per_width": {str(h): v for h, v in rows}}
+    if len(rows) < 3:
+        numbers["note"] = f"{len(rows)} widths with a crossover and f0 (need 3)"
+        return None, numbers
+    slope = float(np.polyfit(np.log([h for h, _ in rows]), np.log([v for _, v in rows]), 1)[0])
+    numbers.update(slope=slope, largest_width=rows[-1][0], at_largest_width=rows[-1][1])
+    return bool(slope < 0 and rows[-1][1] < 0.1), numbers
+
+
+def plateau_claim(runs: pd.DataFrame) -> tuple[bool | None, dict]:
+    """Geiger et al.: the test error has a plateau at large alpha. Per width, the test error at the equal-progress
+    point of the two largest sqrt(h) alpha, paired by seed: held when for every width the 95% t interval of the
+    difference contains 0 (no detectable change left), with >= 2 seeds and >= 3 widths."""
+    per, ok = {}, True
+    for h, g in runs.groupby("h"):
+        top = sorted(g.sqrt_h_alpha.unique())[-2:]
+        if len(top) < 2:
+            continue
+        a, b = (g[g.sqrt_h_alpha == x].set_index("seed").test_err_progress for x in top)
+        d = (b - a).dropna().to_numpy()
+        if len(d) < 2:
+            continue
+        half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))) if d.std(ddof=1) > 0 \
+            else 0.0
+        lo, hi = float(d.mean()) - half, float(d.mean()) + half
+        per[str(int(h))] = {"sqrt_h_alpha": [float(x) for x in top], "difference": float(d.mean()),
+                            "interval": [lo, hi], "test_err": float(a.mean())}
+        ok = ok and lo <= 0 <= hi
+    numbers = {"per_width": per}
+    if len(per) < 3:
+        numbers["note"] = f"{len(per)} widths with two lazy-side points and >= 2 seeds (need 3)"
+        return None, numbers
+    return bool(ok), numbers
+
+
 def _fmt_ci(r) -> str:
     lo, hi = r["ci_low"], r["ci_high"]
     ci = f" [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) and np.isfinite(hi) else " [no interval]"
     return f"{r['value']:.3g}{ci}"
 
 
-def analyse(out: Path, cfg, curve_dirs: list[Path]) -> dict:
-    """Fits, figure and summary from the tables; ``curve_dirs``: run folders whose kernel change along training is
-    drawn (the widest cells)."""
+def analyse(out: Path, cfg, curve_dirs: list[Path]) -> tuple[list[dict], str, dict]:
+    """Fits, figure, claims and summary text from the tables; ``curve_dirs``: run folders whose kernel change along
+    training is drawn (the widest cells). Returns (claims, summary text, other numbers)."""
     runs = pd.read_parquet(out / "phase_runs.parquet")
     cells = pd.read_parquet(out / "phase_cells.parquet")
     table, fits = fit_table(runs, cfg.progress)
@@ -231,12 +273,42 @@ def analyse(out: Path, cfg, curve_dirs: list[Path]) -> dict:
     lines.append("- Ensemble predictor (mean of alpha (f - f0) over seeds) vs single networks, test error averaged "
                  "over widths: " + ", ".join(f"{sa:g}: {r.ensemble_test_err_end:.3f} vs {r.single_test_err_end:.3f}"
                                              for sa, r in ens.iterrows()))
-    text = "\n".join(lines) + "\n"
-    atomic_write(out / "summary.txt", text)
-    clean = table.astype(object).where(pd.notna(table), None)
-    return {"fits": clean.to_dict(orient="records"), "regime_winner": win, "variance_collapse": coll,
-            "runs": n, "converged": n_conv, "reached_progress": n_prog,
-            "crossover_per_width": fits["per_h"],
-            "claims": {"lazy_kernel_slope_minus_one_held": lazy_ok, "alpha_star_h_minus_half_held": flat_ok,
-                       "t_half_lazy_order_one_held": tl_ok, "t_half_feature_linear_held": tf_ok,
-                       "h_var_collapse_held": bool(collapse)}}
+    f0_ok, f0_numbers = f0_claim(runs, fits["per_h"])
+    plateau_ok, plateau_numbers = plateau_claim(runs)
+    lines += ["- alpha* f(w0, x) per width: " + ", ".join(f"h={h}: {v:.3g}" for h, v in
+                                                          f0_numbers["alpha_star_f0_per_width"].items())
+              + f" -> subtracting f0 unnecessary at large width: {held(f0_ok)}.",
+              "- Test-error plateau at large sqrt(h) alpha (difference between the two largest, paired by seed): "
+              + ", ".join(f"h={h}: {v['difference']:+.4f} [{v['interval'][0]:+.4f}, {v['interval'][1]:+.4f}]"
+                          for h, v in plateau_numbers["per_width"].items()) + f" -> {held(plateau_ok)}."]
+    src = "Geiger, Spigler, Jacot & Wyart 2020"
+
+    def fit(q: str) -> dict:
+        r = get[q]
+        return {"value": r["value"], "interval": [r["ci_low"], r["ci_high"]], "theory": r["theory"], "n": r["n"]}
+
+    claims = [
+        claim("lazy_kernel_slope", "In the lazy regime the kernel change ||Theta - Theta0|| / ||Theta0|| at loss "
+              "L(0)/2 falls as (sqrt(h) alpha)^-1 (fitted slope consistent with -1)",
+              f"{src}, kernel change power laws",
+              lazy_ok, **fit("kernel change slope vs sqrt(h)*alpha at loss L(0)/2, lazy side")),
+        claim("alpha_star_scaling", "The crossover alpha* scales as h^-1/2: sqrt(h) alpha* does not depend on the "
+              "width (slope vs h consistent with 0)", f"{src}, alpha* ~ 1/sqrt(h)", flat_ok,
+              **fit("slope of sqrt(h)*alpha* vs h (flat: alpha* ~ h^-1/2)"), per_width=fits["per_h"]),
+        claim("t_half_lazy", "In the lazy regime the time to halve the loss t_1/2 is O(1) in sqrt(h) alpha",
+              f"{src}, t1 ~ sqrt(h) alpha", tl_ok, **fit("t_1/2 slope vs sqrt(h)*alpha, lazy side")),
+        claim("t_half_feature", "In the feature regime t_1/2 grows as sqrt(h) alpha", f"{src}, t1 ~ sqrt(h) alpha",
+              tf_ok, **fit("t_1/2 slope vs sqrt(h)*alpha, feature side")),
+        claim("h_var_collapse", "h Var(alpha (f - f0)) over initialisations collapses across widths better than Var "
+              "itself", f"{src}, ensemble averages", None if not np.isfinite(coll["spread_h_var"]) else
+              bool(collapse), **coll),
+        claim("f_minus_f0_unneeded", "At large width alpha* f(w0, x) << 1 (it falls with h and is < 0.1 at the "
+              "largest width), so alpha (f - f0) ~ alpha f: subtracting f0 is not needed", f"{src}, slides "
+              "'linearize the network with f - f0 was not necessary'", f0_ok, **f0_numbers),
+        claim("test_error_plateau", "The test error reaches a plateau at large sqrt(h) alpha: between the two largest "
+              "values it no longer changes detectably, at every width", f"{src}, 'there is a plateau for large "
+              "values of alpha'", plateau_ok, **plateau_numbers),
+    ]
+    extra = {"regime_winner": win, "runs": n, "converged": n_conv, "reached_progress": n_prog,
+             "crossover_per_width": fits["per_h"]}
+    return claims, "\n".join(lines), extra

@@ -17,6 +17,10 @@ from ..models.activations import Activation
 from .alignment import kernel_alignment
 from .ntk import unwrap
 
+# the stays-linear claim: the lazy run's kernel alignment and sign similarity stay above it, the feature run's fall
+# below (a stated level: 1 = as at initialisation)
+LINEAR_LEVEL = 0.9
+
 
 def _params0(model: nn.Module, model0_or_params0) -> dict[str, torch.Tensor]:
     if isinstance(model0_or_params0, nn.Module):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-ACTIVATIONS = ("relu", "softplus", "tanh")
+ACTIVATIONS = ("relu", "softplus", "tanh", "linear")
 
 
 def _raw(name: str, beta: float):
@@ -23,6 +23,8 @@ def _raw(name: str, beta: float):
         return (lambda x: nn.functional.softplus(x, beta=beta)), (lambda z: np.logaddexp(0.0, beta * z) / beta)
     if name == "tanh":
         return torch.tanh, np.tanh
+    if name == "linear":  # a deep linear network (George et al.'s Fig. 14: second moment 1)
+        return (lambda x: x), (lambda z: z)
     raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
 
 

@@ -58,7 +58,7 @@ class MLP(nn.Module):
 
     Args:
         widths: ``[d_in, h_1, ..., h_L, d_out]``; at least input and output.
-        activation: ``"relu"``, ``"softplus"`` or ``"tanh"``.
+        activation: ``"relu"``, ``"softplus"``, ``"tanh"`` or ``"linear"`` (the identity).
         parametrization: ``"standard"`` (PyTorch's default ``nn.Linear`` init) or ``"ntk"`` (N(0, 1) weights,
             every layer scaled by 1/sqrt(fan_in), so the last by 1/sqrt(h): :class:`NTKLinear`).
         bias: whether layers have biases.

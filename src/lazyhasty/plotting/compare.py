@@ -5,7 +5,26 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from ..metrics.linearity import LINEAR_LEVEL
 from .style import LINEARITY_COLORS, panels, regime_styles
+
+
+def linearity_panel(ax, df: pd.DataFrame, x: str, styles: dict, xlabel: str, level: float = LINEAR_LEVEL) -> list:
+    """The linearity metrics of every regime on ``ax``: ``df`` long (columns ``regime``, ``x``, ``metric``,
+    ``value``; one value per point, e.g. the mean over seeds), colour = metric, line style = regime (``styles``),
+    and the ``stays_linear`` level dotted. Returns the legend handles of the metrics drawn."""
+    shown = []
+    for metric, c in LINEARITY_COLORS.items():
+        d = df[(df.metric == metric) & df.value.notna()]
+        for regime, dr in d.groupby("regime", sort=False):
+            ax.plot(dr[x], dr.value, ls=styles.get(regime, "-"), color=c)
+        if len(d):
+            shown.append(plt.Line2D([], [], color=c, label=metric.replace("_", " ")))
+    ax.axhline(level, color="grey", lw=0.8, ls=(0, (1, 2)))
+    shown.append(plt.Line2D([], [], color="grey", lw=0.8, ls=(0, (1, 2)), label=f"stays-linear level {level:g}"))
+    ax.set(title="distance from the kernel regime", xlabel=xlabel, ylabel="metric (1 = as at initialisation)",
+           ylim=(0, 1.05))
+    return shown
 
 
 def comparison_figure(table: pd.DataFrame, settings: dict):
@@ -32,18 +51,13 @@ def comparison_figure(table: pd.DataFrame, settings: dict):
             ax.plot(d.progress, d.loss, ls=style.get(regime, "-"), color=color[group], lw=1.6 if group == "all" else 1)
         ax.set(title=f"{split}: loss per group", xlabel=xlabel, ylabel="loss (mean over seeds)", xscale=xscale)
         ax.invert_xaxis()
-    lin = mean.drop_duplicates(["regime", "progress"])
-    ax = axes[-1]
-    for metric, c in LINEARITY_COLORS.items():
-        if metric in lin and lin[metric].notna().any():
-            for regime, d in lin.groupby("regime"):
-                ax.plot(d.progress, d[metric], ls=style.get(regime, "-"), color=c)
-    ax.set(title="distance from the kernel regime", xlabel=xlabel, ylabel="metric (1 = as at initialisation)",
-           xscale=xscale, ylim=(0, 1.05))
-    ax.invert_xaxis()
+    lin = mean.drop_duplicates(["regime", "progress"]).melt(
+        id_vars=["regime", "progress"], value_vars=[m for m in LINEARITY_COLORS if m in mean], var_name="metric")
+    shown = linearity_panel(axes[-1], lin, "progress", style, xlabel)
+    axes[-1].set_xscale(xscale)
+    axes[-1].invert_xaxis()
     handles = [plt.Line2D([], [], color="grey", ls=style[r], label=r) for r in settings["regimes"]]
     handles += [plt.Line2D([], [], color=color[g], label=f"group {g}") for g in groups]
-    handles += [plt.Line2D([], [], color=c, label=m.replace("_", " ")) for m, c in LINEARITY_COLORS.items()
-                if m in lin and lin[m].notna().any()]
+    handles += shown
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
     return fig

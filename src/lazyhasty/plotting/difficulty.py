@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from ..metrics.linearity import LINEAR_LEVEL
 from ..metrics.progress import at_equal_progress
 from .style import LINEARITY_COLORS, panels
 
@@ -14,11 +15,12 @@ def _regime(run_id: str) -> str:
 
 
 def equal_progress_figure(metrics: pd.DataFrame, alphas, progress, groups, title: str, xlabel: str,
-                          group_colors: dict | None = None, styles: dict | None = None):
+                          group_colors: dict | None = None, styles: dict | None = None, decreasing: bool = True):
     """Left: loss of each (split, group) vs the progress measure; middle: linearity metrics; right: accuracy.
     Solid: the first alpha, dashed: the others (or ``styles``: line style per regime, the run id without its
-    ``-seed=k``); mean over seeds on a common progress grid (thin: each seed)."""
-    t = at_equal_progress(metrics, progress=progress, grid=60)
+    ``-seed=k``); mean over seeds on a common progress grid (thin: each seed). ``decreasing``: the progress
+    measure falls as training goes (a loss; drawn right to left) or rises (an accuracy)."""
+    t = at_equal_progress(metrics, progress=progress, grid=60, decreasing=decreasing)
     fig, axes = panels(1, 3, 4.2, 3.8)
     axes = axes[0]
     cmap = plt.get_cmap("viridis")
@@ -36,7 +38,8 @@ def equal_progress_figure(metrics: pd.DataFrame, alphas, progress, groups, title
                     ax.plot(s.progress, s.value, ls=styles.get(regime, ":"), color=colors[(split, group)], lw=0.4,
                             alpha=0.4)
         ax.set(xlabel=xlabel, ylabel=metric)
-        ax.invert_xaxis()
+        if decreasing:
+            ax.invert_xaxis()
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=6, ncol=2, frameon=False)
     lin = t[t.metric.isin(list(LINEARITY_COLORS))]
@@ -46,7 +49,9 @@ def equal_progress_figure(metrics: pd.DataFrame, alphas, progress, groups, title
         axes[1].plot(mean.index, mean.values, ls=styles.get(regime, ":"), color=lc[metric],
                      label=f"{metric} ({regime})")
     axes[1].set(xlabel=xlabel, ylabel="linearity metric (1 = as at init)", ylim=(0, 1.05))
-    axes[1].invert_xaxis()
+    axes[1].axhline(LINEAR_LEVEL, color="grey", lw=0.8, ls=(0, (1, 2)), label=f"stays-linear level {LINEAR_LEVEL:g}")
+    if decreasing:
+        axes[1].invert_xaxis()
     if len(lin):
         axes[1].legend(fontsize=6, frameon=False)
     else:

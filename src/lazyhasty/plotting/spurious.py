@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from .style import panels, regime_styles
+from .compare import linearity_panel
+from .style import LINEARITY_COLORS, panels, regime_styles
 
 
 def fig3_figure(metrics: pd.DataFrame, alphas, title: str):
     """(a) balanced test accuracy vs mean training loss; (b, c) without-spurious vs with-spurious accuracy on the
-    balanced train and test sets, one colour per alpha, one thin line per seed."""
-    fig, axes = panels(1, 3, 4.2, 3.8)
+    balanced train and test sets, one colour per alpha, one thin line per seed; (d) the linearity metrics of every
+    alpha (mean over seeds) against the mean training loss."""
+    fig, axes = panels(1, 4, 4.0, 3.8)
     axes = axes[0]
     colors = {f"alpha={a:g}": c for a, c in zip(alphas, ("tab:red", "tab:purple", "tab:blue", "tab:green"))}
     ls = regime_styles(colors)  # told apart in greyscale too
@@ -32,7 +35,18 @@ def fig3_figure(metrics: pd.DataFrame, alphas, title: str):
     for ax, name in ((axes[1], "balanced train"), (axes[2], "balanced test")):
         ax.set(xlabel="accuracy with spurious", ylabel="accuracy without spurious", title=f"({name})")
         ax.plot([0, 1], [0, 1], color="grey", lw=0.5, ls=":")
-    for ax in axes:
+    for ax in axes[:3]:
         ax.legend(frameon=False, fontsize=8)
+    loss = metrics[(metrics.split == "train") & (metrics.group == "all") & (metrics.metric == "loss")]
+    lin = metrics[metrics.metric.isin(LINEARITY_COLORS)].merge(
+        loss[["run_id", "step", "value"]].rename(columns={"value": "mean_loss"}), on=["run_id", "step"])
+    lin = lin.assign(regime=lin.run_id.str.split("-seed=").str[0])
+    lin = lin.assign(mean_loss=lin.mean_loss.round(3)).groupby(["regime", "metric", "mean_loss"], as_index=False) \
+        .value.mean().sort_values("mean_loss")
+    shown = linearity_panel(axes[3], lin, "mean_loss", ls, "mean training loss")
+    axes[3].invert_xaxis()
+    axes[3].set_title("(d) distance from the kernel regime")
+    axes[3].legend(handles=shown + [plt.Line2D([], [], color="grey", ls=ls[r], label=r) for r in colors],
+                   frameon=False, fontsize=7)
     fig.suptitle(title)
     return fig
