@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+import lazyhasty as lh
 from lazyhasty import (
     GD,
     MLP,
@@ -31,7 +32,7 @@ from lazyhasty import (
 )
 from lazyhasty.plotting import loss_curves, save_figure
 
-from . import Experiment
+from . import Experiment, write_claims
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,9 @@ def main(cfg: Config, out: Path) -> dict:
         print(f"[demo] training {rid}: GD, lr = {cfg.lr:g} / alpha^2, up to {cfg.max_steps} steps", flush=True)
         train(AlphaScaled(fork(base), alpha), data, loss="bce", stepper=GD(cfg.lr),
               stop=Stop(max_steps=cfg.max_steps, loss_below=cfg.loss_threshold),
-              schedule=Schedule(milestone_ratio=cfg.milestone_ratio), run_id=rid, record=record, progress=True)
+              schedule=Schedule(milestone_ratio=cfg.milestone_ratio), run_id=rid, record=record, progress=True,
+              probes=(lh.loss_probe, lh.parameter_distance_probe,
+                      lh.LinearityProbe(data.x, split="probe", outputs="trace", per_layer=False)))
     return summarize(out, cfg)
 
 
@@ -121,13 +124,15 @@ def summarize(out: Path, cfg: Config) -> dict:
         if len(runs) == 2 and {"disk", "half_plane"} <= set(pivot.index):
             d = pivot.loc["disk"] - pivot.loc["half_plane"]
             lines.append("disk minus half-plane loss: " + ", ".join(f"{r}: {d[r]:+.4f}" for r in runs))
+    a_nl, a_lin = min(cfg.alphas), max(cfg.alphas)
+    lin = lh.linearity_verdict(metrics, {cfg.seed: (run_id(a_nl), run_id(a_lin))})
+    lines.append(lh.linearity_line(lin))
     text = "\n".join(lines) + "\n"
-    atomic_write(out / "summary.txt", text)
     atomic_write(out / "report.md", "# lazyhasty demo\n\n```\n" + text + "```\n\n"
                       "![loss curves](loss_curves.png)\n")
-    print(text)
-    print(f"[demo] figure: {fig[0]}\n[demo] report: {out / 'report.md'}")
-    return {"runs": table, "equal_progress": eq}
+    doc = write_claims(out, "demo", [lh.stays_linear_claim(lin, run_id(a_nl), run_id(a_lin))], text, fig[0])
+    print(f"[demo] report: {out / 'report.md'}")
+    return {**doc, "runs": table, "equal_progress": eq}
 
 
 EXPERIMENT = Experiment(
