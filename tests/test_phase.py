@@ -19,6 +19,7 @@ from lazyhasty.experiments import registry
 from lazyhasty.experiments.phase import PRESETS, Config, cell_configs, cell_ensemble, factory, run_cell
 from lazyhasty.experiments.phase_analysis import regime_winner, variance_collapse
 from lazyhasty.metrics.scaling import broken_power_law, consistent, crossing_time, power_law, seed_bootstrap
+from lazyhasty.report import build_report
 
 # ---------------------------------------------------------------- fits against exact and noisy synthetic data
 
@@ -177,6 +178,8 @@ def test_phase_end_to_end_through_the_cli_and_resume(tmp_path):
                                         "test_error_plateau"])
     assert claims["f_minus_f0_unneeded"]["held"] is None  # two widths: not measured (needs three)
     assert np.isfinite(runs.f0_rms).all() and (runs.f0_rms > 0).all()
+    page = build_report(out).read_text()  # the fits, not the cells' jobs
+    assert "Scaling fits" in page and "Sweep" not in page and page.count("<section") == 1
     fits = pd.read_csv(out / "fits.csv")
     assert fits.quantity.str.contains("lazy side").any() and "Plain statements" in (out / "summary.txt").read_text()
     cells = pd.read_parquet(out / "phase_cells.parquet")

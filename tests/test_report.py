@@ -1,4 +1,5 @@
-"""The HTML report: self-contained, and it renders in headless Chromium with every figure visible."""
+"""The HTML report: self-contained, and it renders in headless Chromium at 1280 px with every figure visible, no
+horizontal scrolling and no browser error."""
 
 import re
 import shutil
@@ -23,8 +24,12 @@ def test_report_is_self_contained(report):
     assert text.count("data:image/png;base64,") == 2
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", text)  # no external assets
     for needle in ("demo (preset quick)", "fig4 (preset quick)", "Runs by status: complete: 2", "Provenance",
-                   "Resolved config", "held"):
+                   "Resolved config", "Contents", "code revision", "torch 2", "max_steps=50, n_train=30"):
         assert needle in text
+    # the claims table: one row per claim with its readable sentence, never a raw JSON key
+    assert text.count('<span class="held">held</span>') >= 4  # fig4's three examples, the demo's stays_linear
+    assert "linearization flips the learning order" in text and "example1_flipped" not in text
+    assert re.search(r'href="#s-demo">demo \(preset quick\)</a>', text)  # the table of contents links sections
 
 
 def test_report_renders_in_headless_chromium(report, tmp_path):
@@ -33,7 +38,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
         pytest.skip("Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--window-size=1280,900",
+           "--dump-dom",
            report.resolve().as_uri()]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     body = re.search(r"<body[^>]*>", dom)
@@ -41,6 +47,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert 'data-errors="0"' in body.group(0), body.group(0)
     figures = re.search(r'data-figures="(\d+)/(\d+)"', body.group(0))
     assert figures and figures.group(1) == figures.group(2) == "2", body.group(0)
+    width = re.search(r'data-width="(\d+)"', body.group(0))
+    assert width and int(width.group(1)) <= 1280, body.group(0)  # readable at 1280 px: no horizontal scrolling
 
 
 def test_report_of_missing_folder(capsys, tmp_path):

@@ -1,45 +1,17 @@
-"""``lazyhasty report DIR``: one self-contained HTML page from run records (figures embedded, no network)."""
+"""``lazyhasty report DIR``: one self-contained HTML page from run records (a Jinja2 template; figures embedded,
+no network); ``lazyhasty claims`` / ``show DIR``: the claims of every experiment."""
 
 from __future__ import annotations
 
 import base64
-import html
 import json
+import time
 from collections import Counter
+from importlib import resources
 from pathlib import Path
 
 from .errors import UsageError
 from .runs.records import STATUSES, atomic_write, check_files
-
-CSS = """
-body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-td,th{border:1px solid #ddd;padding:2px 8px;text-align:left}
-img{max-width:100%;border:1px solid #eee;margin:.5em 0}
-.held{color:#fff;background:#2a7d2a;padding:1px 6px;border-radius:3px}
-.notheld{color:#fff;background:#b23b3b;padding:1px 6px;border-radius:3px}
-.notmeasured{color:#fff;background:#777;padding:1px 6px;border-radius:3px;white-space:nowrap}
-.small{color:#666;font-size:.85em}
-table.claims td{vertical-align:top;overflow-wrap:anywhere}
-"""
-
-SCRIPT = """
-window.__errors = 0;
-window.addEventListener('error', function () { window.__errors += 1; }, true);
-var __consoleError = console.error;
-console.error = function () { window.__errors += 1; __consoleError.apply(console, arguments); };
-window.addEventListener('load', function () {
-  var imgs = document.querySelectorAll('img'), ok = 0;
-  imgs.forEach(function (im) {
-    var r = im.getBoundingClientRect();
-    if (im.naturalWidth > 0 && im.naturalHeight > 0 && r.width > 0 && r.height > 0) ok += 1;
-  });
-  document.body.dataset.figures = ok + '/' + imgs.length;
-  document.body.dataset.errors = window.__errors;
-});
-"""
 
 
 def _read_json(p: Path):
@@ -61,11 +33,6 @@ def _run_state(status_file: Path) -> tuple[str, str]:
     if s.get("status") not in STATUSES:
         return "unreadable", f"unknown status {s.get('status')!r}"
     return s["status"], "" if s["status"] != "running" else "still running, or its process was killed"
-
-
-def _img(p: Path) -> str:
-    data = base64.b64encode(p.read_bytes()).decode()
-    return f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,{data}"></figure>'
 
 
 VERDICTS = {True: ("held", "held"), False: ("notheld", "not held"), None: ("notmeasured", "not measured")}
@@ -92,17 +59,6 @@ def _numbers(v, depth: int = 0) -> str:
     return str(v)
 
 
-def _claims_html(claims: list[dict]) -> str:
-    rows = []
-    for c in claims:
-        cls, word = VERDICTS.get(c["held"], VERDICTS[None])
-        rows.append(f'<tr><td><span class="{cls}">{word}</span></td><td><b>{html.escape(c["id"])}</b><br>'
-                    f'{html.escape(c["text"])}<br><span class="small">{html.escape(str(c.get("source", "")))}</span>'
-                    f'</td><td class="small">{html.escape(_numbers(c.get("numbers", {})))}</td></tr>')
-    return ("<table class='claims'><tr><th>verdict</th><th>claim</th><th>numbers</th></tr>" + "".join(rows)
-            + "</table>")
-
-
 def claims_rows(root: str | Path) -> list[tuple]:
     """(experiment, preset, claim id, verdict, text, wall seconds) of every experiment folder under ``root``."""
     rows = []
@@ -125,111 +81,125 @@ def claims_markdown(root: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _table(rows: list[tuple], head: tuple) -> str:
-    h = "".join(f"<th>{html.escape(str(c))}</th>" for c in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{h}</tr>{body}</table>"
-
-
-def _section(folder: Path, title: str, config: dict | None, max_figures: int = 12) -> str:
+def _fits(folder: Path) -> list[dict]:
+    """The scaling fits of a phase folder (fits.csv), formatted for the report."""
     try:
-        return _section_of(folder, title, config, max_figures)
+        import pandas as pd
+
+        t = pd.read_csv(folder / "fits.csv")
+    except (OSError, ValueError):
+        return []
+
+    def f(v) -> str:
+        return f"{v:.3g}" if isinstance(v, float) and v == v else "" if v != v else str(v)
+
+    return [{"quantity": r.quantity, "value": f(r.value), "interval": f"[{f(r.ci_low)}, {f(r.ci_high)}]",
+             "theory": f(r.theory), "n": f(r.n)} for r in t.itertuples()]
+
+
+def _section(folder: Path, root: Path, title: str, meta: dict, max_figures: int = 12) -> dict:
+    """Everything the template shows of one experiment folder; a folder that cannot be read is shown as such."""
+    anchor = "s-" + "".join(c if c.isalnum() else "-" for c in str(folder.relative_to(root)) or "root")
+    sec = {"anchor": anchor, "title": title, "folder": str(folder), "wall_s": meta.get("wall_s"),
+           "overrides": [str(o) for o in meta.get("overrides") or []], "preset": meta.get("preset"),
+           "revision": (meta.get("env") or {}).get("git_sha") if isinstance(meta.get("env"), dict) else None}
+    try:
+        claims = read_claims(folder)
+        sec["claims_broken"] = claims is None and (folder / "claims.json").exists()
+        sec["claims"] = [{**c, "css": VERDICTS.get(c["held"], VERDICTS[None])[0],
+                          "word": VERDICTS.get(c["held"], VERDICTS[None])[1], "source": c.get("source", ""),
+                          "numbers": _numbers(c.get("numbers", {}))} for c in claims or []]
+        if claims:
+            counts = Counter(c["word"] for c in sec["claims"])
+            sec["counts"] = ", ".join(f"{n} {w}" for w, n in counts.items())
+        sec["fits"] = _fits(folder)
+        sec["figures"] = [{"name": f.stem, "data": base64.b64encode(f.read_bytes()).decode()}
+                          for f in sorted(folder.glob("*.png"))[:max_figures]]
+        statuses, incomplete, env = Counter(), [], None
+        for st in sorted(folder.rglob("status.json")):
+            state, why = _run_state(st)
+            statuses[state] += 1
+            if why:
+                incomplete.append((str(st.parent.relative_to(folder)), state, why))
+            env = env or _read_json(st.parent / "env.json")
+        sec["statuses"] = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
+        sec["incomplete"] = incomplete[:50]
+        summary = folder / "summary.txt"
+        sec["summary"] = summary.read_text() if summary.exists() else ""
+        config = meta.get("config")
+        sec["config"] = sorted((k, json.dumps(v)) for k, v in config.items()) if isinstance(config, dict) else []
+        if isinstance(env, dict):
+            sec["provenance"] = ", ".join(f"{k} {env.get(k)}" for k in ("lazyhasty", "git_sha", "torch", "numpy",
+                                                                         "python", "device", "torch_threads"))
     except (OSError, ValueError, AttributeError, TypeError) as e:  # a malformed folder is shown as such, never skipped
-        return (f"<h2>{html.escape(title)}</h2><p class='notheld'>cannot read {html.escape(str(folder))}: "
-                f"{html.escape(type(e).__name__)}: {html.escape(str(e))}</p>")
+        sec["error"] = f"cannot read {folder}: {type(e).__name__}: {e}"
+    return sec
 
 
-def _section_of(folder: Path, title: str, config: dict | None, max_figures: int) -> str:
-    parts = [f"<h2>{html.escape(title)}</h2>", f'<p class="small">{html.escape(str(folder))}</p>']
-    summary = folder / "summary.txt"
-    if summary.exists():
-        parts.append(f"<pre>{html.escape(summary.read_text())}</pre>")
-    claims = read_claims(folder)
-    if claims:
-        parts.append(_claims_html(claims))
-    elif (folder / "claims.json").exists():
-        parts.append("<p class='notheld'>claims.json is not in the claims format ({experiment, claims: [...]})</p>")
-    figs = sorted(folder.glob("*.png"))
-    for f in figs[:max_figures]:
-        parts.append(_img(f))
-    statuses, incomplete = Counter(), []
-    env = None
-    for st in sorted(folder.rglob("status.json")):
-        state, why = _run_state(st)
-        statuses[state] += 1
-        if why:
-            incomplete.append((str(st.parent.relative_to(folder)), state, why))
-        env = env or _read_json(st.parent / "env.json")
-    if statuses:
-        parts.append("<p>Runs by status: " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())) + "</p>")
-    if incomplete:
-        parts.append("<p class='notheld'>Runs whose records are incomplete or unreadable (their files differ from "
-                     "what their status recorded, or they never finished):</p>"
-                     + _table(incomplete[:50], ("run", "state", "why")))
-    if config:
-        parts.append("<details><summary>Resolved config</summary>"
-                     + _table(sorted((k, json.dumps(v)) for k, v in config.items()), ("key", "value")) + "</details>")
-    summ = _read_json(folder / "summary.json")
-    wall = summ.get("wall_s") if isinstance(summ, dict) else None
-    if env:
-        prov = {k: env.get(k) for k in ("lazyhasty", "git_sha", "torch", "numpy", "python", "device", "torch_threads",
-                                        "platform")}
-        if wall is not None:
-            prov["wall_s"] = wall
-        parts.append("<p class='small'>Provenance: " + html.escape(", ".join(f"{k} {v}" for k, v in prov.items()))
-                     + "</p>")
-    return "\n".join(parts)
+def _sweep_section(folder: Path, root: Path) -> list[dict]:
+    plan = _read_json(folder / "sweep.json")
+    jobs = [j for j in (plan.get("jobs") if isinstance(plan, dict) else None) or []
+            if isinstance(j, dict) and isinstance(j.get("id"), str)]
+    rows = []
+    for j in jobs:
+        spec = _read_json(folder / j["id"] / "job.json")
+        spec = spec if isinstance(spec, dict) else {}
+        state = spec.get("status", "missing")
+        if state in ("complete", "diverged"):
+            bad = check_files(folder / j["id"], spec["files"]) if isinstance(spec.get("files"), dict) else [
+                "job.json lists no files"]
+            state, spec = ("incomplete", {"reason": "; ".join(bad[:2])}) if bad else (state, spec)
+        rows.append((j["id"], " ".join(map(str, j.get("assignments", []))), state, spec.get("reason") or ""))
+    counts = Counter(r[2] for r in rows)
+    out = [{"anchor": "s-" + "".join(c if c.isalnum() else "-" for c in str(folder.relative_to(root))),
+            "title": f"Sweep {folder.name}", "folder": str(folder), "wall_s": None, "overrides": [],
+            "preset": None, "jobs": rows, "statuses": ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
+            "counts": f"{len(rows)} jobs"}]
+    for j in jobs[:6]:  # the first jobs' own figures and claims
+        jd = folder / j["id"]
+        spec = _read_json(jd / "job.json")
+        if isinstance(spec, dict) and any(jd.glob("*.png")):
+            out.append(_section(jd, root, f"job {j['id']}: {' '.join(map(str, j.get('assignments', [])))}",
+                                {"config": spec.get("config")}))
+    return out
 
 
 def build_report(root: str | Path, out: str | Path | None = None, title: str = "lazyhasty report") -> Path:
-    """Write ``report.html`` for every experiment folder (``experiment.json``) and sweep (``sweep.json``) under
-    ``root``. Returns the path."""
+    """Write ``report.html`` (a Jinja2 template, ``templates/report.html.j2``; self-contained: figures embedded,
+    no external asset) for every experiment folder (``experiment.json``) and sweep (``sweep.json``) under ``root``:
+    a table of contents, per experiment its claims (``claims.json``), figures, the config that differs from its
+    preset, run time, code revision and run counts; the phase experiment's scaling fits instead of its cell jobs.
+    Folders inside an experiment's folder (the phase cells) are that experiment's, not sections of their own.
+    Returns the path."""
+    import jinja2
+
     root = Path(root)
     try:
         if not root.is_dir():
             raise UsageError(f"no such folder: {root}")
-        exp_files, sweep_files = sorted(root.rglob("experiment.json")), sorted(root.rglob("sweep.json"))
+        found = sorted([(f.parent, "experiment") for f in root.rglob("experiment.json")]
+                       + [(f.parent, "sweep") for f in root.rglob("sweep.json")])
     except OSError as e:
         raise UsageError(f"cannot read {root}: {e.strerror or e}") from None
-    sections = []
-    for exp_file in exp_files:
-        meta = _read_json(exp_file)
+    exp_dirs = {d for d, kind in found if kind == "experiment"}
+    sections, env = [], None
+    for folder, kind in found:
+        if any(parent in exp_dirs for parent in folder.parents):
+            continue  # inside an experiment: its own jobs (phase cells)
+        if kind == "sweep":
+            sections += _sweep_section(folder, root)
+            continue
+        meta = _read_json(folder / "experiment.json")
         meta = meta if isinstance(meta, dict) else {"status": "unreadable experiment.json"}
-        folder = exp_file.parent
-        name = meta.get("experiment", folder.name)
+        env = env or (meta.get("env") if isinstance(meta.get("env"), dict) else None)
         state = meta.get("status")
-        title = f"{name} (preset {meta.get('preset')})" + (f": {state}" if state not in (None, "complete") else "")
-        sections.append(_section(folder, title, meta.get("config") if isinstance(meta.get("config"), dict) else None))
-    for sweep_file in sweep_files:
-        plan = _read_json(sweep_file)
-        folder = sweep_file.parent
-        jobs = [j for j in (plan.get("jobs") if isinstance(plan, dict) else None) or []
-                if isinstance(j, dict) and isinstance(j.get("id"), str)]
-        rows = []
-        for j in jobs:
-            spec = _read_json(folder / j["id"] / "job.json")
-            spec = spec if isinstance(spec, dict) else {}
-            state = spec.get("status", "missing")
-            if state in ("complete", "diverged"):
-                bad = check_files(folder / j["id"], spec["files"]) if isinstance(spec.get("files"), dict) else [
-                    "job.json lists no files"]
-                state, spec = ("incomplete", {"reason": "; ".join(bad[:2])}) if bad else (state, spec)
-            rows.append((j["id"], " ".join(map(str, j.get("assignments", []))), state, spec.get("reason") or ""))
-        counts = Counter(r[2] for r in rows)
-        sections.append(f"<h2>Sweep {html.escape(folder.name)}</h2><p>Jobs by status: "
-                        + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + "</p>"
-                        + _table(rows, ("job", "assignments", "status", "reason")))
-        for j in jobs[:6]:
-            jd = folder / j["id"]
-            spec = _read_json(jd / "job.json")
-            if isinstance(spec, dict) and any(jd.glob("*.png")):
-                sections.append(_section(jd, f"job {j['id']}: {' '.join(map(str, j.get('assignments', [])))}",
-                                         spec.get("config") if isinstance(spec.get("config"), dict) else None))
-    if not sections:
-        sections.append("<p>No experiment or sweep records found under this folder.</p>")
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style><script>{SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>"
-            + "\n".join(sections) + "</body></html>")
+        name = meta.get("experiment", folder.name)
+        sections.append(_section(folder, root, f"{name} (preset {meta.get('preset')})"
+                                 + (f": {state}" if state not in (None, "complete") else ""), meta))
+    template = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined).from_string(
+        resources.files("lazyhasty").joinpath("templates/report.html.j2").read_text())
+    page = template.render(title=title, sections=sections, env=env, root=str(root),
+                           built=time.strftime("%Y-%m-%d %H:%M"))
     path = Path(out) if out else root / "report.html"
     try:
         atomic_write(path, page)
