@@ -188,3 +188,28 @@ def test_the_command_line_compares_a_users_model(tmp_path):
                       (["--model", "mymodels:net", "--data", "mymodels:net"], "must return a lazyhasty.Split")):
         r = cli(tmp_path, *args, *common, "--out", "bad")
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_claims_are_not_measured_without_the_regimes_or_the_targets(comp):
+    """stays_linear is the hand minimum of each run's linearity rows; a missed target or a regime not shown makes
+    every comparison claim 'not measured', never held or not held."""
+    m = comp.metrics
+    lin = comp.stays_linear()
+    for seed in (0, 1):
+        for regime, rid in (("feature", f"alpha=1-seed={seed}"), ("lazy", f"alpha=10-seed={seed}")):
+            for measure in ("ntk_alignment", "sign_similarity"):
+                hand = m[(m.run_id == rid) & (m.metric == measure)].value.min()
+                assert lin["per_pair"][str(seed)][regime][measure] == pytest.approx(hand, rel=1e-12)
+    expect = all(r["lazy"][k] >= 0.9 for r in lin["per_pair"].values() for k in r["lazy"]) and all(
+        any(v < 0.9 for v in r["feature"].values()) for r in lin["per_pair"].values())
+    assert lin["held"] == expect
+    assert lh.gate(True, {"held": True}) is True and lh.gate(False, {"held": True}) is False
+    assert lh.gate(True, {"held": False}) is None and lh.gate(False, {"held": None}) is None
+    assert lh.gate(True, {"held": True}, ["alpha=10-seed=0"]) is None
+    assert comp.missed() == []  # no loss target: no run can miss it
+    short = lh.compare_regimes(factory, DATA, alphas=(1, 10), seeds=(0, 1), **{**KW, "stop": lh.Stop(
+        max_steps=10, loss_below=1e-6)})
+    assert short.missed() == sorted(short.runs.run_id)  # nobody reaches 1e-6 in 10 steps
+    claims = short.claims()
+    assert all(c["held"] is None for c in claims if c["id"] != "stays_linear")
+    assert all("missed the progress target" in c["numbers"]["note"] for c in claims if c["id"] != "stays_linear")

@@ -21,6 +21,7 @@ from .compare import (
     gate,
     linearity_line,
     linearity_verdict,
+    missed_note,
     stays_linear_claim,
 )
 from .data import DatasetError, Groups, Split, yinyang
@@ -52,7 +53,8 @@ __all__ = [
     # one call: every regime from one initialisation, compared at equal progress
     "compare_regimes", "Comparison",
     # claims: one format for every experiment, and whether the runs are in their regimes
-    "claim", "gate", "linearity_verdict", "linearity_line", "stays_linear_claim", "LINEAR_LEVEL", "bootstrap_interval",
+    "claim", "gate", "missed_note", "linearity_verdict", "linearity_line", "stays_linear_claim", "LINEAR_LEVEL",
+    "bootstrap_interval",
     # training: the engine, stopping, measurement points, steppers, losses, probes
     "train", "checkpointing", "CheckpointMismatch", "kernel_regime", "Stop", "Schedule", "Milestones",
     "TrainResult", "fork", "seeded",

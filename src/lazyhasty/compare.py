@@ -58,10 +58,17 @@ def stays_linear_claim(verdict: dict, feature: str, lazy: str) -> dict:
                  **{k: v for k, v in verdict.items() if k != "held"})
 
 
-def gate(held: bool | None, stays_linear: dict) -> bool | None:
-    """A regime comparison is measured only when the runs are shown to be in their regimes: ``held`` unless the
-    ``stays_linear`` claim did not hold, then None (not measured)."""
-    return held if stays_linear["held"] is True else None
+def gate(held: bool | None, stays_linear: dict, missed: Sequence[str] = ()) -> bool | None:
+    """A regime comparison is measured only when the runs are shown to be in their regimes and reached their
+    progress targets: ``held`` unless the ``stays_linear`` claim did not hold or a run ``missed`` its target
+    (run ids), then None (not measured)."""
+    return held if stays_linear["held"] is True and not len(missed) else None
+
+
+def missed_note(missed: Sequence[str]) -> str:
+    """Why a claim is not measured when runs missed their targets ("" when none did)."""
+    return f"not measured: {len(missed)} run(s) missed the progress target within their budget: " \
+        f"{', '.join(missed)}" if len(missed) else ""
 
 
 def linearity_line(v: dict) -> str:
@@ -159,6 +166,8 @@ class Comparison:
                              f"progress {r.progress_from:.4g} -> {r.progress_to:.4g}: {r.ahead} ahead"
                              + (f" ({r.note})" if r.note else ""))
         lines.append("  " + linearity_line(self.stays_linear()))
+        if self.missed():
+            lines.append("  " + missed_note(self.missed()))
         return "\n".join(lines)
 
     def stays_linear(self, level: float = LINEAR_LEVEL) -> dict:
@@ -174,6 +183,7 @@ class Comparison:
         unless the runs stayed in their regimes."""
         s = self.settings
         lin = self.stays_linear(level)
+        missed = self.missed()
         out = [stays_linear_claim(lin, s["feature"], s["lazy"])]
         for r in self.verdict.itertuples():
             if r.ahead == "progress measure":
@@ -181,9 +191,14 @@ class Comparison:
             held = None if r.ahead == "not measured" else r.ahead == "feature"
             out.append(claim(f"feature_first@{r.split}/{r.group}", f"At equal {'/'.join(s['progress'])}, "
                              f"{s['feature']} has the lower loss on {r.split}/{r.group} than {s['lazy']}", source,
-                             gate(held, lin), gap=r.gap, interval=[r.ci_low, r.ci_high], ahead=r.ahead,
-                             per_seed=r.per_seed if isinstance(r.per_seed, list) else [], note=r.note))
+                             gate(held, lin, missed), gap=r.gap, interval=[r.ci_low, r.ci_high], ahead=r.ahead,
+                             per_seed=r.per_seed if isinstance(r.per_seed, list) else [],
+                             note=missed_note(missed) or r.note))
         return out
+
+    def missed(self) -> list[str]:
+        """The runs that stopped at their budget without reaching the stopping target (``converged`` False)."""
+        return sorted(self.runs.run_id[self.runs.converged.map(lambda c: c is False or c == 0)])
 
     def plot(self):
         """One figure: per-group loss against progress for every regime (mean over seeds) and the linearity

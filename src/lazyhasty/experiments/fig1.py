@@ -178,7 +178,7 @@ def summarize(out: Path, cfg: Config, timing: str = "") -> dict:
                          "reached": {f"alpha={a:g}": int((~np.isnan(maps[k, r, :, 0, 0])).sum())
                                      for r, a in enumerate(cfg.alphas)}}
         held = None
-        if both.sum() >= 2:
+        if both.sum() == cfg.seeds >= 2:  # every seed reached it in both regimes: no run left out
             d_easy, d_hard = delta[:, easy].mean(1), delta[:, ~easy].mean(1)
             ci_e, ci_h = lh.bootstrap_interval(d_easy), lh.bootstrap_interval(d_hard)
             held = bool(ci_e[1] < 0 and ci_h[0] > 0)
@@ -187,7 +187,7 @@ def summarize(out: Path, cfg: Config, timing: str = "") -> dict:
             lines.append(f"loss < {th:g} ({both.sum()} seeds): Delta easy {d_easy.mean():+.4f} [{ci_e[0]:+.4f}, "
                          f"{ci_e[1]:+.4f}], hard {d_hard.mean():+.4f} [{ci_h[0]:+.4f}, {ci_h[1]:+.4f}]")
         else:
-            numbers["note"] = f"only {both.sum()} seeds reached loss {th:g} in both regimes"
+            numbers["note"] = f"{both.sum()} of {cfg.seeds} seeds reached loss {th:g} in both regimes (all needed)"
             lines.append(f"loss < {th:g}: {numbers['note']}; not measured")
         claims.append(lh.claim(f"easy_first@{th:g}", f"At mean training loss {th:g}, the non-linear run (alpha="
                                f"{a_nl:g}) has the lower loss on easy points and the higher loss on hard points than "

@@ -36,6 +36,7 @@ from lazyhasty import (
     estimate_cscores,
     gate,
     learning_speed,
+    missed_note,
     stays_linear_claim,
 )
 from lazyhasty.data import FASHION_CLASSES, cifar10, cscores, fashion_mnist, quantile_groups
@@ -130,9 +131,11 @@ def summarize(cfg: Config, out: Path, comp, scores, speed, labels) -> dict:
             "hard_later" if split == "train" else "hard_later@held_out",
             f"At equal mean training loss, loss(lowest C-score decile) - loss(highest decile) on the {split} examples "
             f"is wider for {comp.settings['feature']} than for {comp.settings['lazy']}: the non-linear regime learns "
-            "the hard examples later", "George et al. 2022, Fig. 2 (top), section 3.2.1", gate(held, lin),
+            "the hard examples later", "George et al. 2022, Fig. 2 (top), section 3.2.1",
+            gate(held, lin, comp.missed()),
             difference=float(diff.mean()) if len(diff) else float("nan"), interval=[lo, hi],
-            per_seed=[float(d) for d in diff], levels=hard.levels, note="" if measured else hard.note or easy.note))
+            per_seed=[float(d) for d in diff], levels=hard.levels,
+            note=missed_note(comp.missed()) or ("" if measured else hard.note or easy.note)))
     claims.append(claim("cscore_tracks_speed", "The estimated C-score rank-correlates with how fast a standard run "
                         "learns each example (Spearman > 0, p < 0.05)",
                         "Jiang et al. 2021, eq. 7; George et al. 2022, appendix F", bool(rho > 0 and pvalue < 0.05),

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lazyhasty import SGD, Schedule, Stop, claim, compare_regimes, gate, stays_linear_claim
+from lazyhasty import SGD, Schedule, Stop, claim, compare_regimes, gate, missed_note, stays_linear_claim
 
 from . import Experiment, write_claims
 from ._difficulty import RegimeConfig, load_fmnist, mean_spread, model_factory, noisy_split
@@ -70,9 +70,10 @@ def main(cfg: Config, out: Path) -> dict:
     claims = [stays_linear_claim(lin, comp.settings["feature"], comp.settings["lazy"]),
               claim("noisy_later", f"At equal clean-example training loss, the noisy examples' loss is higher for "
                     f"{comp.settings['feature']} than for {comp.settings['lazy']}: the non-linear regime fits the "
-                    "noisy labels later", source, gate(held, lin), gap=noisy.gap,
+                    "noisy labels later", source, gate(held, lin, comp.missed()), gap=noisy.gap,
                     interval=[noisy.ci_low, noisy.ci_high], levels=noisy.levels,
-                    per_seed=noisy.per_seed if isinstance(noisy.per_seed, list) else [], note=noisy.note,
+                    per_seed=noisy.per_seed if isinstance(noisy.per_seed, list) else [],
+                    note=missed_note(comp.missed()) or noisy.note,
                     best_test_loss=best)]
     return write_claims(out, "fig2_noise", claims, text, out / "comparison.png")
 
