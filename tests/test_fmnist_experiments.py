@@ -41,8 +41,8 @@ def test_fig2_noise_tiny(tmp_path, data_root, capsys):
     assert set(lin["numbers"]["per_pair"]) == {"0", "1"}
     if noisy["numbers"]["per_seed"] == []:  # the regimes shared no range of clean loss: not measured, never a verdict
         assert noisy["held"] is None and "not measured" in capsys.readouterr().out
-    elif lin["held"] is not True:  # the runs are not shown to be in their regimes: not measured
-        assert noisy["held"] is None
+    elif lin["held"] is not True or "missed the progress target" in noisy["numbers"]["note"]:
+        assert noisy["held"] is None  # the runs are not shown in their regimes, or one missed its target
     else:
         lo, hi = noisy["numbers"]["interval"]
         assert noisy["held"] == (lo > 0)
