@@ -4,6 +4,7 @@ stepper; freezing, divergence isolation, records; Linearized members against exp
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch.func import functional_call, jacrev
@@ -179,3 +180,39 @@ def test_bad_ensembles():
     with pytest.raises(ValueError, match="one run id"):
         train(ens, yinyang(10, dtype=torch.float64), loss="bce", stepper=GD(0.1), stop=Stop(max_steps=1),
               run_id=["only one"])
+
+
+def test_batched_probes_and_reused_outputs_equal_the_per_member_path():
+    """The engine's fast measurement (batched loss and distance probes, the step's own outputs reused for a network
+    that computes the same in eval mode) gives the rows of the per-member path, in float64: the second
+    implementation is the same probes called one member at a time on eval-mode outputs (a network with a
+    Dropout(p=0) is not known to be mode-free, so it takes that path)."""
+    import torch.nn as nn
+
+    import lazyhasty as lh
+    from lazyhasty.dynamics.train import _mode_free
+
+    data = lh.yinyang(40, seed=0, dtype=torch.float64)
+    test = lh.yinyang(30, seed=1, dtype=torch.float64)
+
+    def plain():
+        return lh.MLP([2, 16, 16, 1]).double()
+
+    def with_dropout():
+        return nn.Sequential(lh.MLP([2, 16, 16, 1]).double(), nn.Dropout(0.0))
+
+    def run(make, probes):
+        ens = lh.Ensemble([lh.AlphaScaled(lh.seeded(make, s), a) for s, a in ((0, 1.0), (1, 10.0), (2, 0.5))])
+        res = lh.train(ens, data, loss="bce", stepper=lh.GD(0.3), stop=lh.Stop(max_steps=60), splits={"test": test},
+                       probes=probes, schedule=lh.Schedule(points_per_decade=6, milestone_ratio=0.97), progress=False,
+                       run_id=["a", "b", "c"])
+        return ens, pd.concat([r.metrics for r in res]).sort_values(["run_id", "step", "split", "group", "metric"])
+
+    fast_ens, fast = run(plain, (lh.loss_probe, lh.parameter_distance_probe))
+    per_member = (lambda ctx: lh.loss_probe(ctx), lambda ctx: lh.parameter_distance_probe(ctx))  # no .batched
+    slow_ens, slow = run(with_dropout, per_member)
+    assert _mode_free(fast_ens) and not _mode_free(slow_ens)
+    assert len(fast) == len(slow) > 100 and {"loss", "accuracy", "margin", "param_distance"} <= set(fast.metric)
+    for col in ("run_id", "step", "split", "group", "metric"):
+        assert fast[col].tolist() == slow[col].tolist()
+    np.testing.assert_allclose(fast.value.to_numpy(), slow.value.to_numpy(), rtol=1e-12, atol=1e-14)

@@ -152,9 +152,72 @@ def loss_probe(ctx: ProbeContext) -> list[Row]:
     return rows
 
 
+def _group_means(split: Split) -> tuple[list[str], torch.Tensor]:
+    """("all", groups...) and the (G + 1, n) float64 matrix whose rows average over each of them."""
+    names, rows = ["all"], [torch.full((len(split),), 1.0 / len(split), dtype=torch.float64)]
+    for g, idx in split.groups.items():
+        if idx.numel():
+            w = torch.zeros(len(split), dtype=torch.float64)
+            w[idx.cpu()] = 1.0 / idx.numel()
+            names.append(g)
+            rows.append(w)
+    return names, torch.stack(rows)
+
+
+def _loss_probe_batched(batch: BatchContext) -> list[list[Row]]:
+    """:func:`loss_probe` for several members at once: one loss evaluation and one matrix product per split and
+    metric instead of one per member and group."""
+    T = len(batch.members)
+    rows: list[list[Row]] = [[] for _ in range(T)]
+    for name, split in batch.splits.items():
+        out = batch.outputs(name)  # (T, n, ...)
+        n = out.shape[1]
+        flat, y = out.flatten(0, 1), split.y.expand(T, *split.y.shape).flatten(0, 1)
+        groups, W = batch.group_means(name, split)
+        W = W.to(out.device)
+        for metric, per in (("loss", batch.loss(flat, y)), ("accuracy", batch.loss.correct(flat, y)),
+                            ("margin", batch.loss.margin(flat, y))):
+            means = (per.reshape(T, n).double() @ W.T).tolist()  # (T, G + 1)
+            for t in range(T):
+                rows[t] += [(name, g, metric, v) for g, v in zip(groups, means[t])]
+    return rows
+
+
+def _distance_probe_batched(batch: BatchContext) -> list[list[Row]]:
+    """:func:`parameter_distance_probe` for several members at once, from the stacked parameters."""
+    num = sum(((p - p0).double().pow(2).flatten(1).sum(1) for p, p0 in zip(batch.params, batch.params0)))
+    den = sum(p0.double().pow(2).flatten(1).sum(1) for p0 in batch.params0)
+    return [[("-", "-", "param_distance", math.sqrt(a / b) if b else math.nan)]
+            for a, b in zip(num.tolist(), den.tolist())]
+
+
 def parameter_distance_probe(ctx: ProbeContext) -> list[Row]:
     """||theta - theta0|| / ||theta0|| over all parameters (split and group ``"-"``)."""
     return [("-", "-", "param_distance", parameter_distance(ctx.model, ctx.params0)["total"])]
+
+
+@dataclass
+class BatchContext:
+    """What a batched probe (``probe.batched(batch) -> one list of rows per member``) sees: several members of an
+    ensemble at one measurement, with their outputs stacked (``outputs(name)``: (T, n, ...)), their parameters
+    and theta0 stacked ((T, *shape) each, in the same order), and the splits and loss."""
+
+    members: list[int]
+    splits: dict[str, Split]
+    loss: Loss
+    outputs: Callable[[str], torch.Tensor]
+    params: list[torch.Tensor]
+    params0: list[torch.Tensor]
+    cache: dict = field(default_factory=dict, repr=False)
+
+    def group_means(self, name: str, split: Split) -> tuple[list[str], torch.Tensor]:
+        if name not in self.cache:
+            self.cache[name] = _group_means(split)
+        return self.cache[name]
+
+
+loss_probe.batched = _loss_probe_batched  # the engine calls these for the members measured at one point
+parameter_distance_probe.batched = _distance_probe_batched
 
 
 class LinearityProbe:

@@ -33,7 +33,7 @@ from ..errors import Deferred, stopped_by
 from ..models.ensemble import Ensemble
 from . import checkpoint as checkpoints
 from .losses import Loss, get_loss
-from .probes import DEFAULT_PROBES, Probe, ProbeContext, Schedule
+from .probes import DEFAULT_PROBES, BatchContext, Probe, ProbeContext, Schedule
 from .progress import Progress, run_fraction
 from .steppers import Evaluation, Stepper, per_member
 
@@ -164,6 +164,27 @@ class _Run:
     def flush(self) -> None:
         if self.sink is not None:
             self.sink.write(*self.tables())
+
+
+# torch.nn modules that compute the same in train and eval mode (anything else, and any module of another library,
+# is assumed to switch: the engine then measures in eval mode with a forward pass of its own)
+_MODE_FREE = (nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Flatten, nn.Unflatten, nn.Identity,
+              nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softplus,
+              nn.ELU, nn.LeakyReLU, nn.Softmax, nn.LogSoftmax, nn.LayerNorm, nn.GroupNorm, nn.Embedding,
+              nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+
+
+def _mode_free(ens) -> bool:
+    """Whether every module of the ensemble's networks computes the same in train and eval mode: torch.nn's
+    mode-free layers above, or lazyhasty's own modules (whose forward never reads ``training``)."""
+    def free(m: nn.Module) -> bool:
+        if isinstance(m, _MODE_FREE):
+            return True
+        cls = type(m)
+        return cls.__module__.startswith("lazyhasty.") and not any(
+            isinstance(m, t) for t in (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase))
+
+    return all(free(m) for member in ens.members for m in member.modules())
 
 
 def train(
@@ -345,32 +366,51 @@ def train(
                     live[k], weight[k] = False, 0.0
             all_live = all(r.live for r in runs)
 
+        mode_free = _mode_free(ens)  # the same outputs in train and eval mode: no switching, the step's outputs reused
+        group_cache: dict = {}
+
         def measure(todo: dict[int, int | None]) -> dict[int, ProbeContext]:
-            """Run the probes for each member k in ``todo`` (k -> milestone); outputs are computed once for all."""
+            """Run the probes for each member k in ``todo`` (k -> milestone). Outputs are computed once for all
+            members (or, for a full-batch step of a network that computes the same in eval mode, taken from the
+            step's own forward pass); probes with a ``batched`` form run once for all members in ``todo``."""
             nonlocal probe_s
             t0 = time.perf_counter()
             was = ens.training
-            ens.eval()
+            switch = was and not mode_free
+            if switch:
+                ens.eval()
             stacked: dict[str, torch.Tensor] = {}
+            reuse = mode_free and stepper.full_batch and cur is not None and cur.index is None
 
-            def source(name: str, k: int) -> torch.Tensor:
+            def source(name: str) -> torch.Tensor:
                 if name not in stacked:
-                    with torch.no_grad():
-                        stacked[name] = torch.cat([ens(xb) for xb in splits[name].x.split(4096)], dim=1)
-                return stacked[name][k]
+                    if reuse and name == "train":
+                        stacked[name] = cur.out
+                    else:
+                        with torch.no_grad():
+                            stacked[name] = torch.cat([ens(xb) for xb in splits[name].x.split(4096)], dim=1)
+                return stacked[name]
 
+            ks = list(todo)
+            ix = torch.tensor(ks, device=params[0].device)
             ctxs = {}
             try:
-                for k, milestone in todo.items():
+                batch = BatchContext(ks, splits, loss, lambda name: source(name)[ix],
+                                     [q.detach()[ix] for q in params], [q[ix] for q in ens.stacked_params0().values()],
+                                     group_cache)
+                done = {id(probe): probe.batched(batch) for probe in probes if hasattr(probe, "batched")}
+                for pos, (k, milestone) in enumerate(todo.items()):
                     r = runs[k]
                     ctx = ProbeContext(ens.member(k), splits, loss, r.step, r.t, ens.params0(k), milestone, r.run_id,
-                                       source=lambda name, k=k: source(name, k))
+                                       source=lambda name, k=k: source(name)[k])
                     for probe in probes:
-                        for split, group, metric, value in probe(ctx):
+                        rows = done[id(probe)][pos] if id(probe) in done else probe(ctx)
+                        for split, group, metric, value in rows:
                             r.rows.append((r.run_id, r.step, r.t, milestone, split, group, metric, float(value)))
                     ctxs[k] = ctx
             finally:
-                ens.train(was)
+                if switch:
+                    ens.train(was)
             probe_s += time.perf_counter() - t0
             return ctxs
 
@@ -442,8 +482,10 @@ def train(
                     if m is not None or schedule.log_step(r.step):
                         todo[k] = m
                 ctxs = measure(todo) if todo else {}
-                if ctxs:  # parameters are checked at measurement points
-                    finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in params]).all(0).tolist()
+                if ctxs:  # parameters are checked at measurement points (of the members measured)
+                    ix = torch.tensor(list(ctxs), device=params[0].device)
+                    finite = dict(zip(ctxs, torch.stack([torch.isfinite(p.detach()[ix]).flatten(1).all(1)
+                                                         for p in params]).all(0).tolist()))
                 for k in [k for k in new if k not in ending]:
                     r, ctx = runs[k], ctxs.get(k)
                     if ctx is not None and not finite[k]:
