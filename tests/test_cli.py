@@ -94,3 +94,37 @@ def test_override_types():
     for bad in (["a=1.5"], ["d=maybe"], ["c="], ["z=1"]):
         with pytest.raises(UsageError):
             override(_Cfg(), bad)
+
+
+def test_claims_table_show_and_readme_block(tmp_path, capsys):
+    """`lazyhasty claims DIR` prints every claim of every experiment under DIR, `--readme` replaces only the marked
+    block, `show DIR` prints the claims; bad input is exit 2 with one line."""
+    import json
+
+    root = tmp_path / "runs"
+    for name, claims in (("fig4", [{"id": "example1", "text": "Example 1: the order flips between the regimes",
+                                    "source": "Fig. 4", "held": True, "numbers": {}}]),
+                         ("fig3", [{"id": "robust_first@bal_test", "text": "alpha=100 is more robust at first",
+                                    "source": "Fig. 3", "held": None, "numbers": {"note": "a run missed"}}])):
+        (root / name).mkdir(parents=True)
+        (root / name / "experiment.json").write_text(json.dumps({"experiment": name, "preset": "quick",
+                                                                 "wall_s": 12.3}))
+        (root / name / "claims.json").write_text(json.dumps({"experiment": name, "claims": claims}))
+    assert main(["claims", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "| fig4 (quick, 12 s) | `example1` | **held** |" in out and "**not measured**" in out
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- claims:begin -->\nold\n<!-- claims:end -->\noutro\n")
+    assert main(["claims", str(root), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- claims:begin -->\n| experiment")
+    assert text.endswith("<!-- claims:end -->\noutro\n")
+    assert "old" not in text and text.count("robust_first@bal_test") == 1
+    assert main(["show", str(root)]) == 0 and "example1: HELD" in capsys.readouterr().out
+    readme.write_text("no markers\n")
+    for args, msg in ((["claims", str(tmp_path / "none")], "no such folder"),
+                      (["claims", str(root), "--readme", str(readme)], "block to replace"),
+                      (["show", str(tmp_path / "README.md")], "unknown experiment")):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err, err

@@ -270,7 +270,10 @@ def _cmd_claims(args) -> int:
     if begin not in text or end not in text:
         raise UsageError(f"{readme} has no '{begin}' ... '{end}' block to replace")
     head, rest = text.split(begin, 1)
-    atomic_write(readme, head + begin + "\n" + table + end + rest.split(end, 1)[1])
+    try:
+        atomic_write(readme, head + begin + "\n" + table + end + rest.split(end, 1)[1])
+    except OSError as e:
+        raise UsageError(f"cannot write {readme}: {e.strerror or e}") from None
     print(f"[claims] {len(table.splitlines()) - 2} claims from {args.dir} written to {readme}")
     return 0
 
