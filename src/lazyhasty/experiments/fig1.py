@@ -81,17 +81,14 @@ class GridProbe:
     def __init__(self, x: torch.Tensor, y: torch.Tensor):
         self.x, self.y = x, y
         self.maps: dict[tuple[str, int], np.ndarray] = {}
-        self.seconds = 0.0
 
     def __call__(self, ctx):
         if ctx.milestone is None:
             return []
-        t0 = time.perf_counter()
         with torch.no_grad():
             out = torch.cat([ctx.model(xb) for xb in self.x.split(16384)])
         loss = lh.BCE()(out, self.y).float().cpu().numpy()
         self.maps[(ctx.run_id, ctx.milestone)] = loss
-        self.seconds += time.perf_counter() - t0
         return [("grid", "all", "loss", float(loss.mean()))]
 
 
