@@ -79,10 +79,10 @@ def test_layouts_are_consistent(gen):
     assert torch.allclose(full, full.permute(2, 3, 0, 1))  # symmetric
 
 
-def test_auto_falls_back_for_convolutions_and_shared_layers(gen):
+def test_structured_handles_convolutions_and_shared_layers_exactly(gen):
     cnn = seeded(lambda: CNN(in_channels=1, num_outputs=2, width=3, depth=2).double(), 0)
-    x = torch.randn(3, 1, 6, 6, generator=gen, dtype=torch.float64)
-    assert rel(ntk_gram(cnn, x), reference_ntk(cnn, x, x)) < 1e-10
+    xc = torch.randn(3, 1, 6, 6, generator=gen, dtype=torch.float64)
+    assert rel(ntk_gram(cnn, xc), reference_ntk(cnn, xc, xc)) < 1e-10
 
     class Shared(nn.Module):  # the same Linear used twice: structured factors would be wrong
         def __init__(self):
@@ -97,13 +97,15 @@ def test_auto_falls_back_for_convolutions_and_shared_layers(gen):
     net = seeded(lambda: Shared().double(), 0)
     x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
     assert rel(ntk_gram(net, x), reference_ntk(net, x, x)) < 1e-10
-    with pytest.raises(ValueError, match="structured"):
-        ntk_gram(cnn, torch.randn(2, 1, 6, 6, dtype=torch.float64), method="structured")
+    x2 = torch.randn(2, 1, 6, 6, generator=gen, dtype=torch.float64)
+    for outputs, ref in layouts(reference_ntk(cnn, x2, xc)).items():  # blocks of 2 across 3 and 2 examples
+        assert rel(ntk_gram(cnn, x2, xc, outputs=outputs, method="structured", block=2), ref) < 1e-10
+        assert rel(ntk_gram(cnn, xc, outputs=outputs, block=2), layouts(reference_ntk(cnn, xc, xc))[outputs]) < 1e-10
 
 
-def test_per_token_linear_layers_are_never_given_the_per_example_rule(gen):
-    """nn.Linear on (n, T, d) shares its weights over tokens; the structured rule (one input row per example)
-    would return a (nT, nT) kernel. It must hand such models to the exact path, whatever the output shape."""
+def test_per_token_linear_layers_sum_over_token_pairs(gen):
+    """nn.Linear on (n, T, d) shares its weights over tokens: the rule for one input row per example would return a
+    (nT, nT) kernel. The structured path sums the per-example gradient over tokens, whatever the output shape."""
 
     class PerToken(nn.Module):  # (n, T, d) -> per-token MLP -> mean over tokens -> read-out
         def __init__(self, pool: bool):
@@ -121,8 +123,6 @@ def test_per_token_linear_layers_are_never_given_the_per_example_rule(gen):
         for outputs, ref in layouts(reference_ntk(net, x1, x2)).items():
             K = ntk_gram(net, x1, x2, outputs=outputs)
             assert K.shape == ref.shape and rel(K, ref) < 1e-10, (pool, outputs)
-        with pytest.raises(ValueError, match="structured"):
-            ntk_gram(net, x1, method="structured")
 
 
 def test_regime_kernels(gen):

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .data.groups import Split
+from .data.inputs import take
 from .dynamics.checkpoint import current as current_checkpointing
 from .dynamics.losses import MSE, Loss, get_loss
 from .dynamics.probes import LinearityProbe, Schedule, loss_probe, parameter_distance_probe
@@ -263,7 +264,7 @@ def _check_inputs(model: nn.Module, train_set: Split, splits: dict[str, Split], 
                              f"{len(split)} examples in no group; give every example a group (e.g. "
                              "Groups.from_labels(labels))")
     with torch.no_grad():
-        out = model(train_set.x[:2])
+        out = model(take(train_set.x, slice(0, 2)))
     try:
         per = loss(out, train_set.y[:2])
     except (ValueError, RuntimeError, IndexError, TypeError) as e:
@@ -354,7 +355,7 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
     for seed in seeds:
         base = base if seed == seeds[0] else seeded(model_factory, seed)  # the first was built for the checks
         g = torch.Generator().manual_seed(10_000 + seed)
-        probe_x = train_set.x[torch.randperm(len(train_set), generator=g)[:probe_size]]
+        probe_x = take(train_set.x, torch.randperm(len(train_set), generator=g)[:probe_size])
         probes = [loss_probe, parameter_distance_probe]
         if linearity:
             probes.append(LinearityProbe(probe_x, split="probe", outputs="trace", per_layer=False))

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .inputs import batch_size, cast
+
 
 class Groups(Mapping):
     """Named groups of examples: ``{name: LongTensor of example indices}``.
@@ -58,22 +60,22 @@ class Groups(Mapping):
 
 @dataclass
 class Split:
-    """A set of examples to train on or probe: inputs x (n, ...), targets y (n, ...), optional groups."""
+    """A set of examples to train on or probe: inputs x (n, ...) -- a tensor, or a tuple or dict of tensors each
+    batched along dimension 0 (see :mod:`lazyhasty.data.inputs`) --, targets y (n, ...), optional groups."""
 
-    x: torch.Tensor
+    x: torch.Tensor | tuple | dict
     y: torch.Tensor
     groups: Groups = field(default_factory=Groups)
 
     def __post_init__(self):
-        if len(self.x) != len(self.y):
-            raise ValueError(f"x has {len(self.x)} examples but y has {len(self.y)}")
+        n = batch_size(self.x)
+        if n != len(self.y):
+            raise ValueError(f"x has {n} examples but y has {len(self.y)}")
         if not isinstance(self.groups, Groups):
-            self.groups = Groups(self.groups, n=len(self.x))
+            self.groups = Groups(self.groups, n=n)
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.y)
 
     def to(self, device=None, dtype=None) -> Split:
-        x = self.x.to(device=device, dtype=dtype if self.x.is_floating_point() else None)
-        y = self.y.to(device=device, dtype=dtype if self.y.is_floating_point() else None)
-        return Split(x, y, self.groups)
+        return Split(cast(self.x, device, dtype), cast(self.y, device, dtype), self.groups)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..data.groups import Split
+from ..data.inputs import chunks, first
 from ..models.ensemble import Ensemble
 from .probes import Schedule
 from .steppers import SGD
@@ -53,17 +54,17 @@ def estimate_cscores(split: Split, model_fn: Callable[[], nn.Module], ratios: Se
     n = len(split)
     rng = np.random.default_rng(seed)
     members = [(r, k) for r in ratios for k in range(runs_per_ratio)]
-    weights = torch.zeros(len(members), n, dtype=split.x.dtype)
+    weights = torch.zeros(len(members), n, dtype=first(split.x).dtype)
     for m, (r, _) in enumerate(members):
         weights[m, rng.choice(n, size=max(1, int(round(r * n))), replace=False)] = 1.0
-    ens = Ensemble([seeded(model_fn, seed * 1000 + m) for m in range(len(members))]).to(split.x.device)
+    ens = Ensemble([seeded(model_fn, seed * 1000 + m) for m in range(len(members))]).to(first(split.x).device)
     steps = epochs * _epoch_steps(n, batch_size)
     train(ens, split, loss="cross_entropy", stepper=SGD(lr, momentum=momentum, batch_size=batch_size),
           stop=Stop(max_steps=steps), probes=(), schedule=Schedule(points_per_decade=0, milestone_ratio=None),
-          data_seed=seed, weights=weights.to(split.x.device), progress=progress)
+          data_seed=seed, weights=weights.to(first(split.x).device), progress=progress)
     ens.eval()
     with torch.no_grad():
-        out = torch.cat([ens(xb) for xb in split.x.split(2048)], dim=1)  # (E, n, C)
+        out = torch.cat([ens(xb) for xb in chunks(split.x, 2048)], dim=1)  # (E, n, C)
     if score == "correct":
         val = (out.argmax(-1) == split.y).double()
     else:
@@ -96,7 +97,7 @@ def learning_speed(split: Split, model_fn: Callable[[], nn.Module], epochs: int 
             seen.setdefault(ctx.run_id, []).append(ctx.loss.correct(ctx.outputs("train"), y).double().cpu().numpy())
         return []
 
-    ens = Ensemble([seeded(model_fn, s) for s in seeds]).to(split.x.device)
+    ens = Ensemble([seeded(model_fn, s) for s in seeds]).to(first(split.x).device)
     per_epoch = _epoch_steps(len(split), batch_size)
     train(ens, split, loss="cross_entropy", stepper=SGD(lr, momentum=momentum, batch_size=batch_size),
           stop=Stop(max_steps=epochs * per_epoch), probes=(correctness,),

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..data.groups import Split
+from ..data.inputs import chunks
 from ..metrics.alignment import kernel_alignment, kernel_distance
 from ..metrics.linearity import parameter_distance, representation_alignment, sign_similarity
 from ..metrics.ntk import ntk_gram
@@ -129,7 +130,7 @@ class ProbeContext:
             else:
                 with torch.no_grad():
                     x = self.splits[name].x
-                    self.computed[name] = torch.cat([self.model(xb) for xb in x.split(self.batch_size)])
+                    self.computed[name] = torch.cat([self.model(xb) for xb in chunks(x, self.batch_size)])
         return self.computed[name]
 
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..data.groups import Split
+from ..data.inputs import chunks, leaves, take
 from ..errors import Deferred, stopped_by
 from ..models.ensemble import Ensemble
 from . import checkpoint as checkpoints
@@ -296,7 +297,7 @@ def train(
         def evaluate(index: torch.Tensor | None = None) -> Evaluation:
             """Every member at once. Stopped or diverged members are masked out of everything a stepper sees (loss,
             gradients, outputs), so that one member's NaN never reaches another's update."""
-            x, y = (train_set.x, train_set.y) if index is None else (train_set.x[index], train_set.y[index])
+            x, y = (train_set.x, train_set.y) if index is None else (take(train_set.x, index), train_set.y[index])
             out = ens(x)  # (E, m, ...)
             per = per_example(out, y)  # (E m,)
             mean = mean_loss(per, index)  # (E,)
@@ -308,7 +309,7 @@ def train(
             return Evaluation(mean.detach(), grads, out, per.detach().view(E, -1), live, index)
 
         with torch.no_grad():
-            out0 = torch.cat([ens(xb) for xb in train_set.x.split(4096)], dim=1)
+            out0 = torch.cat([ens(xb) for xb in chunks(train_set.x, 4096)], dim=1)
             loss0 = mean_loss(per_example(out0, train_set.y).double(), None).cpu().numpy()
         runs = [_Run(rid, sink, schedule.milestones(float(l0)), float(l0)) for rid, sink, l0 in zip(ids, sinks, loss0)]
         all_live, probe_s, wall0, elapsed0 = True, 0.0, time.perf_counter(), 0.0
@@ -323,7 +324,7 @@ def train(
             "members": E, "examples": n, "stepper": repr(stepper), "stop": repr(stop), "schedule": repr(schedule),
             "loss": type(loss).__name__, "data_seed": int(data_seed), "splits": {k: len(v) for k, v in splits.items()},
             "probes": [getattr(p, "__qualname__", type(p).__qualname__) for p in probes],
-            "data": checkpoints.digest(train_set.x, train_set.y, weights),
+            "data": checkpoints.digest(*leaves(train_set.x), train_set.y, weights),
             "run_ids": ids if named else None}
         saved = None if ckpt_path is None or (checkpoint is None and not ctx.resume) else \
             checkpoints.load(ckpt_path)
@@ -388,7 +389,7 @@ def train(
                         stacked[name] = cur.out
                     else:
                         with torch.no_grad():
-                            stacked[name] = torch.cat([ens(xb) for xb in splits[name].x.split(4096)], dim=1)
+                            stacked[name] = torch.cat([ens(xb) for xb in chunks(splits[name].x, 4096)], dim=1)
                 return stacked[name]
 
             ks = list(todo)

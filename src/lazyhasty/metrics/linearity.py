@@ -3,6 +3,7 @@ parameter distance (George et al., sec. 2 "Linearity measures"; Geiger et al. 20
 
 All take the model (plain or a regime wrapper; for a wrapper the underlying network f_theta is measured) and
 theta0 either as a ``{name: tensor}`` dict (the wrapper's or the network's names) or as a module holding theta0.
+Inputs may be pytrees (:mod:`lazyhasty.data.inputs`); batch norm runs on its (frozen) running statistics.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..data.inputs import batch_size
 from ..models.activations import Activation
+from ..models.regimes import frozen_stats
 from .alignment import kernel_alignment
 from .ntk import unwrap
 
@@ -43,7 +46,7 @@ def _capture(net: nn.Module, select, params, x, which: str) -> list[torch.Tensor
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if select(m)]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), frozen_stats(net):
             functional_call(net, params, (x,)) if params is not None else net(x)
     finally:
         for h in handles:
@@ -86,8 +89,9 @@ def representation_alignment(model: nn.Module, params0, x: torch.Tensor, layer: 
     the last linear layer (the last non-softmax representation; George et al. sec. 2), or of ``layer``."""
     net, _, _ = unwrap(model)
     p0 = _params0(model, params0)
-    R = _last_linear_input(net, None, x, layer).reshape(len(x), -1).double()
-    R0 = _last_linear_input(net, p0, x, layer).reshape(len(x), -1).double()
+    n = batch_size(x)
+    R = _last_linear_input(net, None, x, layer).reshape(n, -1).double()
+    R0 = _last_linear_input(net, p0, x, layer).reshape(n, -1).double()
     return kernel_alignment(R @ R.T, R0 @ R0.T)
 
 

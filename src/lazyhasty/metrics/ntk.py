@@ -1,29 +1,45 @@
 """The empirical neural tangent kernel, K(x, x')_{cc'} = grad_theta f_c(x) . grad_theta f_c'(x').
 
-Two algorithms (``method``):
+K is a sum over parameter tensors, and each tensor is handled by the cheapest exact rule that applies:
 
-* ``"structured"`` -- for networks whose parameters all live in ``nn.Linear`` layers (``NTKLinear`` included).
-  A layer y = s W a + s_b b contributes K_l[i c, j c'] = (s^2 a_i.a_j + s_b^2) (delta_ic . delta_jc') where a are
-  the layer's inputs and delta_ic = d f_c(x_i) / d y_i its output-gradients. One forward pass and one batched
-  backward pass (all C outputs at once, ``is_grads_batched``) give every a and delta; the kernel is then a sum
-  of matrix products. Per-example parameter gradients are never formed. FLOPs for the full layout:
-  sum_l 2 n1 n2 (fan_in + C^2 fan_out), versus 2 n1 n2 C^2 P for J J^T.
-* ``"jacobian"`` -- any module: per-example Jacobians by ``vmap(jacrev)`` on blocks of ``block`` examples,
-  contracted parameter tensor by parameter tensor. Memory per block: block * C * P numbers.
-* ``"auto"`` picks ``structured`` when every trainable parameter belongs to an ``nn.Linear`` layer that runs
-  once per forward pass, else ``jacobian``.
+* **Linear layers seen once per example** (a (n, fan_in) input): y = s W a + s_b b contributes
+  K_l[i c, j c'] = (s^2 a_i.a_j + s_b^2) (delta_ic . delta_jc'), delta_ic = d f_c(x_i) / d y_i. One forward pass and
+  one batched backward pass (all C outputs at once, ``is_grads_batched``) give every a and delta; the kernel is a
+  sum of matrix products and per-example gradients are never formed.
+* **Weight sharing within an example**: a Linear layer on tokens (n, T, fan_in) and Conv2d (positions). The
+  per-example gradient is summed over the shared positions, g_ic = s sum_t delta_ict a_it^T (for a convolution
+  a_it are the unfolded input patches; Novak et al. 2022's structured derivatives), from the same forward and
+  backward pass, and contracted: K_l = g g'^T.
+* **Every other parameter** (embeddings, norms, attention projections held as raw parameters, modules called
+  twice, modules not listed below) goes to the generic rule: per-example Jacobians by ``vmap(jacrev)`` of those
+  parameters only, contracted tensor by tensor. A module is given a structured rule only when it is one of
+  ``nn.Linear``, ``NTKLinear``, ``nn.Conv2d`` (zero padding, groups = 1), ``NTKConv2d``, runs exactly once per
+  forward pass, shares no parameter, keeps its output unmodified, and sees the examples along dimension 0 (checked
+  by running two batch sizes); nothing else is guessed.
+
+``method="jacobian"`` sends every parameter to the generic rule (the reference the tests compare against);
+``"structured"`` and ``"auto"`` use the rules above.
 
 Regime wrappers: for ``AlphaScaled(model, alpha)`` the kernel is alpha^2 times the model's; for
-``Linearized(model)`` it is the model's kernel at theta0 (its Jacobian is constant).
+``Linearized(model)`` it is the model's kernel at theta0 (its Jacobian is constant). Batch norm is evaluated with its
+running statistics (for a wrapper, the frozen wrap-time ones: the state policy of :mod:`lazyhasty.models.regimes`);
+batch norm without running statistics couples the examples and is refused. Inputs may be pytrees
+(:mod:`lazyhasty.data.inputs`).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
+from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
+from torch.utils._pytree import tree_map
 
-from ..models.regimes import AlphaScaled, Linearized
+from ..data.inputs import batch_size, chunks, first, take
+from ..models.cnn import NTKConv2d
+from ..models.mlp import NTKLinear
+from ..models.regimes import AlphaScaled, Linearized, ad_kernels, batch_coupled, frozen_stats
 
 LAYOUTS = ("full", "trace", "diagonal")
 METHODS = ("auto", "structured", "jacobian")
@@ -50,57 +66,105 @@ def _as_2d(f: torch.Tensor) -> torch.Tensor:
     return f[:, None] if f.ndim == 1 else f.reshape(f.shape[0], -1)
 
 
-def _linear_layers(model: nn.Module) -> list[nn.Linear] | None:
-    """The Linear layers if they hold every trainable parameter, else None."""
-    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    covered = {id(p) for m in layers for p in (m.weight, m.bias) if p is not None}
-    if all(id(p) in covered for p in model.parameters() if p.requires_grad):
-        return layers
-    return None
+_LINEAR = (nn.Linear, NonDynamicallyQuantizableLinear, NTKLinear)
+_CONV = (nn.Conv2d, NTKConv2d)
 
 
-def _structured_factors(model, layers, params, x, block):
-    """Per layer: a (n, fan_in), delta (C, n, fan_out), weight and bias scales. None if a layer is reused or sees
-    anything but one input row per example (e.g. (n, T, d) tokens), where this rule would be wrong."""
-    acts: dict[int, list] = {id(m): [] for m in layers}
-    deltas: dict[int, list] = {id(m): [] for m in layers}
-    if params is None:
-        params = dict(model.named_parameters())
+def _known(m: nn.Module) -> bool:
+    if type(m) in _LINEAR:
+        return True
+    return type(m) in _CONV and m.groups == 1 and m.padding_mode == "zeros" and not isinstance(m.padding, str)
+
+
+def _call(net, params, buffers, x):
+    return _as_2d(functional_call(net, (params, buffers), (x,)))
+
+
+def _hooked(net, modules, params, buffers, x):
+    """One forward pass recording each module's (input, output, output version at the hook); f as (b, C)."""
+    seen: dict[int, list] = {id(m): [] for m in modules}
+
+    def hook(mod, inp, out):
+        seen[id(mod)].append((inp[0], out, out._version))
+
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        f = _call(net, params, buffers, x)
+    finally:
+        for h in handles:
+            h.remove()
+    return f, seen
+
+
+def _plan(net, params, buffers, x) -> tuple[list[nn.Module], list[str]]:
+    """(modules given a structured rule, parameter names left to the generic rule), from forward passes on the first
+    two examples and on the first one (to see which dimension is the examples')."""
+    names = {id(p): n for n, p in net.named_parameters(remove_duplicate=False)}
+    owners: dict[int, int] = {}
+    for m in net.modules():
+        for p in m.parameters(recurse=False):
+            owners[id(p)] = owners.get(id(p), 0) + 1
+    shared = {id(p) for n, p in net.named_parameters(remove_duplicate=False)} - \
+        {i for i, k in owners.items() if k == 1}
+    cands = [m for m in net.modules() if _known(m) and not any(id(p) in shared for p in m.parameters())]
+    with torch.no_grad():
+        _, two = _hooked(net, cands, params, buffers, take(x, slice(0, 2)))
+        _, one = _hooked(net, cands, params, buffers, take(x, slice(0, 1)))
+    b = min(2, batch_size(x))
+    chosen = []
+    for m in cands:
+        if len(two[id(m)]) != 1 or len(one[id(m)]) != 1:
+            continue  # not run, or run several times: generic
+        (a2, o2, v2), (a1, _, _) = two[id(m)][0], one[id(m)][0]
+        if o2._version != v2 or a2.shape[0] != b or a1.shape[0] != 1 or a2.shape[1:] != a1.shape[1:]:
+            continue  # output edited in place afterwards, or examples not along dimension 0
+        if type(m) in _CONV and a2.ndim != 4:
+            continue
+        chosen.append(m)
+    mine = {id(p) for m in chosen for p in m.parameters()}
+    rest = [n for n, p in params.items() if id(dict(net.named_parameters()).get(n)) not in mine]
+    return chosen, rest
+
+
+def _scales(m) -> tuple[float, float]:
+    ws = float(getattr(m, "weight_scale", 1.0)) if m.weight.requires_grad else 0.0
+    bs = float(getattr(m, "bias_scale", 1.0)) if m.bias is not None and m.bias.requires_grad else 0.0
+    return ws, bs
+
+
+def _factors(net, modules, params, buffers, x):
+    """One forward and one batched backward pass on a block: per module either ("gram", a (b, fan_in),
+    delta (C, b, fan_out)) for a linear layer seen once per example, or ("jac", g (b, C, P_m)) per-example gradients
+    summed over shared positions."""
     params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-    for xb in x.split(block):
-        outs, ins = [], []
-
-        def hook(mod, inp, out, ins=ins, outs=outs):
-            ins.append((mod, inp[0]))
-            outs.append(out)
-
-        handles = [m.register_forward_hook(hook) for m in layers]
-        try:
-            with torch.enable_grad():
-                f = _as_2d(functional_call(model, params, (xb,)))  # (b, C)
-                C = f.shape[1]
-                if len(outs) != len(layers) or len({id(m) for m, _ in ins}) != len(layers):
-                    return None  # a layer ran twice or not at all: structure unknown
-                if any(a.ndim != 2 or a.shape[0] != f.shape[0] for _, a in ins):
-                    return None  # a layer applied per token (weight sharing within an example): not this rule
-                basis = torch.eye(C, dtype=f.dtype, device=f.device)[:, None, :].expand(C, f.shape[0], C)
-                ds = torch.autograd.grad(f, outs, grad_outputs=basis, is_grads_batched=True, allow_unused=True)
-        finally:
-            for h in handles:
-                h.remove()
-        for (m, a), d, o in zip(ins, ds, outs):
-            if d is None:
-                d = torch.zeros((C, *o.shape), dtype=o.dtype, device=o.device)
-            acts[id(m)].append(a.detach().reshape(-1, a.shape[-1]))
-            deltas[id(m)].append(d.detach().reshape(C, -1, d.shape[-1]))
-    out = []
-    for m in layers:
-        a = torch.cat(acts[id(m)])  # (n, fan_in)
-        d = torch.cat(deltas[id(m)], dim=1)  # (C, n, fan_out)
-        ws = float(getattr(m, "weight_scale", 1.0))
-        bs = float(getattr(m, "bias_scale", 1.0)) if m.bias is not None and m.bias.requires_grad else 0.0
-        out.append((a, d, ws if m.weight.requires_grad else 0.0, bs))
-    return out
+    with torch.enable_grad():
+        f, seen = _hooked(net, modules, params, buffers, x)
+        b, C = f.shape
+        if any(len(seen[id(m)]) != 1 for m in modules):
+            raise RuntimeError("the network ran its layers differently on this block than on the first examples; "
+                               "use method='jacobian'")
+        outs = [seen[id(m)][0][1] for m in modules]
+        basis = torch.eye(C, dtype=f.dtype, device=f.device)[:, None, :].expand(C, b, C)
+        ds = torch.autograd.grad(f, outs, grad_outputs=basis, is_grads_batched=True, allow_unused=True) if outs else []
+    res = []
+    for m, d, o in zip(modules, ds, outs):
+        a = seen[id(m)][0][0].detach()
+        d = torch.zeros((C, *o.shape), dtype=o.dtype, device=o.device) if d is None else d.detach()
+        ws, bs = _scales(m)
+        if type(m) in _CONV:
+            a = F.unfold(a, m.kernel_size, m.dilation, m.padding, m.stride)  # (b, cin k k, L)
+            d = d.flatten(3)  # (C, b, cout, L)
+            g = [ws * torch.einsum("cbol,bkl->bcok", d, a).flatten(2)] if ws else []
+            g += [bs * d.sum(3).transpose(0, 1)] if bs else []
+            res.append(("jac", torch.cat(g, 2)))
+        elif a.ndim == 2:
+            res.append(("gram", a, d, ws, bs))
+        else:  # tokens: (b, T, fan_in), (C, b, T, fan_out)
+            a, d = a.reshape(b, -1, a.shape[-1]), d.reshape(C, b, -1, d.shape[-1])
+            g = [ws * torch.einsum("cbto,bti->bcoi", d, a).flatten(2)] if ws else []
+            g += [bs * d.sum(2).transpose(0, 1)] if bs else []
+            res.append(("jac", torch.cat(g, 2)))
+    return res
 
 
 def _is_readout(d: torch.Tensor) -> float | None:
@@ -113,100 +177,138 @@ def _is_readout(d: torch.Tensor) -> float | None:
     return float(s) if torch.equal(d, eye.expand(C, n, C)) else None
 
 
-def _structured(model, layers, params, x1, x2, outputs, block):
-    f1 = _structured_factors(model, layers, params, x1, block)
-    if f1 is None:
-        return None
-    f2 = f1 if x2 is None else _structured_factors(model, layers, params, x2, block)
-    n1, n2 = f1[0][0].shape[0], f2[0][0].shape[0]
-    C = f1[0][1].shape[0]
-    dtype, device = f1[0][0].dtype, f1[0][0].device
-    shape = {"full": (n1, C, n2, C), "trace": (n1, n2), "diagonal": (n1, n2, C)}[outputs]
-    K = torch.zeros(shape, dtype=dtype, device=device)
-    H = None
-    for (a1, d1, ws, bs), (a2, d2, _, _) in zip(f1, f2):
-        G = torch.mm(a1, a2.T) if ws else torch.zeros(n1, n2, dtype=dtype, device=device)  # (n1, n2)
-        G.mul_(ws * ws).add_(bs * bs)
-        s1 = _is_readout(d1)
-        s = s1 if s1 is not None and (d2 is d1 or _is_readout(d2) == s1) else None
-        if s is not None:  # delta . delta' = s^2 [c = c']: only the diagonal output blocks change
-            G.mul_(s * s)
-            if outputs == "full":
-                K.diagonal(dim1=1, dim2=3).add_(G[:, :, None])
-            elif outputs == "trace":
-                K.add_(G, alpha=C)
-            else:
-                K.add_(G[:, :, None])
-            continue
-        fo = d1.shape[2]
+def _add_gram(K, a1, d1, a2, d2, ws, bs, outputs, H=None):
+    """K += the contribution (s^2 a.a' + s_b^2) (delta . delta') of one linear layer seen once per example."""
+    n1, n2, C = a1.shape[0], a2.shape[0], d1.shape[0]
+    G = torch.mm(a1, a2.T) if ws else torch.zeros(n1, n2, dtype=K.dtype, device=K.device)  # (n1, n2)
+    G.mul_(ws * ws).add_(bs * bs)
+    s1 = _is_readout(d1)
+    s = s1 if s1 is not None and (d2 is d1 or _is_readout(d2) == s1) else None
+    if s is not None:  # delta . delta' = s^2 [c = c']: only the diagonal output blocks change
+        G.mul_(s * s)
         if outputs == "full":
-            D1 = d1.permute(1, 0, 2).reshape(n1 * C, fo)  # rows (i, c)
-            D2 = D1 if d2 is d1 else d2.permute(1, 0, 2).reshape(n2 * C, fo)
-            if H is None:
-                H = torch.empty(n1 * C, n2 * C, dtype=dtype, device=device)
-            torch.mm(D1, D2.T, out=H)  # (n1 C, n2 C)
-            K.addcmul_(G[:, None, :, None], H.view(n1, C, n2, C))
+            K.diagonal(dim1=1, dim2=3).add_(G[:, :, None])
         elif outputs == "trace":
-            Ht = torch.mm(d1.permute(1, 0, 2).reshape(n1, C * fo), d2.permute(1, 0, 2).reshape(n2, C * fo).T)
-            K.addcmul_(G, Ht)
+            K.add_(G, alpha=C)
         else:
-            Hd = torch.bmm(d1, d2.transpose(1, 2))  # (C, n1, n2)
-            K.addcmul_(G[:, :, None], Hd.permute(1, 2, 0))
-    return K
+            K.add_(G[:, :, None])
+        return H
+    fo = d1.shape[2]
+    if outputs == "full":
+        D1 = d1.permute(1, 0, 2).reshape(n1 * C, fo)  # rows (i, c)
+        D2 = D1 if d2 is d1 else d2.permute(1, 0, 2).reshape(n2 * C, fo)
+        if H is None:
+            H = torch.empty(n1 * C, n2 * C, dtype=K.dtype, device=K.device)
+        torch.mm(D1, D2.T, out=H)  # (n1 C, n2 C)
+        K.addcmul_(G[:, None, :, None], H.view(n1, C, n2, C))
+    elif outputs == "trace":
+        Ht = torch.mm(d1.permute(1, 0, 2).reshape(n1, C * fo), d2.permute(1, 0, 2).reshape(n2, C * fo).T)
+        K.addcmul_(G, Ht)
+    else:
+        Hd = torch.bmm(d1, d2.transpose(1, 2))  # (C, n1, n2)
+        K.addcmul_(G[:, :, None], Hd.permute(1, 2, 0))
+    return H
 
 
-def _jacobian(model, params, x1, x2, outputs, block):
-    if params is None:
-        params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
-    buffers = dict(model.named_buffers())
+def _contract(a: torch.Tensor, b: torch.Tensor, outputs: str) -> torch.Tensor:
+    """Per-example gradients (n1, C, P), (n2, C, P) -> their kernel block in the layout."""
+    if outputs == "full":
+        return torch.einsum("icp,jdp->icjd", a, b)
+    if outputs == "trace":
+        return torch.einsum("icp,jcp->ij", a, b)
+    return torch.einsum("icp,jcp->ijc", a, b)
+
+
+def _kernel(net, params, buffers, x1, x2, outputs, block, structured):
+    """K over blocks of examples: gram-type layers from factors of all examples, per-example gradients (structured
+    jac-type layers and the generic rule) block by block."""
+    modules, rest = _plan(net, params, buffers, x1) if structured else ([], list(params))
+    P_rest = {k: params[k] for k in rest}
+    fixed = {k: v.detach() for k, v in params.items() if k not in P_rest}
 
     def f_single(p, x):
-        return _as_2d(functional_call(model, (p, buffers), (x[None],)))[0]  # (C,)
+        return _call(net, {**fixed, **p}, buffers, tree_map(lambda t: t[None], x))[0]  # (C,)
 
     jac = vmap(jacrev(f_single), in_dims=(None, 0))
 
-    def jac_block(xb) -> list[torch.Tensor]:
-        J = jac(params, xb)  # {name: (b, C, *shape)}
-        return [J[k].reshape(xb.shape[0], J[k].shape[1], -1) for k in params]  # each (b, C, P_k)
+    def block_factors(xb) -> tuple[list, list]:
+        fac = _factors(net, modules, params, buffers, xb) if modules else []
+        grams = [r[1:] for r in fac if r[0] == "gram"]
+        js = [r[1] for r in fac if r[0] == "jac"]
+        if P_rest:
+            J = jac(P_rest, xb)  # {name: (b, C, *shape)}
+            js += [J[k].reshape(J[k].shape[0], J[k].shape[1], -1) for k in P_rest]
+        return grams, js
 
-    blocks1 = list(x1.split(block))
-    blocks2 = blocks1 if x2 is None else list(x2.split(block))
-    cache: dict[int, list] = {}
-    rows = []
-    for i, xb in enumerate(blocks1):
-        J1 = jac_block(xb)
-        cols = []
-        for j, yb in enumerate(blocks2):
-            if x2 is None and j == i:
-                J2 = J1
-            else:
-                J2 = cache.get(j) if x2 is not None or j > i else None
-                if J2 is None:
-                    J2 = jac_block(yb)
-                    if x2 is not None and sum(t.numel() for t in J2) * len(blocks2) < 2**28:
-                        cache[j] = J2  # keep column Jacobians when they fit in ~1 GB
-            if outputs == "full":
-                k = sum(torch.einsum("icp,jdp->icjd", a, b) for a, b in zip(J1, J2))
-            elif outputs == "trace":
-                k = sum(torch.einsum("icp,jcp->ij", a, b) for a, b in zip(J1, J2))
-            else:
-                k = sum(torch.einsum("icp,jcp->ijc", a, b) for a, b in zip(J1, J2))
-            cols.append(k)
-        rows.append(torch.cat(cols, dim=2 if outputs == "full" else 1))
-    return torch.cat(rows, dim=0)
+    blocks = [chunks(x1, block)] + ([] if x2 is None else [chunks(x2, block)])
+    grams: list[list] = [[], []]  # per side, per block: the gram-type factors
+    jacs: dict[tuple[int, int], list] = {}  # (side, block) -> per-example gradients, kept while they fit in ~1 GB
+    budget = 2**28
+
+    def jac_of(side, j):
+        if (side, j) not in jacs:
+            g, J = block_factors(blocks[side][j])
+            if len(grams[side]) == j:
+                grams[side].append(g)
+            nonlocal budget
+            size = sum(t.numel() for t in J)
+            if size <= budget:
+                budget -= size
+                jacs[(side, j)] = J
+            return J
+        return jacs[(side, j)]
+
+    for side, bl in enumerate(blocks):  # one pass over every block: gram factors, and the first per-example gradients
+        for j in range(len(bl)):
+            jac_of(side, j)
+    n1 = batch_size(x1)
+    n2 = n1 if x2 is None else batch_size(x2)
+    J0 = jac_of(0, 0)
+    C = J0[0].shape[1] if J0 else grams[0][0][0][1].shape[0]
+    ref = next(iter(params.values())) if params else first(x1)
+    shape = {"full": (n1, C, n2, C), "trace": (n1, n2), "diagonal": (n1, n2, C)}[outputs]
+    K = torch.zeros(shape, dtype=ref.dtype, device=ref.device)
+    col = 2 if outputs == "full" else 1
+    if J0:
+        starts = [[0], [0]]
+        for side, bl in enumerate(blocks):
+            for b in bl:
+                starts[side].append(starts[side][-1] + batch_size(b))
+        other = 0 if x2 is None else 1
+        for i in range(len(blocks[0])):
+            J1 = jac_of(0, i)
+            for j in range(i if x2 is None else 0, len(blocks[other])):
+                k = sum(_contract(a, b, outputs) for a, b in zip(J1, jac_of(other, j)))
+                r, c = slice(starts[0][i], starts[0][i + 1]), slice(starts[other][j], starts[other][j + 1])
+                idx = [slice(None)] * K.ndim
+                idx[0], idx[col] = r, c
+                K[tuple(idx)] += k
+                if x2 is None and j != i:  # the symmetric block
+                    idx[0], idx[col] = c, r
+                    K[tuple(idx)] += k.permute(2, 3, 0, 1) if outputs == "full" else k.transpose(0, 1)
+    H = None
+    for layer in range(len(grams[0][0])):
+        a1 = torch.cat([g[layer][0] for g in grams[0]])
+        d1 = torch.cat([g[layer][1] for g in grams[0]], dim=1)
+        a2, d2 = (a1, d1) if x2 is None else (torch.cat([g[layer][0] for g in grams[1]]),
+                                              torch.cat([g[layer][1] for g in grams[1]], dim=1))
+        H = _add_gram(K, a1, d1, a2, d2, *grams[0][0][layer][2:], outputs, H)
+    return K
 
 
-def ntk_gram(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None, *, params: dict | None = None,
-             outputs: str = "full", method: str = "auto", block: int = 256) -> torch.Tensor:
+def ntk_gram(model: nn.Module, x1, x2=None, *, params: dict | None = None, outputs: str = "full",
+             method: str = "auto", block: int = 256) -> torch.Tensor:
     """Empirical NTK Gram matrix (Jacot et al. 2018; George et al. sec. 2; Geiger et al. Theta).
 
     Args:
         model: any ``nn.Module``, a regime wrapper included (see module docstring).
-        x1: inputs (n1, ...). x2: inputs (n2, ...), default x1 (the symmetric Gram).
+        x1: inputs (n1, ...): a tensor or a tuple / dict of tensors batched along dimension 0.
+        x2: inputs (n2, ...), default x1 (the symmetric Gram).
         params: evaluate at these parameters ({name: tensor}) instead of the model's own.
         outputs: ``"full"`` -> (n1, C, n2, C); ``"trace"`` -> (n1, n2), sum_c K_{ic,jc};
-            ``"diagonal"`` -> (n1, n2, C), K_{ic,jc}.
-        method: ``"auto"``, ``"structured"`` or ``"jacobian"``.
+            ``"diagonal"`` -> (n1, n2, C), K_{ic,jc}. C is the number of outputs per example (all trailing
+            dimensions of the output flattened).
+        method: ``"auto"`` or ``"structured"`` (the rules of the module docstring) or ``"jacobian"`` (generic only).
         block: examples per forward/backward (bounds the memory of activations or Jacobians).
     Returns:
         K in the model's dtype and device, without gradient.
@@ -218,15 +320,14 @@ def ntk_gram(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None,
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
     net, params, factor = unwrap(model, params)
-    K = None
-    if method in ("auto", "structured"):
-        layers = _linear_layers(net)
-        if layers is not None:
-            K = _structured(net, layers, params, x1, x2, outputs, block)
-        if K is None and method == "structured":
-            raise ValueError("method='structured' needs every trainable parameter in an nn.Linear layer that runs "
-                             "once per forward pass; use method='jacobian' (or 'auto') for this model")
-    if K is None:
-        K = _jacobian(net, params, x1, x2, outputs, block)
-    K = K.detach()
+    coupled = batch_coupled(net)
+    if coupled:
+        raise ValueError(f"module {coupled[0]!r} is batch norm without running statistics: its output mixes the "
+                         "examples of a batch, so it has no kernel between examples; build it with "
+                         "track_running_stats=True (lazyhasty then freezes the statistics)")
+    if params is None:
+        params = {k: v.detach() for k, v in net.named_parameters() if v.requires_grad}
+    buffers = model.buffers0() if isinstance(model, (AlphaScaled, Linearized)) else dict(net.named_buffers())
+    with frozen_stats(net), ad_kernels():
+        K = _kernel(net, params, buffers, x1, x2, outputs, block, structured=method != "jacobian").detach()
     return K.mul_(factor) if factor != 1.0 else K

@@ -20,7 +20,18 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .regimes import AlphaScaled, Linearized, _InputCache, _Regime, alpha_output, cached_f0, linear_output
+from .regimes import (
+    AlphaScaled,
+    Linearized,
+    _InputCache,
+    _Regime,
+    ad_kernels,
+    alpha_output,
+    cached_f0,
+    frozen_stats,
+    linear_output,
+    running_stats,
+)
 
 
 def _network(member: nn.Module) -> nn.Module:
@@ -159,6 +170,16 @@ class Ensemble(nn.Module):
     def forward(self, *args, **kwargs) -> torch.Tensor:
         if len(self) == 1:  # an ensemble of one is its member, called as it is, with a member axis added
             return self.members[0](*args, **kwargs)[None]
+        net = _network(self.members[0])
+        stats = running_stats(net)
+        if self.plain and self.training and stats:
+            raise ValueError(f"plain members with running statistics ({type(stats[0]).__name__}) cannot train as one "
+                             "ensemble: each would update its own statistics. Wrap them, AlphaScaled(member, 1.0), to "
+                             "freeze the statistics at initialisation (George et al.'s policy), or train them one by one")
+        with frozen_stats(net), ad_kernels():
+            return self._forward(args, kwargs)
+
+    def _forward(self, args: tuple, kwargs: dict) -> torch.Tensor:
         P0 = self.stacked_params0()
         if self.linear:
             delta = {n: p - P0[n] for n, p in zip(self._names, self._stacked)}

@@ -9,6 +9,17 @@ many wrapped members with exactly the same formulas.
 
 Initial parameters theta0 are a frozen copy taken at wrap time, stored as buffers (so they follow
 ``.to(device/dtype)`` and are saved in ``state_dict``) under the names ``theta0__<param name>``.
+
+State policy (buffers, e.g. BatchNorm's running mean and variance): a buffer is part of the function, not of the
+parameters, so it is frozen at its wrap-time value. Every module with running statistics (BatchNorm*, InstanceNorm*
+with ``track_running_stats``) normalises with the statistics it had when wrapped, in train and eval mode alike, and
+never updates them: the lazy-vs-hasty paper's policy (George et al., footnote 2 and appendix D: the batch-norm mean
+and variance kept at their initial or pre-trained values). Then f_theta is one function of theta in both modes, its
+linearisation is well defined, and AlphaScaled(model, alpha) approaches Linearized(model) with a gap ~ 1/alpha.
+Other train-mode behaviour (dropout) is kept. A module that changes any other buffer during its forward pass is an
+error naming it, and so is batch norm without running statistics in :func:`~lazyhasty.ntk_gram` and the probes
+(its output couples the examples of a batch: no kernel between examples exists). Attention runs its math kernels
+(no fused fast path) where forward-mode AD needs them: :func:`ad_kernels`.
 """
 
 from __future__ import annotations
@@ -16,12 +27,67 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torch.func import functional_call, jvp, linearize
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.modules.batchnorm import _NormBase
+from torch.utils._pytree import tree_leaves
 
 _PREFIX = "theta0__"
+
+
+def running_stats(net: nn.Module) -> list[nn.Module]:
+    """The modules of ``net`` that keep running statistics (BatchNorm*, InstanceNorm* with track_running_stats)."""
+    return [m for m in net.modules() if isinstance(m, _NormBase) and m.track_running_stats]
+
+
+def batch_coupled(net: nn.Module) -> list[str]:
+    """Names of modules whose output mixes the examples of a batch: batch norm without running statistics."""
+    return [n or type(net).__name__ for n, m in net.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.track_running_stats]
+
+
+@contextmanager
+def frozen_stats(net: nn.Module):
+    """Inside: every module with running statistics normalises with them and does not update them (eval mode for
+    those modules only). The state policy of the module docstring."""
+    switched = [m for m in running_stats(net) if m.training]
+    for m in switched:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.training = True
+
+
+@contextmanager
+def ad_kernels():
+    """Inside: scaled dot-product attention uses its math kernel and nn.MultiheadAttention / TransformerEncoderLayer
+    their composite path: the fused kernels have no forward-mode AD (jvp, linearize) and no vmap rule."""
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
+
+
+def check_buffers(net: nn.Module, named: list[tuple[str, torch.Tensor]], versions: list[int] | None = None) -> list[int]:
+    """Versions of the buffers ``named`` ((name in ``net``, tensor) pairs); given the versions before a forward pass,
+    raise if that pass changed a buffer (a module with state this package does not know how to freeze)."""
+    now = [b._version for _, b in named]
+    if versions is not None and now != versions:
+        name = next(n for (n, _), a, b in zip(named, versions, now) if a != b)
+        owner = net.get_submodule(name.rpartition(".")[0])
+        raise RuntimeError(f"the forward pass changed the buffer {name!r} of a {type(owner).__name__} module: lazyhasty "
+                           "keeps buffers at their wrap-time values (batch norm's running statistics are frozen for "
+                           "you); make this module keep its state constant, or hold the state as a parameter")
+    return now
 
 
 def _frozen_name(name: str) -> str:
@@ -43,7 +109,7 @@ class _InputCache:
 
     def entry(self, args: tuple, kwargs: dict, training: bool) -> dict | None:
         """The results remembered for these inputs (an empty dict to fill if they are new), or None."""
-        items = [*args, *(kwargs[k] for k in sorted(kwargs))]
+        items = tree_leaves((args, [kwargs[k] for k in sorted(kwargs)]))
         if not items or not all(isinstance(t, torch.Tensor) and not t.requires_grad
                                 and not torch._C._functorch.is_functorch_wrapped_tensor(t) for t in items):
             return None
@@ -94,12 +160,13 @@ def linear_output(cache: _InputCache, fn: Callable, params0, delta, args: tuple,
     """
     entry = cache.entry(args, kwargs, training)
     if entry is None or not entry.get("seen"):  # a batch not seen before: plain jvp
-        f0, df = jvp(fn, (params0,), (delta,))
+        with ad_kernels():
+            f0, df = jvp(fn, (params0,), (delta,))
         if entry is not None:
             entry["seen"] = True
         return f0.detach() + df
     if "jvp_fn" not in entry:  # seen again: build the reusable linearisation once
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), ad_kernels():
             # make_fx's constant folding warns about an internal detail that does not affect results
             warnings.filterwarnings("ignore", message="Attempted to insert a get_attr Node")
             f0, entry["jvp_fn"] = linearize(fn, params0)
@@ -141,7 +208,19 @@ class _Regime(nn.Module):
 
     def f0(self, *args, **kwargs) -> torch.Tensor:
         """f_theta0(x): the wrapped model at its initial parameters, without gradients (cached per batch)."""
-        return cached_f0(self._cache, lambda: self._fn(args, kwargs)(self.params0()), args, kwargs, self.training)
+        return self._frozen(lambda: cached_f0(self._cache, lambda: self._fn(args, kwargs)(self.params0()), args,
+                                              kwargs, self.training))
+
+    def _frozen(self, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """compute() under the state policy: running statistics frozen, no other buffer changed."""
+        if not self._buffer_names:
+            return compute()
+        named = [*self.model.named_buffers(), *self.buffers0().items()]
+        before = check_buffers(self.model, named)
+        with frozen_stats(self.model):
+            out = compute()
+        check_buffers(self.model, named, before)
+        return out
 
     def _apply(self, fn, *a, **k):  # .to(), .double(), .cuda(): cached outputs are stale afterwards
         self._cache.clear()
@@ -159,6 +238,7 @@ class AlphaScaled(_Regime):
             (c = 0, Geiger et al.: output is zero at init).
 
     Shapes: same inputs and output shape as ``model``. Gradients w.r.t. theta are alpha times the model's.
+    State: batch norm's running statistics stay at their wrap-time values in train and eval mode (module docstring).
     f_theta0 is evaluated with ``functional_call`` under ``no_grad`` and cached per input batch (by tensor
     identity and version), so a full-batch step costs one forward/backward of the model.
     """
@@ -179,7 +259,8 @@ class AlphaScaled(_Regime):
         return 1.0 if self.center == "keep" else 0.0
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        return alpha_output(self.model(*args, **kwargs), self.f0(*args, **kwargs), self.alpha, self.c)
+        return self._frozen(lambda: alpha_output(self.model(*args, **kwargs), self.f0(*args, **kwargs), self.alpha,
+                                                 self.c))
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha:g}, center={self.center!r}"
@@ -194,7 +275,8 @@ class Linearized(_Regime):
 
     Its ``alpha`` is 1: in function space the linearized dynamics do not depend on alpha.
 
-    Shapes: same inputs and output shape as ``model``.
+    Shapes: same inputs and output shape as ``model``. State: the Jacobian is taken with batch norm's running
+    statistics at their wrap-time values, in train and eval mode (module docstring); attention uses its math kernels.
     """
 
     alpha = 1.0
@@ -205,8 +287,8 @@ class Linearized(_Regime):
         return {n: p - p0[n] for n, p in self.model.named_parameters()}
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        return linear_output(self._cache, self._fn(args, kwargs), self.params0(), self.delta(), args, kwargs,
-                             self.training)
+        return self._frozen(lambda: linear_output(self._cache, self._fn(args, kwargs), self.params0(), self.delta(),
+                                                  args, kwargs, self.training))
 
 
 def regime_alpha(model: nn.Module) -> float:
