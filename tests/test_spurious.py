@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from lazyhasty import ResNet18
+from lazyhasty import AlphaScaled, ResNet18
 from lazyhasty.data.images import DatasetError
 from lazyhasty.data.spurious import celeba, plant, spurious_fashion_mnist, waterbirds
-from lazyhasty.models.pretrained import FrozenBatchNorm2d, freeze_batchnorm, load_pretrained
+from lazyhasty.models.pretrained import load_pretrained
 from test_fmnist_experiments import data_root  # noqa: F401  (fixture: real data or IDX fixtures)
 
 
@@ -93,7 +93,7 @@ def test_waterbirds_fixture(tmp_path):
         waterbirds(tmp_path / "nope")
 
 
-def test_pretrained_and_frozen_batchnorm(tmp_path):
+def test_pretrained_weights_and_their_frozen_batchnorm(tmp_path):
     src = ResNet18(num_outputs=1000)
     src.blocks[0].bn1.running_mean.fill_(0.5)
     torch.save(src.state_dict(), tmp_path / "w.pt")
@@ -101,15 +101,13 @@ def test_pretrained_and_frozen_batchnorm(tmp_path):
     info = load_pretrained(dst, tmp_path / "w.pt")
     assert "head.weight" in info["skipped"] and "head.weight" in info["missing"]
     assert torch.equal(dst.stem[0].weight, src.stem[0].weight)
-    freeze_batchnorm(dst)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in dst.modules())
     bn = dst.blocks[0].bn1
-    assert isinstance(bn, FrozenBatchNorm2d) and float(bn.running_mean[0]) == 0.5
-    dst.train()
+    assert float(bn.running_mean[0]) == 0.5
+    wrapped = AlphaScaled(dst, 100.0).train()
     x = torch.randn(2, 3, 32, 32)
-    dst(x)
-    assert float(bn.running_mean[0]) == 0.5  # statistics never move, even in train mode
-    assert bn.weight.requires_grad
+    wrapped(x).sum().backward()
+    assert float(bn.running_mean[0]) == 0.5 and int(bn.num_batches_tracked) == 0  # pretrained statistics kept
+    assert bn.weight.grad is not None  # the affine parameters train
     with pytest.raises(Exception, match="not found"):
         load_pretrained(dst, tmp_path / "none.pt")
 

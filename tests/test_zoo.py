@@ -26,6 +26,7 @@ from lazyhasty import (
     Schedule,
     Split,
     Stop,
+    UnsupportedModule,
     fork,
     kernel_alignment,
     ntk_gram,
@@ -104,6 +105,17 @@ class DictInput(nn.Module):
         return self.out(torch.relu(self.mix(torch.cat([h, batch["extra"]], 1))))
 
 
+class Recurrent(nn.Module):
+    """An LSTM or GRU over (n, T, 3), read-out of the last hidden state: fused kernels torch.func cannot transform."""
+
+    def __init__(self, cell=nn.LSTM):
+        super().__init__()
+        self.rnn, self.out = cell(3, 5, batch_first=True), nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.out(self.rnn(x)[0][:, -1])
+
+
 def bn_cnn(act=nn.ReLU):
     return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), act(), nn.Conv2d(3, 4, 3, stride=2),
                          nn.BatchNorm2d(4), act(), nn.Flatten(), nn.Linear(4 * 2 * 2, 2))
@@ -176,8 +188,8 @@ def _reference_ntk(net, params, buffers, x1, x2):
         rows = []
         n = len(torch.utils._pytree.tree_leaves(x)[0])
         for i in range(n):
-            xi = tree_map(lambda t: t[i : i + 1], x)
-            J = jacrev(lambda p: functional_call(net, (p, buffers), (xi,)).reshape(-1))(params)
+            xi = tree_map(lambda t, i=i: t[i : i + 1], x)
+            J = jacrev(lambda p, xi=xi: functional_call(net, (p, buffers), (xi,)).reshape(-1))(params)
             rows.append(torch.cat([J[k].reshape(J[k].shape[0], -1) for k in params], 1))
         return torch.stack(rows)  # (n, C, P)
 
@@ -196,7 +208,8 @@ def test_structured_ntk_equals_jacrev_reference(name, gen):
         ref_full = reference_ntk(net, x1, x2)
         ref_sym = reference_ntk(net, x1, x1)
     net.train()
-    ref = {"full": ref_full, "trace": torch.einsum("icjc->ij", ref_full), "diagonal": torch.einsum("icjc->ijc", ref_full)}
+    ref = {"full": ref_full, "trace": torch.einsum("icjc->ij", ref_full),
+           "diagonal": torch.einsum("icjc->ijc", ref_full)}
     for outputs, K_ref in ref.items():
         for method in ("structured", "jacobian"):
             K = ntk_gram(net, x1, x2, outputs=outputs, method=method, block=2)
@@ -301,6 +314,11 @@ def test_unsupported_state_is_a_clear_error(gen):
 
     with pytest.raises(RuntimeError, match="buffer 'calls' of a Counter module"):
         AlphaScaled(seeded(lambda: Counter().double(), 0), 10.0)(x)
+    xs = torch.randn(3, 4, 3, generator=gen)
+    with pytest.raises(UnsupportedModule, match="module 'rnn' \\(LSTM\\)"):
+        Linearized(Recurrent())(xs)
+    with pytest.raises(UnsupportedModule, match="module 'rnn' \\(GRU\\)"):
+        ntk_gram(Recurrent(nn.GRU), xs)
     plain = [seeded(lambda: bn_cnn().double(), s) for s in (0, 1)]
     xi = torch.randn(4, 1, 6, 6, generator=gen, dtype=torch.float64)
     with pytest.raises(ValueError, match="AlphaScaled\\(member, 1.0\\)"):
@@ -334,3 +352,71 @@ def test_dict_inputs_everywhere(gen):
     with torch.no_grad():
         assert (ens.member(0)(x) - single(x)).abs().max() < 1e-10
         assert (ens.member(0)(x) - lin(x)).abs().max() > 1e-6  # it trained
+
+
+def test_unknown_or_modified_layers_go_to_the_generic_rule(gen):
+    """A Linear subclass with its own forward, a Linear whose output is edited in place, and a Conv2d with
+    groups = 2 are never given a structured rule: the kernel still equals the reference."""
+
+    class Doubled(nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x) + 0.1 * x.sum(-1, keepdim=True)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 4, 3, groups=2)
+            self.a, self.b, self.out = Doubled(16, 6), nn.Linear(6, 5), nn.Linear(5, 2)
+
+        def forward(self, x):
+            h = self.a(torch.tanh(self.conv(x)).flatten(1))
+            return self.out(torch.relu_(self.b(h)))  # in place on b's output
+
+    net = seeded(lambda: Net().double(), 0)
+    x1 = torch.randn(4, 2, 4, 4, generator=gen, dtype=torch.float64)
+    x2 = torch.randn(3, 2, 4, 4, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        ref = reference_ntk(net, x1, x2)
+    for outputs, K_ref in {"full": ref, "trace": torch.einsum("icjc->ij", ref)}.items():
+        assert rel(ntk_gram(net, x1, x2, outputs=outputs), K_ref) < 1e-10
+
+
+def test_factored_and_dense_gradients_contract_alike(gen):
+    """The factored per-example gradients (w, A, B) of a shared layer give the same kernel blocks as the dense
+    (b, C, P) tensors they stand for, alone and against a dense item."""
+    from lazyhasty.metrics.ntk import _dense, _pair
+
+    def item(n):
+        return (torch.randn(3, 5, generator=gen, dtype=torch.float64), torch.randn(n, 5, 4, generator=gen,
+                dtype=torch.float64), torch.randn(n, 5, generator=gen, dtype=torch.float64))
+
+    a, b = item(4), item(6)
+    dense_b = _dense(b)
+    for outputs in ("full", "trace", "diagonal"):
+        want = _pair(_dense(a), dense_b, outputs)
+        assert rel(_pair(a, b, outputs), want) < 1e-12
+        assert rel(_pair(a, dense_b, outputs), want) < 1e-12
+    full = torch.einsum("icp,jdp->icjd", _dense(a), dense_b)
+    assert rel(_pair(a, b, "trace"), torch.einsum("icjc->ij", full)) < 1e-12
+
+
+def test_tied_and_reused_weights_go_to_the_generic_rule(gen):
+    """A Linear whose weight is tied to another Linear, or also used functionally elsewhere, contributes more than its
+    own call: the structured rule must not see only the call."""
+
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.out = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+            self.b.weight = self.a.weight
+
+        def forward(self, x):
+            h = torch.tanh(self.a(x))
+            return self.out(torch.tanh(self.b(h)) + h @ self.out.weight.T @ self.out.weight)
+
+    net = seeded(lambda: Tied().double(), 0)
+    x1, x2 = torch.randn(4, 4, generator=gen, dtype=torch.float64), torch.randn(3, 4, generator=gen,
+                                                                                 dtype=torch.float64)
+    with torch.no_grad():
+        ref = reference_ntk(net, x1, x2)
+    assert rel(ntk_gram(net, x1, x2), ref) < 1e-10

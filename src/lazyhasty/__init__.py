@@ -41,15 +41,15 @@ from .metrics.scaling import broken_power_law, consistent, crossing_time, power_
 from .models.cnn import CNN, ResNet18
 from .models.ensemble import Ensemble
 from .models.mlp import MLP
-from .models.pretrained import freeze_batchnorm, load_pretrained
-from .models.regimes import AlphaScaled, Linearized, regime_alpha
+from .models.pretrained import load_pretrained
+from .models.regimes import AlphaScaled, Linearized, UnsupportedModule, regime_alpha
 from .runs.records import RunRecord, TensorBoardSink, atomic_write, load_runs
 from .runs.sweep import config_jobs, run_sweep
 
 __all__ = [
     # regimes, ensembles and models
-    "AlphaScaled", "Linearized", "Ensemble", "regime_alpha", "MLP", "CNN", "ResNet18", "freeze_batchnorm",
-    "load_pretrained",
+    "AlphaScaled", "Linearized", "Ensemble", "regime_alpha", "MLP", "CNN", "ResNet18",
+    "load_pretrained", "UnsupportedModule",
     # one call: every regime from one initialisation, compared at equal progress
     "compare_regimes", "Comparison",
     # claims: one format for every experiment, and whether the runs are in their regimes

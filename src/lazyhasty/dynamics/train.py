@@ -32,6 +32,7 @@ from ..data.groups import Split
 from ..data.inputs import chunks, leaves, take
 from ..errors import Deferred, stopped_by
 from ..models.ensemble import Ensemble
+from ..models.regimes import _Regime, running_stats
 from . import checkpoint as checkpoints
 from .losses import Loss, get_loss
 from .probes import DEFAULT_PROBES, BatchContext, Probe, ProbeContext, Schedule
@@ -177,15 +178,17 @@ _MODE_FREE = (nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Flatte
 
 def _mode_free(ens) -> bool:
     """Whether every module of the ensemble's networks computes the same in train and eval mode: torch.nn's
-    mode-free layers above, or lazyhasty's own modules (whose forward never reads ``training``)."""
-    def free(m: nn.Module) -> bool:
-        if isinstance(m, _MODE_FREE):
+    mode-free layers above, lazyhasty's own modules (whose forward never reads ``training``), or batch norm inside a
+    regime wrapper (its statistics frozen)."""
+    def free(m: nn.Module, wrapped: bool) -> bool:
+        if isinstance(m, _MODE_FREE) or (wrapped and m in stats):
             return True
         cls = type(m)
         return cls.__module__.startswith("lazyhasty.") and not any(
             isinstance(m, t) for t in (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase))
 
-    return all(free(m) for member in ens.members for m in member.modules())
+    stats = {m for member in ens.members if isinstance(member, _Regime) for m in running_stats(member)}
+    return all(free(m, isinstance(member, _Regime)) for member in ens.members for m in member.modules())
 
 
 def train(

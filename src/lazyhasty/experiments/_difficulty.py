@@ -79,7 +79,8 @@ def load_fmnist(root: str | None, n_train: int, n_test: int, seed: int, device: 
 
 def model_factory(arch: str, width: int, outputs: int = 10, in_shape: tuple[int, ...] = (1, 28, 28)):
     """mlp (flatten, two hidden layers of ``width``), cnn (3 conv layers) or resnet18 (CIFAR variant, batch norm
-    off: ensembles evaluate members with vmap, which cannot update batch-norm statistics in place)."""
+    off: the C-score estimator trains plain members as one ensemble, where per-member running statistics cannot be
+    updated; the regime wrappers alone freeze them)."""
     if arch == "mlp":
         d = int(torch.tensor(in_shape).prod())
         return lambda: torch.nn.Sequential(torch.nn.Flatten(), lh.MLP([d, width, width, outputs]))

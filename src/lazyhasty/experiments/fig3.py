@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 import lazyhasty as lh
-from lazyhasty import ResNet18, Split, UsageError, freeze_batchnorm, load_pretrained
+from lazyhasty import ResNet18, Split, UsageError, load_pretrained
 from lazyhasty.data import celeba, spurious_fashion_mnist, spurious_groups, waterbirds
 from lazyhasty.plotting import fig3_figure, save_figure
 
@@ -132,12 +132,13 @@ def load_images(cfg: Config) -> tuple[Split, Split, Split]:
 
 
 def resnet_factory(cfg: Config):
-    """ResNet18 with a fresh 1-output read-out, optionally pretrained (local file) with batch norm frozen."""
+    """ResNet18 with a fresh 1-output read-out, optionally pretrained (local file); the regime wrappers keep batch
+    norm's statistics at their (pretrained) values (appendix D)."""
     def make():
         net = ResNet18(num_outputs=1, width=cfg.width, batchnorm=True)
         if cfg.pretrained:
             load_pretrained(net, cfg.pretrained)
-        return freeze_batchnorm(net)  # statistics fixed (appendix D); also what vmap over members needs
+        return net
 
     return make
 

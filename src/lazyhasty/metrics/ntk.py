@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
-from torch.utils._pytree import tree_map
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves, tree_map
 
 from ..data.inputs import batch_size, chunks, first, take
 from ..models.cnn import NTKConv2d
@@ -81,11 +82,11 @@ def _call(net, params, buffers, x):
 
 
 def _hooked(net, modules, params, buffers, x):
-    """One forward pass recording each module's (input, output, output version at the hook); f as (b, C)."""
+    """One forward pass recording each module's (input, output, their versions at the hook); f as (b, C)."""
     seen: dict[int, list] = {id(m): [] for m in modules}
 
     def hook(mod, inp, out):
-        seen[id(mod)].append((inp[0], out, out._version))
+        seen[id(mod)].append((inp[0], out, (inp[0]._version, out._version)))
 
     handles = [m.register_forward_hook(hook) for m in modules]
     try:
@@ -96,34 +97,51 @@ def _hooked(net, modules, params, buffers, x):
     return f, seen
 
 
+class _Uses(TorchFunctionMode):
+    """Counts, per tensor of ``watch``, the torch calls that take it as an argument."""
+
+    def __init__(self, watch):
+        super().__init__()
+        self.ids = {id(t) for t in watch}
+        self.count: dict[int, int] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for t in tree_leaves((args, kwargs)):
+            if isinstance(t, torch.Tensor) and id(t) in self.ids:
+                self.count[id(t)] = self.count.get(id(t), 0) + 1
+        return func(*args, **kwargs)
+
+
 def _plan(net, params, buffers, x) -> tuple[list[nn.Module], list[str]]:
     """(modules given a structured rule, parameter names left to the generic rule), from forward passes on the first
-    two examples and on the first one (to see which dimension is the examples')."""
-    names = {id(p): n for n, p in net.named_parameters(remove_duplicate=False)}
-    owners: dict[int, int] = {}
-    for m in net.modules():
-        for p in m.parameters(recurse=False):
-            owners[id(p)] = owners.get(id(p), 0) + 1
-    shared = {id(p) for n, p in net.named_parameters(remove_duplicate=False)} - \
-        {i for i, k in owners.items() if k == 1}
-    cands = [m for m in net.modules() if _known(m) and not any(id(p) in shared for p in m.parameters())]
+    two examples and on the first one (to see which dimension is the examples'). A parameter used by any other
+    torch call than its module's one (weight tying, a functional reuse) keeps its module on the generic rule."""
+    owned = {id(m): [f"{mn}.{pn}" if mn else pn for pn, _ in m.named_parameters(recurse=False)]
+             for mn, m in net.named_modules()}
+    cands = [m for m in net.modules() if _known(m)]
+    uses = _Uses(params.values())
     with torch.no_grad():
-        _, two = _hooked(net, cands, params, buffers, take(x, slice(0, 2)))
+        with uses:
+            _, two = _hooked(net, cands, params, buffers, take(x, slice(0, 2)))
         _, one = _hooked(net, cands, params, buffers, take(x, slice(0, 1)))
     b = min(2, batch_size(x))
     chosen = []
     for m in cands:
         if len(two[id(m)]) != 1 or len(one[id(m)]) != 1:
             continue  # not run, or run several times: generic
+        if any(n not in params or uses.count.get(id(params[n])) != 1 for n in owned[id(m)]
+               if getattr(m, n.rpartition(".")[2]).requires_grad):
+            continue  # a parameter tied to another or used again elsewhere
         (a2, o2, v2), (a1, _, _) = two[id(m)][0], one[id(m)][0]
-        if o2._version != v2 or a2.shape[0] != b or a1.shape[0] != 1 or a2.shape[1:] != a1.shape[1:]:
-            continue  # output edited in place afterwards, or examples not along dimension 0
+        if (a2._version, o2._version) != v2 or a2.shape[0] != b or a1.shape[0] != 1 or a2.shape[1:] != a1.shape[1:]:
+            continue  # input or output edited in place afterwards, or examples not along dimension 0
         if type(m) in _CONV and a2.ndim != 4:
             continue
-        chosen.append(m)
-    mine = {id(p) for m in chosen for p in m.parameters()}
-    rest = [n for n, p in params.items() if id(dict(net.named_parameters()).get(n)) not in mine]
-    return chosen, rest
+        if any(_scales(m)):
+            chosen.append(m)
+    mine = {n for m in chosen for n in owned[id(m)]}
+    return chosen, [n for n in params if n not in mine]
 
 
 def _scales(m) -> tuple[float, float]:
@@ -151,20 +169,52 @@ def _factors(net, modules, params, buffers, x):
         a = seen[id(m)][0][0].detach()
         d = torch.zeros((C, *o.shape), dtype=o.dtype, device=o.device) if d is None else d.detach()
         ws, bs = _scales(m)
-        if type(m) in _CONV:
-            a = F.unfold(a, m.kernel_size, m.dilation, m.padding, m.stride)  # (b, cin k k, L)
-            d = d.flatten(3)  # (C, b, cout, L)
-            g = [ws * torch.einsum("cbol,bkl->bcok", d, a).flatten(2)] if ws else []
-            g += [bs * d.sum(3).transpose(0, 1)] if bs else []
-            res.append(("jac", torch.cat(g, 2)))
+        if type(m) in _CONV:  # patches (b, L, cin k k) and output-gradients (C, b, L, cout) over positions L
+            a = F.unfold(a, m.kernel_size, m.dilation, m.padding, m.stride).transpose(1, 2)
+            res.append(("jac", _shared(a, d.flatten(3).transpose(2, 3), ws, bs)))
         elif a.ndim == 2:
             res.append(("gram", a, d, ws, bs))
         else:  # tokens: (b, T, fan_in), (C, b, T, fan_out)
-            a, d = a.reshape(b, -1, a.shape[-1]), d.reshape(C, b, -1, d.shape[-1])
-            g = [ws * torch.einsum("cbto,bti->bcoi", d, a).flatten(2)] if ws else []
-            g += [bs * d.sum(2).transpose(0, 1)] if bs else []
-            res.append(("jac", torch.cat(g, 2)))
+            res.append(("jac", _shared(a.reshape(b, -1, a.shape[-1]), d.reshape(C, b, -1, d.shape[-1]), ws, bs)))
     return res
+
+
+def _shared(a: torch.Tensor, d: torch.Tensor, ws: float, bs: float):
+    """Per-example gradients of a layer whose weights are shared over positions L: a (b, L, k) inputs, d (C, b, L, o)
+    output-gradients -> g (b, C, o k [+ o]) with g_ic = ws sum_l d_icl a_il^T (and bs sum_l d_icl for the bias).
+
+    When the output-gradients factor as d[c, i, l, o] = w[c, o] u[i, l, o] (to 32 ulp: the last layer before pooling
+    and a linear read-out, where d is the read-out weight times an activation derivative), the gradient is
+    w[c, o] A_i[o] with A_i[o] = sum_l u_ilo a_il, and the result is the tuple (w (C, o), A (b, o, k), B (b, o)): the
+    kernel then costs n^2 o k instead of n^2 C^2 o k (:func:`_pair`)."""
+    power = d.pow(2).sum(0).flatten(0, 1)  # (b L, o)
+    w = d.flatten(1, 2)[:, power.argmax(0), torch.arange(d.shape[3], device=d.device)]  # (C, o): a column per unit
+    w = w / w.norm(dim=0, keepdim=True).clamp_min(torch.finfo(d.dtype).tiny)
+    u = torch.einsum("co,cblo->blo", w, d)
+    if float((d - w[:, None, None, :] * u).norm()) <= 32 * torch.finfo(d.dtype).eps * float(d.norm()):
+        return w, ws * torch.einsum("blo,blk->bok", u, a), bs * u.sum(1)
+    return torch.cat([ws * torch.einsum("cblo,blk->bcok", d, a).flatten(2), bs * d.sum(2).transpose(0, 1)], 2)
+
+
+def _dense(item) -> torch.Tensor:
+    """A per-example gradient item as the tensor (b, C, P)."""
+    if isinstance(item, torch.Tensor):
+        return item
+    w, A, B = item
+    return torch.cat([torch.einsum("co,bok->bcok", w, A).flatten(2), torch.einsum("co,bo->bco", w, B)], 2)
+
+
+def _pair(x, y, outputs: str) -> torch.Tensor:
+    """The kernel block of two per-example gradient items (a tensor (n, C, P) or a factored (w, A, B))."""
+    if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+        return _contract(_dense(x), _dense(y), outputs)
+    (w1, A1, B1), (w2, A2, B2) = x, y
+    M = torch.bmm(A1.transpose(0, 1), A2.permute(1, 2, 0)).addcmul_(B1.T[:, :, None], B2.T[:, None, :])  # (o, n1, n2)
+    if outputs == "full":
+        return torch.einsum("co,do,oij->icjd", w1, w2, M)
+    if outputs == "trace":
+        return torch.einsum("o,oij->ij", (w1 * w2).sum(0), M)
+    return torch.einsum("co,oij->ijc", w1 * w2, M)
 
 
 def _is_readout(d: torch.Tensor) -> float | None:
@@ -222,7 +272,8 @@ def _contract(a: torch.Tensor, b: torch.Tensor, outputs: str) -> torch.Tensor:
 def _kernel(net, params, buffers, x1, x2, outputs, block, structured):
     """K over blocks of examples: gram-type layers from factors of all examples, per-example gradients (structured
     jac-type layers and the generic rule) block by block."""
-    modules, rest = _plan(net, params, buffers, x1) if structured else ([], list(params))
+    xp = x1 if x2 is None or batch_size(x1) > 1 else tree_map(lambda u, v: torch.cat([u, v[:1]]), x1, x2)
+    modules, rest = _plan(net, params, buffers, xp) if structured else ([], list(params))
     P_rest = {k: params[k] for k in rest}
     fixed = {k: v.detach() for k, v in params.items() if k not in P_rest}
 
@@ -251,7 +302,7 @@ def _kernel(net, params, buffers, x1, x2, outputs, block, structured):
             if len(grams[side]) == j:
                 grams[side].append(g)
             nonlocal budget
-            size = sum(t.numel() for t in J)
+            size = sum(t.numel() for item in J for t in ([item] if isinstance(item, torch.Tensor) else item))
             if size <= budget:
                 budget -= size
                 jacs[(side, j)] = J
@@ -264,7 +315,8 @@ def _kernel(net, params, buffers, x1, x2, outputs, block, structured):
     n1 = batch_size(x1)
     n2 = n1 if x2 is None else batch_size(x2)
     J0 = jac_of(0, 0)
-    C = J0[0].shape[1] if J0 else grams[0][0][0][1].shape[0]
+    C = (J0[0].shape[1] if isinstance(J0[0], torch.Tensor) else J0[0][0].shape[0]) if J0 else \
+        grams[0][0][0][1].shape[0]
     ref = next(iter(params.values())) if params else first(x1)
     shape = {"full": (n1, C, n2, C), "trace": (n1, n2), "diagonal": (n1, n2, C)}[outputs]
     K = torch.zeros(shape, dtype=ref.dtype, device=ref.device)
@@ -278,7 +330,7 @@ def _kernel(net, params, buffers, x1, x2, outputs, block, structured):
         for i in range(len(blocks[0])):
             J1 = jac_of(0, i)
             for j in range(i if x2 is None else 0, len(blocks[other])):
-                k = sum(_contract(a, b, outputs) for a, b in zip(J1, jac_of(other, j)))
+                k = sum(_pair(a, b, outputs) for a, b in zip(J1, jac_of(other, j)))
                 r, c = slice(starts[0][i], starts[0][i + 1]), slice(starts[other][j], starts[other][j + 1])
                 idx = [slice(None)] * K.ndim
                 idx[0], idx[col] = r, c
@@ -328,6 +380,6 @@ def ntk_gram(model: nn.Module, x1, x2=None, *, params: dict | None = None, outpu
     if params is None:
         params = {k: v.detach() for k, v in net.named_parameters() if v.requires_grad}
     buffers = model.buffers0() if isinstance(model, (AlphaScaled, Linearized)) else dict(net.named_buffers())
-    with frozen_stats(net), ad_kernels():
+    with frozen_stats(net), ad_kernels(net):
         K = _kernel(net, params, buffers, x1, x2, outputs, block, structured=method != "jacobian").detach()
     return K.mul_(factor) if factor != 1.0 else K

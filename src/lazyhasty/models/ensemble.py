@@ -175,8 +175,9 @@ class Ensemble(nn.Module):
         if self.plain and self.training and stats:
             raise ValueError(f"plain members with running statistics ({type(stats[0]).__name__}) cannot train as one "
                              "ensemble: each would update its own statistics. Wrap them, AlphaScaled(member, 1.0), to "
-                             "freeze the statistics at initialisation (George et al.'s policy), or train them one by one")
-        with frozen_stats(net), ad_kernels():
+                             "freeze the statistics at initialisation (George et al.'s policy), or train them one by "
+                             "one")
+        with frozen_stats(net), ad_kernels(net):
             return self._forward(args, kwargs)
 
     def _forward(self, args: tuple, kwargs: dict) -> torch.Tensor:

@@ -34,7 +34,7 @@ from torch import nn
 from torch.func import functional_call, jvp, linearize
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.modules.batchnorm import _NormBase
-from torch.utils._pytree import tree_leaves
+from torch.utils._pytree import tree_flatten
 
 _PREFIX = "theta0__"
 
@@ -65,28 +65,47 @@ def frozen_stats(net: nn.Module):
 
 
 @contextmanager
-def ad_kernels():
+def ad_kernels(net: nn.Module):
     """Inside: scaled dot-product attention uses its math kernel and nn.MultiheadAttention / TransformerEncoderLayer
-    their composite path: the fused kernels have no forward-mode AD (jvp, linearize) and no vmap rule."""
+    their composite path (the fused kernels have no forward-mode AD and no vmap rule). An operation torch.func
+    still cannot transform (recurrent layers' fused kernels) raises :class:`UnsupportedModule`."""
     fast = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
         with sdpa_kernel(SDPBackend.MATH):
             yield
+    except (RuntimeError, NotImplementedError) as e:
+        if not any(k in str(e) for k in ("forward AD", "vmap", "batching rule", "broadcast shape", "functorch")):
+            raise
+        raise UnsupportedModule(net, e) from e
     finally:
         torch.backends.mha.set_fastpath_enabled(fast)
 
 
-def check_buffers(net: nn.Module, named: list[tuple[str, torch.Tensor]], versions: list[int] | None = None) -> list[int]:
+class UnsupportedModule(ValueError):
+    """torch.func could not transform (jvp, vmap, jacrev) an operation of the network."""
+
+    def __init__(self, net: nn.Module, err: Exception):
+        suspects = [(n, type(m).__name__) for n, m in net.named_modules() if isinstance(m, nn.RNNBase)]
+        where = f"module {suspects[0][0]!r} ({suspects[0][1]})" if suspects else "an operation of the network"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        super().__init__(f"torch.func cannot transform {where}: {first}. Linearized, ntk_gram and ensembles need "
+                         "forward-mode AD and vmap through every operation: replace it by a version written with "
+                         "plain torch ops (e.g. an RNN cell in a Python loop), or train it with AlphaScaled and a "
+                         "large alpha one run at a time")
+
+
+def check_buffers(net: nn.Module, named: list[tuple[str, torch.Tensor]],
+                  versions: list[int] | None = None) -> list[int]:
     """Versions of the buffers ``named`` ((name in ``net``, tensor) pairs); given the versions before a forward pass,
     raise if that pass changed a buffer (a module with state this package does not know how to freeze)."""
     now = [b._version for _, b in named]
     if versions is not None and now != versions:
         name = next(n for (n, _), a, b in zip(named, versions, now) if a != b)
         owner = net.get_submodule(name.rpartition(".")[0])
-        raise RuntimeError(f"the forward pass changed the buffer {name!r} of a {type(owner).__name__} module: lazyhasty "
-                           "keeps buffers at their wrap-time values (batch norm's running statistics are frozen for "
-                           "you); make this module keep its state constant, or hold the state as a parameter")
+        raise RuntimeError(f"the forward pass changed the buffer {name!r} of a {type(owner).__name__} module: "
+                           "lazyhasty keeps buffers at their wrap-time values (batch norm's running statistics are "
+                           "frozen for you); make this module keep its state constant, or hold it as a parameter")
     return now
 
 
@@ -95,7 +114,8 @@ def _frozen_name(name: str) -> str:
 
 
 class _InputCache:
-    """A tiny LRU of per-batch results, keyed by the *identity and version* of the input tensors.
+    """A tiny LRU of per-batch results, keyed by the *identity and version* of the input tensors (the leaves of the
+    arguments' pytree, with its structure).
 
     An entry is reused only when the very same tensor objects come back with an unchanged ``_version`` (so an
     in-place edit of the input invalidates it) in the same train/eval mode; an entry holds its input tensors, so
@@ -109,11 +129,11 @@ class _InputCache:
 
     def entry(self, args: tuple, kwargs: dict, training: bool) -> dict | None:
         """The results remembered for these inputs (an empty dict to fill if they are new), or None."""
-        items = tree_leaves((args, [kwargs[k] for k in sorted(kwargs)]))
+        items, spec = tree_flatten((args, {k: kwargs[k] for k in sorted(kwargs)}))
         if not items or not all(isinstance(t, torch.Tensor) and not t.requires_grad
                                 and not torch._C._functorch.is_functorch_wrapped_tensor(t) for t in items):
             return None
-        key = (training, tuple(sorted(kwargs)), tuple((id(t), t._version) for t in items))
+        key = (training, spec, tuple((id(t), t._version) for t in items))
         if key not in self._entries:
             self._entries[key] = (items, {})
             while len(self._entries) > self.size:
@@ -160,13 +180,12 @@ def linear_output(cache: _InputCache, fn: Callable, params0, delta, args: tuple,
     """
     entry = cache.entry(args, kwargs, training)
     if entry is None or not entry.get("seen"):  # a batch not seen before: plain jvp
-        with ad_kernels():
-            f0, df = jvp(fn, (params0,), (delta,))
+        f0, df = jvp(fn, (params0,), (delta,))
         if entry is not None:
             entry["seen"] = True
         return f0.detach() + df
     if "jvp_fn" not in entry:  # seen again: build the reusable linearisation once
-        with warnings.catch_warnings(), ad_kernels():
+        with warnings.catch_warnings():
             # make_fx's constant folding warns about an internal detail that does not affect results
             warnings.filterwarnings("ignore", message="Attempted to insert a get_attr Node")
             f0, entry["jvp_fn"] = linearize(fn, params0)
@@ -287,8 +306,9 @@ class Linearized(_Regime):
         return {n: p - p0[n] for n, p in self.model.named_parameters()}
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        return self._frozen(lambda: linear_output(self._cache, self._fn(args, kwargs), self.params0(), self.delta(),
-                                                  args, kwargs, self.training))
+        with ad_kernels(self.model):
+            return self._frozen(lambda: linear_output(self._cache, self._fn(args, kwargs), self.params0(),
+                                                      self.delta(), args, kwargs, self.training))
 
 
 def regime_alpha(model: nn.Module) -> float:
