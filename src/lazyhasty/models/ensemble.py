@@ -171,7 +171,9 @@ class Ensemble(nn.Module):
         if len(self) == 1:  # an ensemble of one is its member, called as it is, with a member axis added
             return self.members[0](*args, **kwargs)[None]
         net = _network(self.members[0])
-        stats = running_stats(net)
+        if "stats" not in self._lookup:
+            self._lookup["stats"] = running_stats(net)
+        stats = self._lookup["stats"]
         if self.plain and self.training and stats:
             raise ValueError(f"plain members with running statistics ({type(stats[0]).__name__}) cannot train as one "
                              "ensemble: each would update its own statistics. Wrap them, AlphaScaled(member, 1.0), to "
