@@ -3,6 +3,7 @@
 1. Flushing denormal floats: the feature regime drives softplus far into its tails, where float32 underflows to
    denormals that are slow on CPUs. Ratio = one cell's training time without / with ``torch.set_flush_denormal``.
 2. The ensemble engine: the seeds of one cell as one vectorised ensemble vs one run after another.
+3. ``train(compile=True)`` on the same cell, its compilation included.
 Both on one cell of the quick preset (Fashion-MNIST parity if installed, else the teacher task), with a fixed
 step budget so that every variant does the same number of updates. Usage: ``python benchmarks/phase.py``.
 """
@@ -19,12 +20,13 @@ from lazyhasty import Schedule, SoftHinge, Stop, loss_probe, train
 from lazyhasty.experiments.phase import PRESETS, cell_ensemble, load_task, stepper
 
 
-def one(cfg, h, sa, seeds, steps, train_set) -> float:
+def one(cfg, h, sa, seeds, steps, train_set, compile=False) -> float:
     cfg = dataclasses.replace(cfg, seed=seeds[0], seeds=len(seeds))
     ens = cell_ensemble(cfg, h, sa, tuple(train_set.x.shape[1:]))
     t0 = time.perf_counter()
     train(ens, train_set, loss=SoftHinge(cfg.hinge_beta), stepper=stepper(cfg, sa), stop=Stop(max_steps=steps),
-          probes=(loss_probe,), schedule=Schedule(milestone_ratio=None, points_per_decade=0), progress=False)
+          probes=(loss_probe,), schedule=Schedule(milestone_ratio=None, points_per_decade=0), progress=False,
+          compile=compile)
     return time.perf_counter() - t0
 
 
@@ -51,10 +53,12 @@ def main():
     torch.set_flush_denormal(True)
     fast = one(cfg, h, sa, seeds, steps, train_set)
     seq = sum(one(cfg, h, sa, [s], steps, train_set) for s in seeds)
+    compiled = one(cfg, h, sa, seeds, steps, train_set, compile=True)
     print(f"{'variant':<44} {'seconds':>8} {'ratio':>7}")
     print(f"{'ensemble, denormals flushed (what phase does)':<44} {fast:8.2f} {1.0:7.2f}")
     print(f"{'ensemble, denormals kept':<44} {slow:8.2f} {slow / fast:7.2f}")
     print(f"{'seeds one after another, denormals flushed':<44} {seq:8.2f} {seq / fast:7.2f}")
+    print(f"{'ensemble, flushed, train(compile=True)':<44} {compiled:8.2f} {compiled / fast:7.2f}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ place and costs what a plain training step costs; ``lazyhasty.train`` trains eve
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -170,6 +171,18 @@ class Ensemble(nn.Module):
     def forward(self, *args, **kwargs) -> torch.Tensor:
         if len(self) == 1:  # an ensemble of one is its member, called as it is, with a member axis added
             return self.members[0](*args, **kwargs)[None]
+        with self.evaluating():
+            P = dict(zip(self._names, self._stacked))
+            if self.linear:
+                P0 = self.stacked_params0()
+                delta = {n: p - P0[n] for n, p in P.items()}
+                return linear_output(self._cache, self._fn(args, kwargs), P0, delta, args, kwargs, self.training)
+            return self.outputs(P, self.f0(*args, **kwargs), args, kwargs)
+
+    @contextmanager
+    def evaluating(self):
+        """Around any evaluation of the stacked members: batch norm's statistics frozen (the wrappers' state policy)
+        and kernels that torch.func can transform; plain members that would update running statistics are refused."""
         net = _network(self.members[0])
         if "stats" not in self._lookup:
             self._lookup["stats"] = running_stats(net)
@@ -179,18 +192,22 @@ class Ensemble(nn.Module):
                              "ensemble: each would update its own statistics. Wrap them, AlphaScaled(member, 1.0), to "
                              "freeze the statistics at initialisation (George et al.'s policy), or train them one by "
                              "one")
-        with frozen_stats(net), ad_kernels(net):
-            return self._forward(args, kwargs)
+        with frozen_stats(net, stats), ad_kernels(net):
+            yield
 
-    def _forward(self, args: tuple, kwargs: dict) -> torch.Tensor:
-        P0 = self.stacked_params0()
-        if self.linear:
-            delta = {n: p - P0[n] for n, p in zip(self._names, self._stacked)}
-            return linear_output(self._cache, self._fn(args, kwargs), P0, delta, args, kwargs, self.training)
-        f = self._fn(args, kwargs)(dict(zip(self._names, self._stacked)))  # (E, n, ...)
+    def f0(self, *args, **kwargs) -> torch.Tensor | None:
+        """Every member's f_theta0 on these inputs, (E, n, ...), cached per batch; None for plain members."""
         if self.plain:
+            return None
+        P0 = self.stacked_params0()
+        return cached_f0(self._cache, lambda: self._fn(args, kwargs)(P0), args, kwargs, self.training)
+
+    def outputs(self, P: dict[str, torch.Tensor], f0: torch.Tensor | None, args: tuple, kwargs: dict) -> torch.Tensor:
+        """The members' outputs (E, n, ...) as a pure function of stacked parameters ``P`` ({name: (E, *shape)}) and
+        f0 (:meth:`f0`): what torch.func differentiates and torch.compile traces. Plain and AlphaScaled members."""
+        f = self._fn(args, kwargs)(P)  # (E, n, ...)
+        if f0 is None:
             return f
-        f0 = cached_f0(self._cache, lambda: self._fn(args, kwargs)(P0), args, kwargs, self.training)
         shape = (-1, *([1] * (f.ndim - 1)))
         return alpha_output(f, f0, self.alphas.view(shape), self.c.view(shape))
 

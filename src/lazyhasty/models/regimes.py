@@ -51,10 +51,10 @@ def batch_coupled(net: nn.Module) -> list[str]:
 
 
 @contextmanager
-def frozen_stats(net: nn.Module):
-    """Inside: every module with running statistics normalises with them and does not update them (eval mode for
-    those modules only). The state policy of the module docstring."""
-    switched = [m for m in running_stats(net) if m.training]
+def frozen_stats(net: nn.Module, stats: list[nn.Module] | None = None):
+    """Inside: every module with running statistics (``stats``, default ``running_stats(net)``) normalises with them
+    and does not update them (eval mode for those modules only). The state policy of the module docstring."""
+    switched = [m for m in (running_stats(net) if stats is None else stats) if m.training]
     for m in switched:
         m.training = False
     try:
