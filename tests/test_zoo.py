@@ -301,6 +301,10 @@ def test_unsupported_state_is_a_clear_error(gen):
     x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
     with pytest.raises(ValueError, match="'1'.*track_running_stats=True"):
         ntk_gram(coupled, x)
+    dropout = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 1)).double()
+    with pytest.raises(ValueError, match="'1' is dropout in train mode.*model.eval"):
+        ntk_gram(dropout, x)
+    assert ntk_gram(dropout.eval(), x).shape == (5, 1, 5, 1)
 
     class Counter(nn.Module):  # a module with state lazyhasty does not know
         def __init__(self):

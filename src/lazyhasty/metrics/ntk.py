@@ -377,6 +377,10 @@ def ntk_gram(model: nn.Module, x1, x2=None, *, params: dict | None = None, outpu
         raise ValueError(f"module {coupled[0]!r} is batch norm without running statistics: its output mixes the "
                          "examples of a batch, so it has no kernel between examples; build it with "
                          "track_running_stats=True (lazyhasty then freezes the statistics)")
+    random = [n for n, m in net.named_modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p]
+    if random:
+        raise ValueError(f"module {random[0]!r} is dropout in train mode: the network is a random function and its "
+                         "kernel would change with every call; call model.eval() first")
     if params is None:
         params = {k: v.detach() for k, v in net.named_parameters() if v.requires_grad}
     buffers = model.buffers0() if isinstance(model, (AlphaScaled, Linearized)) else dict(net.named_buffers())
