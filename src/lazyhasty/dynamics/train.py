@@ -253,7 +253,7 @@ def train(
             listed in its ``status.json``). A checkpoint of another call (stepper, budget, schedule, loss, data,
             theta0) is refused with :class:`~lazyhasty.dynamics.checkpoint.CheckpointMismatch`.
         compile: evaluate loss and gradients with one ``torch.compile``d ``torch.func`` function (plain and AlphaScaled
-            members): a one-off compilation (seconds; a C++ compiler is needed on the CPU), then about twice the
+            members): a one-off compilation (seconds; a C++ compiler is needed on the CPU), then about 1.5x the
             speed of eager steps on small networks, whose element-wise work it fuses (``benchmarks/ensemble.py``).
             The same numbers as eager up to rounding (tested in float64).
 
@@ -327,12 +327,12 @@ def train(
             if compiled is not None:
                 P = {k: p.detach() for k, p in zip(ens._names, params)}  # leaves that require grad would make the
                 with ens.evaluating():  # compiled graph a training graph, saving activations for nothing
-                    if index is not None or ens.training not in f0_full:
+                    f0 = f0_full.get(ens.training) if index is None else None
+                    if f0 is None:
                         f0 = ens.f0(x)
                         if index is None:
                             f0_full[ens.training] = f0
-                    g, (_, (mean, out, per)) = compiled(P, f0_full.get(ens.training) if index is None else f0, x, y,
-                                                        weight, index)
+                    g, (_, (mean, out, per)) = compiled(P, f0, x, y, weight, index)
                 grads = [g[k] for k in ens._names]
             else:
                 out = ens(x)  # (E, m, ...)
