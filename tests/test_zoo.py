@@ -424,3 +424,23 @@ def test_tied_and_reused_weights_go_to_the_generic_rule(gen):
     with torch.no_grad():
         ref = reference_ntk(net, x1, x2)
     assert rel(ntk_gram(net, x1, x2), ref) < 1e-10
+
+
+def test_compare_regimes_on_dict_inputs_and_batch_norm(gen):
+    """compare_regimes takes dict inputs, and its input check leaves seed 0's batch-norm statistics as built."""
+    from lazyhasty import compare_regimes
+    from lazyhasty.compare import _check_inputs
+    from lazyhasty.dynamics.losses import get_loss
+
+    x = _inputs("dict", 12, gen)
+    data = Split(x, torch.randint(0, 2, (12,), generator=gen))
+    comp = compare_regimes(lambda: DictInput().double(), data, alphas=(1.0, 100.0), loss="cross_entropy",
+                           stepper=GD(0.1),
+                           stop=Stop(max_steps=4), seeds=(0, 1), probe_size=6, show_progress=False)
+    table = comp.table
+    assert len(table) and {"seed", "regime", "ntk_alignment", "representation_alignment"} <= set(table.columns)
+    net = seeded(lambda: bn_cnn().double(), 0).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    xi = torch.randn(4, 1, 6, 6, generator=gen, dtype=torch.float64)
+    _check_inputs(net, Split(xi, torch.randn(4, 2, dtype=torch.float64)), {}, get_loss("mse"))
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())

@@ -34,7 +34,7 @@ from .files import atomic_write, make_folder
 from .metrics.linearity import LINEAR_LEVEL
 from .metrics.progress import at_equal_progress
 from .models.ensemble import Ensemble
-from .models.regimes import AlphaScaled, Linearized
+from .models.regimes import AlphaScaled, Linearized, frozen_stats
 from .runs.output import records_in
 from .runs.records import FolderInUse, RunRecord, environment
 
@@ -263,7 +263,7 @@ def _check_inputs(model: nn.Module, train_set: Split, splits: dict[str, Split], 
             raise UsageError(f"split {name!r}: its groups ({', '.join(groups)}) leave {int((~covered).sum())} of "
                              f"{len(split)} examples in no group; give every example a group (e.g. "
                              "Groups.from_labels(labels))")
-    with torch.no_grad():
+    with torch.no_grad(), frozen_stats(model):  # the model is seed 0's theta0: its batch-norm statistics stay
         out = model(take(train_set.x, slice(0, 2)))
     try:
         per = loss(out, train_set.y[:2])
