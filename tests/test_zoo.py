@@ -444,3 +444,20 @@ def test_compare_regimes_on_dict_inputs_and_batch_norm(gen):
     xi = torch.randn(4, 1, 6, 6, generator=gen, dtype=torch.float64)
     _check_inputs(net, Split(xi, torch.randn(4, 2, dtype=torch.float64)), {}, get_loss("mse"))
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+def test_kernel_regime_of_a_batch_norm_network_equals_its_linearized_training(gen):
+    """kernel_regime on a batch-norm CNN in train mode (statistics frozen, as in ntk_gram) equals training
+    Linearized(model) by GD, float64; the network's statistics stay as built."""
+    from lazyhasty import kernel_regime, loss_probe
+
+    net = seeded(lambda: _bn_stats(bn_cnn(nn.Tanh)).double(), 0).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    data = Split(torch.randn(10, 1, 6, 6, generator=gen, dtype=torch.float64),
+                 torch.randint(0, 2, (10,), generator=gen))
+    ref = train(Linearized(fork(net)), data, loss="cross_entropy", stepper=GD(0.3), stop=Stop(max_steps=30),
+                probes=(loss_probe,))
+    got = kernel_regime(net, data, loss="cross_entropy", lr=0.3, steps=30)
+    torch.testing.assert_close(torch.tensor(got.trace.loss.to_numpy()), torch.tensor(ref.trace.loss.to_numpy()),
+                               rtol=1e-8, atol=1e-14)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())

@@ -24,7 +24,7 @@ from torch import nn
 from ..data.groups import Split
 from ..errors import stopped_by
 from ..metrics.ntk import ntk_gram
-from ..models.regimes import regime_alpha
+from ..models.regimes import frozen_stats, regime_alpha
 from .losses import Loss, get_loss
 from .probes import Probe, ProbeContext, Schedule, loss_probe
 from .train import RecordSink, TrainResult, tables
@@ -72,7 +72,7 @@ def kernel_regime(model: nn.Module, train_set: Split, *, loss: Loss | str, lr: f
     rows, trace, t0 = [], [], time.perf_counter()
     status, reason, step = "complete", f"reached steps = {steps}", 0
     try:
-        with torch.no_grad():
+        with torch.no_grad(), frozen_stats(model):  # batch norm on its running statistics, as in ntk_gram
             f = {name: model(s.x) for name, s in splits.items()}  # (m, ...) outputs at theta0
         shape = {name: out.shape for name, out in f.items()}
         C = f["train"][0].numel()
