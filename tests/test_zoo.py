@@ -338,6 +338,8 @@ def test_dict_inputs_everywhere(gen):
     assert len(data) == 10 and data.to(dtype=torch.float32).x["input_ids"].dtype == torch.int64
     with pytest.raises(ValueError, match="dimension 0"):
         Split({"a": torch.zeros(3, 2), "b": torch.zeros(4)}, torch.zeros(3))
+    with pytest.raises(ValueError, match="dimension 0"):
+        ntk_gram(base, {**x, "extra": x["extra"][:4]})
     lin = Linearized(fork(base))
     lin(x)
     lin(x)
