@@ -221,15 +221,18 @@ def test_batched_probes_and_reused_outputs_equal_the_per_member_path():
 @pytest.mark.parametrize("stepper", [GD(0.3), SGD(0.1, momentum=0.9, batch_size=16)], ids=["gd", "sgd-momentum"])
 def test_compiled_steps_follow_the_single_runs(data, stepper):
     """train(compile=True) (one torch.compile'd torch.func gradient) moves every member of an AlphaScaled ensemble
-    exactly as its eager single run does (float64), minibatches and momentum included; a Linearized ensemble is
-    refused."""
-    steps = 60
+    exactly as its eager single run does (float64), minibatches and momentum included, and members that reach the
+    loss target stop where their single runs stop (GD's step is fused into the compiled gradient: a stopped member
+    must not take its proposed step); a Linearized ensemble is refused."""
+    stop = Stop(max_steps=60, loss_below=0.5)
     ens = Ensemble([KINDS["alpha"](s, k) for k, s in enumerate(SEEDS)])
-    results = train(ens, data, loss="bce", stepper=stepper, stop=Stop(max_steps=steps), data_seed=7, compile=True)
+    results = train(ens, data, loss="bce", stepper=stepper, stop=stop, data_seed=7, compile=True)
+    assert 0 < min(r.steps for r in results) < max(r.steps for r in results) == 60
     for k, s in enumerate(SEEDS):
         single = KINDS["alpha"](s, k)
         theta0 = torch.cat([p.detach().flatten() for p in network(single).parameters()])
-        r = train(single, data, loss="bce", stepper=stepper, stop=Stop(max_steps=steps), data_seed=7)
+        r = train(single, data, loss="bce", stepper=stepper, stop=stop, data_seed=7)
+        assert results[k].steps == r.steps
         assert_follows(ens.member(k), single, theta0)
         np.testing.assert_allclose(results[k].trace["loss"], r.trace["loss"], rtol=1e-10)
         np.testing.assert_allclose(results[k].metrics["value"], r.metrics["value"], rtol=1e-9, atol=1e-12)

@@ -35,6 +35,9 @@ class Evaluation:
     per_example: torch.Tensor  # (E, n_batch)
     live: torch.Tensor  # (E,) bool: members still training (the others have zero gradients and outputs)
     index: torch.Tensor | None = None  # (n_batch,) example indices, None for the full set
+    proposal: list[torch.Tensor] | None = None  # (E, *shape) each: the parameters after the stepper's step from
+    # here, computed with the gradients (``train(compile=True)``, :meth:`Stepper.proposal`); a stopped member's row
+    # holds its current parameters
 
 
 Evaluate = Callable[[], Evaluation]
@@ -69,6 +72,13 @@ class Stepper:
         """Per-member state: tensors (E, ...) in lists, numbers as (E,) numpy arrays."""
         return {}
 
+    def proposal(self, P: dict[str, torch.Tensor], G: dict[str, torch.Tensor],
+                 live: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """The parameters after a step from stacked parameters ``P`` with gradients ``G`` ({name: (E, *shape)}),
+        as a pure function that ``train(compile=True)`` fuses into its compiled gradient computation (members with
+        ``live`` (E,) False stay where they are), or None for a stepper that needs more than one evaluation."""
+        return None
+
     def step(self, params: list[torch.Tensor], cur: Evaluation, evaluate: Evaluate,
              state: dict) -> tuple[float | np.ndarray, Evaluation | None]:
         """Move ``params`` in place. Returns (theory-time increment, a number or one per member with 0 for a member
@@ -91,9 +101,16 @@ class GD(Stepper):
         if not self.lr > 0:
             raise ValueError(f"learning rate must be > 0, got {self.lr}")
 
+    def proposal(self, P, G, live):
+        return {k: torch.where(live.view(-1, *[1] * (p.ndim - 1)), p - self.lr * G[k], p) for k, p in P.items()}
+
     def step(self, params, cur, evaluate, state):
         with torch.no_grad():
-            torch._foreach_add_(params, cur.grads, alpha=-self.lr)
+            if cur.proposal is None:
+                torch._foreach_add_(params, cur.grads, alpha=-self.lr)
+            else:  # computed with the gradients: the parameters take its storage, it takes theirs (a scratch)
+                for p, q in zip(params, cur.proposal):
+                    p.data, q.data = q.data, p.data
         return self.lr, None
 
 

@@ -191,12 +191,24 @@ def _mode_free(ens) -> bool:
     return all(free(m, isinstance(member, _Regime)) for member in ens.members for m in member.modules())
 
 
-def _compiled(objective, ens: Ensemble):
-    """torch.compile of the gradient and value of ``objective`` w.r.t. its first argument (``train(compile=True)``)."""
+def _compiled(objective, ens: Ensemble, stepper: Stepper):
+    """``train(compile=True)``: one torch.compile'd function of the stacked parameters P giving the gradient and value
+    of ``objective`` and, for a stepper with a :meth:`~Stepper.proposal` and more than one member, writing the
+    parameters after its step into Q (the step fused with the gradient computation; the engine's parameters move
+    only when the stepper installs them, after the stopping rule has seen this point)."""
     if ens.linear:
         raise ValueError("compile=True needs plain or AlphaScaled members: a Linearized model's jvp and cached "
                          "linearisation are not compiled")
-    return torch.compile(torch.func.grad_and_value(objective, has_aux=True))
+    fuse = len(ens) > 1 and type(stepper).proposal is not Stepper.proposal  # one member: params are views
+
+    def step(P, Q, live, *args):
+        g, aux = torch.func.grad_and_value(objective, has_aux=True)(P, *args)
+        if fuse:
+            for k, q in stepper.proposal(P, g, live).items():
+                Q[k].copy_(q)
+        return g, aux
+
+    return torch.compile(step, options={"cpp_wrapper": True}), fuse  # a C++ wrapper: ~0.3 ms less per step
 
 
 def train(
@@ -317,7 +329,8 @@ def train(
             mean = mean_loss(per, index)  # (E,)
             return mean @ weight, (mean, out, per)
 
-        compiled = _compiled(objective, ens) if compile else None
+        compiled, fused = _compiled(objective, ens, stepper) if compile else (None, False)
+        scratch = {k: torch.empty_like(p) for k, p in zip(ens._names, params)} if fused else {}
         f0_full: dict[bool, torch.Tensor | None] = {}  # f_theta0 on the whole training set, per mode
 
         def evaluate(index: torch.Tensor | None = None) -> Evaluation:
@@ -332,18 +345,20 @@ def train(
                         f0 = ens.f0(x)
                         if index is None:
                             f0_full[ens.training] = f0
-                    g, (_, (mean, out, per)) = compiled(P, f0, x, y, weight, index)
+                    g, (_, (mean, out, per)) = compiled(P, scratch, live, f0, x, y, weight, index)
                 grads = [g[k] for k in ens._names]
+                proposal = [scratch[k] for k in ens._names] if fused else None
             else:
                 out = ens(x)  # (E, m, ...)
                 per = per_example(out, y)  # (E m,)
                 mean = mean_loss(per, index)  # (E,)
                 grads = ens.gradients(mean @ weight)  # d/dtheta of sum_k L_k / alpha_k^2 over the live members k
+                proposal = None
             out = out.detach()
             if not all_live:
                 grads = [torch.where(per_member(live, g), g, 0.0) for g in grads]
                 out = torch.where(per_member(live, out), out, 0.0)
-            return Evaluation(mean.detach(), grads, out, per.detach().view(E, -1), live, index)
+            return Evaluation(mean.detach(), grads, out, per.detach().view(E, -1), live, index, proposal)
 
         with torch.no_grad():
             out0 = torch.cat([ens(xb) for xb in chunks(train_set.x, 4096)], dim=1)
@@ -391,7 +406,7 @@ def train(
                 torch._foreach_copy_(state[k], vs)
             dev = params[0].device
             cur = None if saved["cur"] is None else Evaluation(**{
-                k: v if k == "index" or v is None else [g.to(dev) for g in v] if k == "grads" else v.to(dev)
+                k: v if k == "index" or v is None else [g.to(dev) for g in v] if isinstance(v, list) else v.to(dev)
                 for k, v in saved["cur"].items()})
             batches, consumed = batch_stream(saved["batches"]), saved["batches"]
             torch.set_rng_state(saved["rng"])
@@ -406,6 +421,7 @@ def train(
 
         mode_free = _mode_free(ens)  # the same outputs in train and eval mode: no switching, the step's outputs reused
         group_cache: dict = {}
+        whole = any(not hasattr(p, "batched") for p in probes)  # a probe needs each member as a module (a copy)
 
         def measure(todo: dict[int, int | None]) -> dict[int, ProbeContext]:
             """Run the probes for each member k in ``todo`` (k -> milestone). Outputs are computed once for all
@@ -439,7 +455,8 @@ def train(
                 done = {id(probe): probe.batched(batch) for probe in probes if hasattr(probe, "batched")}
                 for pos, (k, milestone) in enumerate(todo.items()):
                     r = runs[k]
-                    ctx = ProbeContext(ens.member(k), splits, loss, r.step, r.t, ens.params0(k), milestone, r.run_id,
+                    ctx = ProbeContext(ens.member(k) if whole else None, splits, loss, r.step, r.t,
+                                       ens.params0(k) if whole else {}, milestone, r.run_id,
                                        source=lambda name, k=k: source(name)[k])
                     for probe in probes:
                         rows = done[id(probe)][pos] if id(probe) in done else probe(ctx)
@@ -462,6 +479,8 @@ def train(
                 for t in [*(cur.grads if cur is not None else []), *(v for vs in state.values() if isinstance(vs, list)
                                                                       for v in vs)]:
                     t[k].zero_()
+                for p, q in zip(params, cur.proposal if cur is not None and cur.proposal is not None else []):
+                    q[k].copy_(p[k])  # its proposed step is not taken
             if r.converged is None and r.status == "complete" and (stop.loss_below, stop.min_margin) != (None, None):
                 r.converged = False
             r.info = {key: v[k].item() for key, v in state.items() if isinstance(v, np.ndarray)}
