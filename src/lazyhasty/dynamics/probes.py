@@ -185,11 +185,21 @@ def _loss_probe_batched(batch: BatchContext) -> list[list[Row]]:
 
 
 def _distance_probe_batched(batch: BatchContext) -> list[list[Row]]:
-    """:func:`parameter_distance_probe` for several members at once, from the stacked parameters."""
-    num = sum(((p - p0).double().pow(2).flatten(1).sum(1) for p, p0 in zip(batch.params, batch.params0)))
-    den = sum(p0.double().pow(2).flatten(1).sum(1) for p0 in batch.params0)
-    return [[("-", "-", "param_distance", math.sqrt(a / b) if b else math.nan)]
-            for a, b in zip(num.tolist(), den.tolist())]
+    """:func:`parameter_distance_probe` for several members at once, from the stacked parameters. p - p0 is exact
+    (Sterbenz) or rounded once relative to the difference itself; squares are summed in float64. ||theta0||^2 is
+    computed once per member and run."""
+    def sq(ts) -> list[float]:  # [(T, ...)] -> T squared norms of the concatenated rows
+        return torch.linalg.vector_norm(torch.cat([t.flatten(1) for t in ts], 1), dim=1, dtype=torch.float64
+                                        ).square().tolist()
+
+    norms0 = batch.cache.setdefault(("theta0", "sq"), {})  # member -> ||theta0||^2 (split names are strings)
+    todo = [pos for pos, k in enumerate(batch.members) if k not in norms0]
+    if todo:
+        ix = torch.tensor(todo, device=batch.params0[0].device)
+        norms0.update(zip([batch.members[pos] for pos in todo], sq([p0[ix] for p0 in batch.params0])))
+    num = sq([p - p0 for p, p0 in zip(batch.params, batch.params0)])
+    return [[("-", "-", "param_distance", math.sqrt(a / norms0[k]) if norms0[k] else math.nan)]
+            for a, k in zip(num, batch.members)]
 
 
 def parameter_distance_probe(ctx: ProbeContext) -> list[Row]:
