@@ -265,9 +265,10 @@ def train(
             listed in its ``status.json``). A checkpoint of another call (stepper, budget, schedule, loss, data,
             theta0) is refused with :class:`~lazyhasty.dynamics.checkpoint.CheckpointMismatch`.
         compile: evaluate loss and gradients with one ``torch.compile``d ``torch.func`` function (plain and AlphaScaled
-            members): a one-off compilation (seconds; a C++ compiler is needed on the CPU), then about 1.5x the
-            speed of eager steps on small networks, whose element-wise work it fuses (``benchmarks/ensemble.py``).
-            The same numbers as eager up to rounding (tested in float64).
+            members; for ``GD`` on an ensemble the step's new parameters too, installed only after the stopping rule
+            has seen the point): a one-off compilation (5-20 s; a C++ compiler is needed on the CPU), then about
+            1.8x the speed of eager steps on small networks, whose element-wise work it fuses
+            (``benchmarks/ensemble.py``). The same numbers as eager up to rounding (tested in float64).
 
     Returns:
         A :class:`TrainResult` for a model (which then holds its final parameters), a list of them (one per
