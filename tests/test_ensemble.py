@@ -239,3 +239,15 @@ def test_compiled_steps_follow_the_single_runs(data, stepper):
     with pytest.raises(ValueError, match="compile=True needs plain or AlphaScaled"):
         train(Ensemble([KINDS["linearized"](s, k) for k, s in enumerate(SEEDS)]), data, loss="bce", stepper=stepper,
               stop=Stop(max_steps=2), compile=True)
+
+
+def test_a_proposal_of_the_wrong_shape_is_refused(data):
+    """A stepper whose fused step (Stepper.proposal) returns tensors of another shape than the parameters is refused
+    instead of broadcast into them."""
+    class Broken(GD):
+        def proposal(self, P, G, live):
+            return {k: p[0] - self.lr * G[k][0] for k, p in P.items()}  # member 0's row only
+
+    ens = Ensemble([KINDS["alpha"](s, k) for k, s in enumerate(SEEDS)])
+    with pytest.raises(ValueError, match=r"Broken.proposal gave .* the shape"):
+        train(ens, data, loss="bce", stepper=Broken(0.1), stop=Stop(max_steps=2), compile=True, progress=False)

@@ -205,6 +205,9 @@ def _compiled(objective, ens: Ensemble, stepper: Stepper):
         g, aux = torch.func.grad_and_value(objective, has_aux=True)(P, *args)
         if fuse:
             for k, q in stepper.proposal(P, g, live).items():
+                if q.shape != Q[k].shape:  # copy_ would broadcast
+                    raise ValueError(f"{type(stepper).__name__}.proposal gave {k!r} the shape {tuple(q.shape)}, "
+                                     f"not its parameters' {tuple(Q[k].shape)}")
                 Q[k].copy_(q)
         return g, aux
 
