@@ -158,10 +158,10 @@ class Ensemble(nn.Module):
     # -- evaluation -------------------------------------------------------------------------------------
     def _fn(self, args: tuple, kwargs: dict) -> Callable[[dict], torch.Tensor]:
         """Stacked parameters -> stacked network outputs on the given inputs: {name: (E, *shape)} -> (E, n, ...)."""
-        net = _network(self.members[0])  # the template: functional_call swaps every tensor it uses
-        if "consts" not in self._lookup:
+        if "consts" not in self._lookup:  # looked up once: torch.compile then guards these, not all E members
+            self._lookup["net"] = _network(self.members[0])  # the template: functional_call swaps every tensor
             self._lookup["consts"] = {n: getattr(self, f"const_{i}") for i, n in enumerate(self._const_names)}
-        consts = self._lookup["consts"]
+        net, consts = self._lookup["net"], self._lookup["consts"]
 
         def one(p, c):
             return functional_call(net, (p, c), args, kwargs, tie_weights=self._tied)
