@@ -117,16 +117,23 @@ def run_regimes(cfg, train_set: lh.Split, splits: dict[str, lh.Split], out: Path
     return ids
 
 
+def progress_curves(metrics: pd.DataFrame, runs: list[str], progress, value, points: int = 40,
+                    decreasing: bool = True) -> pd.DataFrame:
+    """value = (split, group, metric) of each run at equal progress, one column per run, over the progress range
+    every run covers (no rows when they share none)."""
+    try:
+        t = lh.at_equal_progress(metrics[metrics.run_id.isin(runs)], progress=progress, grid=points,
+                                 decreasing=decreasing)
+    except ValueError:  # the runs share no range of progress (e.g. far too short): nothing to compare
+        return pd.DataFrame()
+    t = t[(t.split == value[0]) & (t.group == value[1]) & (t.metric == value[2])]
+    return t.pivot_table(index="progress", columns="run_id", values="value").dropna()
+
+
 def gap_at_equal_progress(metrics: pd.DataFrame, run_a: str, run_b: str, progress, value,
                           points: int = 40, decreasing: bool = True) -> float:
     """Mean over the shared progress range of value(run_a) - value(run_b), interpolated at equal progress."""
-    m = metrics[metrics.run_id.isin([run_a, run_b])]
-    try:
-        t = lh.at_equal_progress(m, progress=progress, grid=points, decreasing=decreasing)
-    except ValueError:  # the runs share no range of progress (e.g. far too short): nothing to compare
-        return float("nan")
-    t = t[(t.split == value[0]) & (t.group == value[1]) & (t.metric == value[2])]
-    piv = t.pivot_table(index="progress", columns="run_id", values="value").dropna()
+    piv = progress_curves(metrics, [run_a, run_b], progress, value, points, decreasing)
     return float((piv[run_a] - piv[run_b]).mean()) if len(piv) else float("nan")
 
 

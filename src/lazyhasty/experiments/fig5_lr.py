@@ -32,7 +32,7 @@ import lazyhasty as lh
 from lazyhasty.plotting import equal_progress_figure, save_figure
 
 from . import Experiment, write_claims
-from ._difficulty import load_fmnist, mean_spread, noisy_split, run_regimes
+from ._difficulty import load_fmnist, mean_spread, noisy_split, progress_curves, run_regimes
 from .fig2_noise import Config as NoiseConfig
 
 PROGRESS = ("train", "clean", "accuracy")
@@ -79,14 +79,6 @@ def main(cfg: Config, out: Path) -> dict:
     return summarize(cfg, out)
 
 
-def noisy_curves(m, runs: list[str]):
-    """Noisy-example training accuracy at equal clean-example training accuracy, one column per run, over the
-    range every run covers."""
-    t = lh.at_equal_progress(m[m.run_id.isin(runs)], progress=PROGRESS, grid=40, decreasing=False)
-    t = t[(t.split == "train") & (t.group == "noisy") & (t.metric == "accuracy")]
-    return t.pivot_table(index="progress", columns="run_id", values="value").dropna()
-
-
 def summarize(cfg: Config, out: Path) -> dict:
     m = lh.load_runs(out / "runs")
     base, lazy = cfg.lrs[0], cfg.alphas[-1]
@@ -97,7 +89,8 @@ def summarize(cfg: Config, out: Path) -> dict:
     lr_spread, alpha_gap = [], []
     for s in seeds:
         ids = {lr: run_id(lr, 1.0, s) for lr in cfg.lrs}
-        piv = noisy_curves(m, [*ids.values(), run_id(base, lazy, s)])
+        piv = progress_curves(m, [*ids.values(), run_id(base, lazy, s)], PROGRESS, ("train", "noisy", "accuracy"),
+                              decreasing=False)  # noisy training accuracy at equal clean training accuracy
         lr_spread.append(max(float((piv[ids[a]] - piv[ids[b]]).abs().mean()) for a, b in
                              itertools.combinations(cfg.lrs, 2)) if len(piv) else float("nan"))
         alpha_gap.append(float((piv[ids[base]] - piv[run_id(base, lazy, s)]).abs().mean()) if len(piv)
