@@ -259,5 +259,5 @@ def test_cli_sigterm_then_run_resume_equals_an_uninterrupted_run(tmp_path):
     a, b = lh.load_runs(ref), lh.load_runs(out)
     cols = ["run_id", "step", "t", "milestone", "split", "group", "metric", "value"]
     pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
-    assert any("resumes" in json.loads(f.read_text()) for f in out.glob("*/status.json"))
+    assert any("resumes" in json.loads(f.read_text()) for f in out.rglob("status.json"))
     assert not (out / ".checkpoints").exists()

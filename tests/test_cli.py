@@ -36,8 +36,8 @@ def test_help_and_list(capsys):
         (["run", "demo", "--preset", "huge"], "no preset 'huge'"),
         (["run", "demo", "--set", "colour=red"], "unknown key 'colour'"),
         (["run", "demo", "--set", "max_steps=many"], "max_steps expects an integer"),
-        (["run", "demo", "--set", "alphas=0,100"], "every alpha must be > 0"),
-        (["run", "demo", "--set", "alphas=-1"], "every alpha must be > 0"),
+        (["run", "demo", "--set", "alphas=0,100"], "alphas must be at least two distinct numbers > 0"),
+        (["run", "demo", "--set", "alphas=-1"], "alphas must be at least two distinct numbers > 0"),
         (["run", "demo", "--set", "lr"], "expects key=value"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -57,19 +57,23 @@ def test_unwritable_output_folder(capsys, tmp_path):
 def test_demo_run_writes_records_and_report(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("LAZYHASTY_TENSORBOARD", "")  # restored after the test: --tensorboard sets it
     code, out, err = run_cli(capsys, "run", "demo", "--out", str(tmp_path), "--set", "max_steps=60", "--tensorboard",
-                             "--set", "n_train=40", "--set", "widths=16,16", "--set", "dtype=float64")
+                             "--set", "n_train=40", "--set", "widths=16,16", "--set", "dtype=float64",
+                             "--set", "seeds=2")
     assert code == 0, err
-    for f in ("experiment.json", "summary.json", "summary.txt", "report.md", "loss_curves.png", "loss_curves.pdf"):
+    for f in ("experiment.json", "summary.json", "summary.txt", "claims.json", "comparison.png", "table.parquet"):
         assert (tmp_path / f).stat().st_size > 0, f
-    for rid in ("alpha=1", "alpha=100"):
-        assert json.loads((tmp_path / rid / "status.json").read_text())["status"] == "complete"
-        cfg = json.loads((tmp_path / rid / "config.json").read_text())
-        assert cfg["widths"] == [16, 16] and cfg["max_steps"] == 60
-        assert list((tmp_path / rid / "tensorboard").glob("events.out.tfevents.*"))  # --tensorboard
-    m1 = pd.read_parquet(tmp_path / "alpha=1" / "trace.parquet")
-    m100 = pd.read_parquet(tmp_path / "alpha=100" / "trace.parquet")
+    for rid in ("alpha=1-seed=0", "alpha=100-seed=0", "alpha=1-seed=1", "alpha=100-seed=1"):
+        status = json.loads((tmp_path / "runs" / rid / "status.json").read_text())
+        assert status["status"] == "complete" and status["converged"] is False  # 60 steps do not reach loss 0.3
+        cfg = json.loads((tmp_path / "runs" / rid / "config.json").read_text())
+        assert cfg["regime"] == rid.split("-seed")[0] and cfg["seed"] == int(rid[-1])
+        assert list((tmp_path / "runs" / rid / "tensorboard").glob("events.out.tfevents.*"))  # --tensorboard
+    m1 = pd.read_parquet(tmp_path / "runs" / "alpha=1-seed=0" / "trace.parquet")
+    m100 = pd.read_parquet(tmp_path / "runs" / "alpha=100-seed=0" / "trace.parquet")
     assert m1["loss"].iloc[0] == m100["loss"].iloc[0]  # forked: same theta0, same initial loss
-    assert "alpha=100" in out and "equal progress" in out
+    assert "alpha=100" in out and "at equal train/all/loss" in out
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    assert claims["experiment"] == "demo" and [c["id"] for c in claims["claims"]] == ["stays_linear"]
 
 
 def test_console_entry_point_exit_code():

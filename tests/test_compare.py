@@ -148,8 +148,14 @@ def test_bad_input_gets_a_clear_error():
         lh.compare_regimes(factory, DATA, **{**KW, "loss": "nope"})
     with pytest.raises(lh.UsageError, match="two regimes"):
         lh.compare_regimes(factory, DATA, alphas=(1,), **KW)
-    with pytest.raises(lh.UsageError, match="progress measure"):
+    with pytest.raises(lh.UsageError, match="no split 'train' with group 'nope'"):
         lh.compare_regimes(factory, DATA, alphas=(1, 10), seeds=(0,), progress=("train", "nope", "loss"), **KW)
+    with pytest.raises(lh.UsageError, match="give compare_regimes\\(..., target=\\)"):  # the target is on the axis
+        lh.compare_regimes(factory, DATA, alphas=(1, 10), **{**KW, "stop": lh.Stop(max_steps=5, loss_below=0.3)})
+    with pytest.raises(lh.UsageError, match="regime names become run folders"):
+        lh.compare_regimes(factory, DATA, regimes=[1.0, lh.Regime(10.0, name="ten/a")], **KW)
+    with pytest.raises(lh.UsageError, match="distinct regimes"):
+        lh.compare_regimes(factory, DATA, regimes=[1.0, 10.0], lazy="alpha=3", **KW)
 
 
 USER_MODULE = '''
@@ -175,7 +181,7 @@ def cli(tmp_path, *args):
 def test_the_command_line_compares_a_users_model(tmp_path):
     (tmp_path / "mymodels.py").write_text(USER_MODULE)
     common = ["--alphas", "1,10", "--seeds", "0-1", "--loss", "bce", "--stepper", "gd", "--lr", "0.5",
-              "--max-steps", "50"]
+              "--max-steps", "50", "--target", "0.6"]
     r = cli(tmp_path, "--model", "mymodels:net", "--data", "mymodels:data", *common, "--out", "out")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "train/disk: gap" in r.stdout and "test/near_boundary" in r.stdout
@@ -195,21 +201,124 @@ def test_claims_are_not_measured_without_the_regimes_or_the_targets(comp):
     every comparison claim 'not measured', never held or not held."""
     m = comp.metrics
     lin = comp.stays_linear()
+    assert lin["measures"] == ["ntk_alignment", "sign_similarity", "representation_alignment"]
     for seed in (0, 1):
         for regime, rid in (("feature", f"alpha=1-seed={seed}"), ("lazy", f"alpha=10-seed={seed}")):
-            for measure in ("ntk_alignment", "sign_similarity"):
+            for measure in lin["measures"]:
                 hand = m[(m.run_id == rid) & (m.metric == measure)].value.min()
-                assert lin["per_pair"][str(seed)][regime][measure] == pytest.approx(hand, rel=1e-12)
+                assert lin["per_pair"][f"seed {seed}"][regime][measure] == pytest.approx(hand, rel=1e-12)
     expect = all(r["lazy"][k] >= 0.9 for r in lin["per_pair"].values() for k in r["lazy"]) and all(
         any(v < 0.9 for v in r["feature"].values()) for r in lin["per_pair"].values())
     assert lin["held"] == expect
-    assert lh.gate(True, {"held": True}) is True and lh.gate(False, {"held": True}) is False
-    assert lh.gate(True, {"held": False}) is None and lh.gate(False, {"held": None}) is None
-    assert lh.gate(True, {"held": True}, ["alpha=10-seed=0"]) is None
-    assert comp.missed() == []  # no loss target: no run can miss it
-    short = lh.compare_regimes(factory, DATA, alphas=(1, 10), seeds=(0, 1), **{**KW, "stop": lh.Stop(
-        max_steps=10, loss_below=1e-6)})
+    earned = lh.claims.earned
+    assert earned(True, {"held": True}) is True and earned(False, {"held": True}) is False
+    assert earned(True, {"held": False}) is None and earned(False, {"held": None}) is None
+    assert earned(True, {"held": True}, ["alpha=10-seed=0"]) is None
+    assert comp.missed() == []  # no target: no run can miss it
+    short = lh.compare_regimes(factory, DATA, alphas=(1, 10), seeds=(0, 1), target=1e-6, **{**KW, "stop": lh.Stop(
+        max_steps=10)})
     assert short.missed() == sorted(short.runs.run_id)  # nobody reaches 1e-6 in 10 steps
     claims = short.claims()
     assert all(c["held"] is None for c in claims if c["id"] != "stays_linear")
     assert all("missed the progress target" in c["numbers"]["note"] for c in claims if c["id"] != "stays_linear")
+
+
+def test_per_regime_steppers_and_full_batch_seeds_in_one_ensemble_follow_their_single_runs():
+    """Regimes with their own rates (a full-batch stepper trains every seed in one ensemble) and a target on the
+    progress measure: each run equals its own single run, trained by hand with that stepper and Stop.reach."""
+    regs = [lh.Regime(1.0, lh.GD(0.3)), lh.Regime(10.0, lh.GD(2.0)), lh.Regime(None, lh.GD(0.5), name="lin")]
+    comp = lh.compare_regimes(factory, DATA, regimes=regs, lazy="alpha=10", loss="bce", stop=lh.Stop(max_steps=400),
+                              target=0.55, seeds=(0, 1), show_progress=False, linearity=False)
+    assert (comp.feature, comp.lazy) == ("alpha=1", "alpha=10") and comp.settings["target"] == 0.55
+    for seed in (0, 1):
+        for r in regs:
+            net = lh.seeded(factory, seed)
+            single = lh.train(lh.Linearized(net) if r.alpha is None else lh.AlphaScaled(net, r.alpha), DATA,
+                              loss="bce", stepper=r.stepper, schedule=lh.Schedule(points_per_decade=8),
+                              stop=lh.Stop(max_steps=400, reach=(("train", "all", "loss", 0.55),)), progress=False)
+            got = comp.results[f"{r.label}-seed={seed}"]
+            assert (got.steps, got.converged) == (single.steps, single.converged) and got.converged
+            np.testing.assert_allclose(got.trace.loss, single.trace.loss, rtol=1e-10, atol=1e-13)
+    assert comp.missed() == [] and comp.table.progress.min() == pytest.approx(0.55)  # the levels end at the target
+
+
+def rising(gaps: dict, seeds=4, levels=(0.6, 0.7, 0.8, 0.9)):
+    """An accuracy-axis table: the 'rare' group's accuracy of each regime is half the progress level plus its
+    offset (per seed: + 0.001 seed, so that the intervals are not degenerate); the feature regime's kernel moved."""
+    rows = []
+    for s in range(seeds):
+        for regime, off in gaps.items():
+            for p in levels:
+                for group, acc in (("common", p), ("rare", p / 2 + off + 0.001 * s)):
+                    rows.append({"run_id": f"{regime}-seed={s}", "step": int(p * 10), "split": "train", "group": group,
+                                 "metric": "accuracy", "value": acc})
+                rows.append({"run_id": f"{regime}-seed={s}", "step": int(p * 10), "split": "train", "group": "all",
+                             "metric": "loss", "value": 1 - p})
+                rows.append({"run_id": f"{regime}-seed={s}", "step": int(p * 10), "split": "probe", "group": "all",
+                             "metric": "ntk_alignment", "value": 0.5 if regime == "feature" else 0.99})
+    m = pd.DataFrame(rows)
+    runs = m[["run_id"]].drop_duplicates().assign(seed=lambda d: d.run_id.str.split("=").str[-1].astype(int),
+                                                  regime=lambda d: d.run_id.str.split("-seed").str[0], alpha=1.0,
+                                                  converged=True)
+    return m, runs
+
+
+def test_an_accuracy_axis_rises_and_higher_is_ahead():
+    m, runs = rising({"feature": 0.1, "lazy": 0.0})
+    c = lh.compare_runs(m, runs, progress=("train", "common", "accuracy"), feature="feature", lazy="lazy",
+                        levels=[0.65, 0.75, 0.85])
+    v = c.verdict.set_index("group").loc["rare"]
+    assert v.ahead == "feature" and v.gap == pytest.approx(0.1) and v.levels == 3  # higher accuracy: ahead
+    assert c.settings["measure"] == "accuracy" and list(c.table.progress.unique()) == [0.65, 0.75, 0.85]
+    swapped = lh.compare_runs(m, runs, progress=("train", "common", "accuracy"), feature="lazy", lazy="feature",
+                              levels=[0.65, 0.75, 0.85]).verdict.set_index("group").loc["rare"]
+    assert swapped.ahead == "lazy" and swapped.gap == pytest.approx(-0.1)
+    per_seed, used = c.gaps("feature", "lazy", "train", "rare")
+    assert np.allclose(per_seed, 0.1) and used == [0.65, 0.75, 0.85]
+
+
+def test_a_verdict_that_changes_with_the_lazy_rate_is_not_measured():
+    for other, expect in ((0.001, True), (0.2, None)):  # a second lazy run close to the first, or one that flips it
+        m, runs = rising({"feature": 0.1, "lazy": 0.0, "lazy2": other})
+        c = lh.compare_runs(m, runs, progress=("train", "common", "accuracy"), feature="feature", lazy="lazy",
+                            levels=[0.65, 0.75, 0.85], settings={"rate_check": "lazy2"}, exact=False)
+        claim = c.answer("x", "the feature regime learns the rare group first, whatever the lazy rate", "test",
+                         "train", "rare")
+        assert claim["held"] is expect and claim["numbers"]["rate_check"]["same_verdict"] is (expect is True)
+        assert expect or "changes with the lazy run's rate" in claim["numbers"]["note"]
+
+
+def test_linearity_verdict_on_the_measures_the_network_has():
+    """Every recorded measure counts (the lazy run >= 0.9 on all, the feature run below on one); a kernel distance
+    is judged as 1 - distance when asked for; a measure a network lacks is named with why."""
+    rows = [("f", "ntk_alignment", 0.97), ("f", "representation_alignment", 0.4), ("f", "ntk_distance", 3.0),
+            ("l", "ntk_alignment", 0.999), ("l", "representation_alignment", 0.95), ("l", "ntk_distance", 0.2)]
+    m = pd.DataFrame(rows, columns=["run_id", "metric", "value"])
+    v = lh.claims.linearity_verdict(m, {0: ("f", "l")})
+    assert v["held"] is True and v["measures"] == ["ntk_alignment", "representation_alignment"]
+    assert v["moved"] == {"0": ["representation_alignment"]} and "no ReLU" in v["note"]
+    d = lh.claims.linearity_verdict(m, {0: ("f", "l")}, measures=("ntk_alignment", "ntk_distance"), why="test")
+    assert d["held"] is False and d["per_pair"]["0"]["lazy"]["kernel_similarity"] == pytest.approx(0.8)
+    assert d["why"] == "test" and d["per_pair"]["0"]["feature"]["kernel_similarity"] == pytest.approx(-2.0)
+    assert lh.claims.linearity_verdict(m, {0: ("f", "l")}, exact=["l"], measures=("ntk_distance",))["held"] is True
+
+
+def test_the_kernel_regime_at_two_rates_agrees_at_equal_progress():
+    """Why a lazy regime may take its own rate: a linearised network's GD path at equal progress converges as the
+    rate falls (to its gradient flow), so halving the rate moves its per-group losses at equal progress far less
+    than the regime gap does (float64)."""
+    runs = []
+    for name, wrap, lr in (("lin", lh.Linearized, 1.0), ("lin_half", lh.Linearized, 0.5),
+                           ("feature", lambda m: lh.AlphaScaled(m, 1.0), 0.5)):
+        r = lh.train(wrap(lh.seeded(factory, 0)), DATA, loss="bce", stepper=lh.GD(lr), progress=False,
+                     stop=lh.Stop(max_steps=3000, reach=(("train", "all", "loss", 0.45),)), run_id=name,
+                     schedule=lh.Schedule(points_per_decade=20, milestone_ratio=0.98))
+        assert r.converged
+        runs.append(r.metrics)
+    m = pd.concat(runs)
+    t = lh.at_equal_progress(m, grid=np.geomspace(0.68, 0.45, 10))
+    t = t[(t.metric == "loss") & (t.split == "train") & (t.group != "all")]
+    piv = t.pivot_table(index=["group", "progress"], columns="run_id", values="value")
+    rate = (piv.lin - piv.lin_half).abs().max()
+    regime = (piv.feature - piv.lin).abs().max()
+    assert rate < regime / 10, (rate, regime)

@@ -28,8 +28,9 @@ from lazyhasty.experiments import REGISTRY, registry
 from lazyhasty.runs.records import FolderInUse, FolderLock
 from lazyhasty.runs.sweep import job_id
 
-TINY = ["n_train=30", "widths=8,8", "max_steps=40", "dtype=float64"]  # demo in about a second
-ENDLESS = ["n_train=30", "widths=8,8", "max_steps=100000000", "loss_threshold=1e-12", "dtype=float64"]
+TINY = ["n_train=30", "widths=8,8", "max_steps=40", "seeds=1", "dtype=float64"]  # demo in about a second
+ENDLESS = ["n_train=30", "widths=8,8", "max_steps=100000000", "loss_threshold=1e-12", "seeds=1", "dtype=float64"]
+RUN = Path("runs") / "alpha=1-seed=0"  # the demo's first run, in its folder
 
 
 def cli(*argv: str, **kw) -> subprocess.Popen:
@@ -272,14 +273,14 @@ def test_a_process_that_exits_mid_run_marks_it_failed(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_mid_run_leaves_interrupted_and_exit_130(tmp_path, sig):
     out = tmp_path / "o"
-    p = cli("run", "demo", "--out", str(out), *sets(*ENDLESS, "alphas=1"))
-    wait_for(lambda: (out / "alpha=1" / "trace.parquet").exists(), 120, "the first flush")
+    p = cli("run", "demo", "--out", str(out), *sets(*ENDLESS))
+    wait_for(lambda: (out / RUN / "trace.parquet").exists(), 120, "the first flush")
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and one_line_error(err), err
-    st = statuses(out)["alpha=1"]
+    st = statuses(out)[RUN.name]
     assert st["status"] == "interrupted" and ("SIGTERM" if sig == signal.SIGTERM else "Ctrl-C") in st["reason"]
-    assert st["steps"] > 0 and len(pd.read_parquet(out / "alpha=1" / "trace.parquet")) > 0  # nothing lost
+    assert st["steps"] > 0 and len(pd.read_parquet(out / RUN / "trace.parquet")) > 0  # nothing lost
     assert json.loads((out / "experiment.json").read_text())["status"] == "interrupted"
 
 
@@ -306,7 +307,7 @@ def _sweep_job(out: Path) -> dict:
 
 def test_a_killed_sweep_takes_its_workers_and_ctrl_c_resumes(tmp_path):
     out = tmp_path / "s"
-    args = ("sweep", "demo", "--out", str(out), "--workers", "1", *sets(*ENDLESS, "alphas=1"))
+    args = ("sweep", "demo", "--out", str(out), "--workers", "1", *sets(*ENDLESS))
     p = cli(*args)
     job = wait_for(lambda: _sweep_job(out).get("pid") and _sweep_job(out), 120, "the worker")
     p.kill()  # SIGKILL: the sweep cannot clean up; its worker must still die
@@ -327,7 +328,7 @@ def test_a_killed_sweep_takes_its_workers_and_ctrl_c_resumes(tmp_path):
     assert all(s["status"] == "interrupted" for s in statuses(out).values())
 
     r = subprocess.run([sys.executable, "-m", "lazyhasty.cli", "sweep", "demo", "--out", str(out), "--workers", "1",
-                        *sets(*TINY[:-2], "loss_threshold=1e-12", "max_steps=40", "dtype=float64", "alphas=1")],
+                        *sets(*TINY[:-3], "loss_threshold=1e-12", "max_steps=40", "dtype=float64", "alphas=1,10")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr  # another config in the same sweep folder finishes
 
@@ -338,7 +339,7 @@ def test_a_job_is_complete_only_when_its_files_match(tmp_path, capsys):
     assert main(argv) == 0
     job = next(out.glob("*/job.json")).parent
     spec = json.loads((job / "job.json").read_text())
-    assert spec["status"] == "complete" and "alpha=1/metrics.parquet" in spec["files"]
+    assert spec["status"] == "complete" and f"{RUN}/metrics.parquet" in spec["files"]
     capsys.readouterr()
 
     def rerun_reason(damage) -> str:
@@ -347,28 +348,28 @@ def test_a_job_is_complete_only_when_its_files_match(tmp_path, capsys):
         return capsys.readouterr().out
 
     assert "1 already done, 0 to run" in rerun_reason(lambda: None)
-    assert "missing" in rerun_reason(lambda: (job / "alpha=1" / "trace.parquet").unlink())
-    f = job / "alpha=100" / "metrics.parquet"
+    assert "missing" in rerun_reason(lambda: (job / RUN / "trace.parquet").unlink())
+    f = job / "runs" / "alpha=100-seed=0" / "metrics.parquet"
     assert "bytes" in rerun_reason(lambda: f.write_bytes(f.read_bytes()[:-10]))  # truncated
     f = job / "summary.txt"
     assert "checksum" in rerun_reason(lambda: f.write_text(f.read_text().replace("alpha", "alpbo")))
 
     from lazyhasty.runs.sweep import run_job  # an inner run that never finished: the job is not complete
 
-    s = job / "alpha=1" / "status.json"
+    s = job / RUN / "status.json"
     s.write_text(json.dumps({**json.loads(s.read_text()), "status": "running"}))
     (job / "job.json").write_text(json.dumps({**json.loads((job / "job.json").read_text()), "status": "pending"}))
     with pytest.MonkeyPatch.context() as m:  # the experiment "finishes" but leaves its run running
         m.setattr("lazyhasty.experiments.demo.EXPERIMENT", dataclasses.replace(
             registry()["demo"], main=lambda cfg, folder: {}))
         assert run_job(job) == "failed"
-    assert "did not finish: alpha=1 running" in json.loads((job / "job.json").read_text())["reason"]
+    assert f"did not finish: {RUN} running" in json.loads((job / "job.json").read_text())["reason"]
 
 
 def test_report_marks_incomplete_runs_and_survives_a_malformed_folder(tmp_path, capsys):
     out = tmp_path / "o"
     assert main(["run", "demo", "--out", str(out), *sets(*TINY)]) == 0
-    f = out / "alpha=1" / "metrics.parquet"
+    f = out / RUN / "metrics.parquet"
     f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "experiment.json").write_text("[1, 2]")
@@ -424,7 +425,7 @@ def test_folder_lock_names_its_holder(tmp_path):
 def test_sweep_status_reads_without_running(tmp_path, capsys):
     out = tmp_path / "s"
     assert main(["sweep", "demo", "--out", str(out), "--workers", "1", *sets(*TINY), "--grid", "lr=0.2,0.4"]) == 0
-    victim = next(out.glob("*/alpha=1/trace.parquet"))
+    victim = next(out.glob(f"*/{RUN}/trace.parquet"))
     victim.unlink()
     capsys.readouterr()
     assert main(["sweep", "--status", str(out)]) == 0

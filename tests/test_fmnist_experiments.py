@@ -34,45 +34,42 @@ def sets(data_root, *extra):
 
 
 def test_fig2_noise_tiny(tmp_path, data_root, capsys):
+    """The set-up end to end at a size too small to reach its target: every run is reported as having missed it,
+    and the claim is "not measured" with that reason, never a verdict."""
     assert main(["run", "fig2_noise", "--out", str(tmp_path), *sets(data_root, "n_train=500", "n_test=200",
-                 "seeds=2", "max_epochs=3", "probe_size=40", "width=32")]) == 0
+                 "seeds=2", "max_epochs=2", "lazy_epochs=2", "probe_size=40", "width=32", "target=0.01")]) == 0
     claims = read_claims(tmp_path, "fig2_noise", ["stays_linear", "noisy_later"])
     noisy, lin = claims["noisy_later"], claims["stays_linear"]
-    assert set(lin["numbers"]["per_pair"]) == {"0", "1"}
-    if noisy["numbers"]["per_seed"] == []:  # the regimes shared no range of clean loss: not measured, never a verdict
-        assert noisy["held"] is None and "not measured" in capsys.readouterr().out
-    elif lin["held"] is not True or "missed the progress target" in noisy["numbers"]["note"]:
-        assert noisy["held"] is None  # the runs are not shown in their regimes, or one missed its target
-    else:
-        lo, hi = noisy["numbers"]["interval"]
-        assert noisy["held"] == (lo > 0)
+    assert set(lin["numbers"]["per_pair"]) == {"seed 0", "seed 1"}
+    assert noisy["held"] is None and "missed the progress target" in noisy["numbers"]["note"]
+    assert noisy["numbers"]["rate_check"]["other_lazy_run"] == "lazy,half_rate"
     assert (tmp_path / "comparison.png").stat().st_size > 0 and (tmp_path / "verdict.csv").exists()
     m = __import__("lazyhasty").load_runs(tmp_path / "runs")
     assert {"clean", "noisy"} <= set(m.group) and {"ntk_alignment", "sign_similarity"} <= set(m.metric)
-    assert set(m.run_id) == {"alpha=1-seed=0", "alpha=100-seed=0", "alpha=1-seed=1", "alpha=100-seed=1"}
+    assert set(m.run_id) == {f"{r}-seed={s}" for r in ("alpha=1", "alpha=100", "lazy,half_rate") for s in (0, 1)}
+    assert not m.converged.any()  # 0.01 in 2 epochs: nobody
 
 
 def test_fig2_cscores_and_fig5_tiny(tmp_path, data_root, capsys):
     assert main(["run", "fig2_cscores", "--out", str(tmp_path / "c"), *sets(
         data_root, "n_pool=600", "ratios=0.3,0.7", "runs_per_ratio=2", "estimator_epochs=2", "seeds=1",
-        "max_epochs=2", "width=32")]) == 0
+        "max_epochs=2", "lazy_epochs=2", "width=32")]) == 0
     claims = read_claims(tmp_path / "c", "fig2_cscores", ["stays_linear", "hard_later", "hard_later@held_out",
                                                            "cscore_tracks_speed"])
     speed = claims["cscore_tracks_speed"]["numbers"]
     assert set(speed["mean_cscore_per_class"]) and -1 <= speed["spearman"] <= 1
-    if claims["stays_linear"]["held"] is not True:
-        assert claims["hard_later"]["held"] is None
+    assert claims["hard_later"]["held"] is None  # one seed: no interval, never a verdict
     with np.load(tmp_path / "c" / "cscores.npz") as z:
         assert z["scores"].shape == (600,)
     assert main(["run", "fig5_lr", "--out", str(tmp_path / "l"), *sets(
-        data_root, "n_train=400", "n_test=100", "seeds=1", "max_epochs=2", "width=32", "lrs=0.04,0.02")]) == 0
+        data_root, "n_train=400", "n_test=100", "seeds=1", "max_epochs=2", "lazy_epochs=2", "width=32",
+        "lrs=0.04,0.02", "rate_check=false")]) == 0
     claims = read_claims(tmp_path / "l", "fig5_lr", ["stays_linear", "lr_not_alpha"])
-    assert len(claims["lr_not_alpha"]["numbers"]["lr_spread"]) == 1
+    assert len(claims["lr_not_alpha"]["numbers"]["lr_spread"]) in (0, 1)
     m = __import__("lazyhasty").load_runs(tmp_path / "l" / "runs")
-    assert set(m.run_id) == {"lr=0.04-alpha=1-seed=0", "lr=0.04-alpha=100-seed=0", "lr=0.02-alpha=1-seed=0"}
-    steps = m.groupby("run_id").step.max()  # budgets (4 steps an epoch): half the rate, twice the 2 epochs;
-    assert steps["lr=0.02-alpha=1-seed=0"] <= 16 and steps["lr=0.04-alpha=100-seed=0"] <= 100  # alpha=100: 12.5x
-    assert steps["lr=0.04-alpha=100-seed=0"] == 100 or claims["lr_not_alpha"]["numbers"]["note"] == ""
+    assert set(m.run_id) == {"lr=0.04,alpha=1-seed=0", "lr=0.02,alpha=1-seed=0", "alpha=100-seed=0"}
+    steps = m.groupby("run_id").step.max()  # budgets (4 steps an epoch): half the rate, twice the 2 epochs
+    assert steps["lr=0.02,alpha=1-seed=0"] <= 16 and steps["alpha=100-seed=0"] <= 8
 
 
 def test_missing_dataset_is_a_usage_error(tmp_path, capsys, monkeypatch):
@@ -91,12 +88,11 @@ def test_missing_dataset_is_a_usage_error(tmp_path, capsys, monkeypatch):
 
 def test_fig3_tiny(tmp_path, data_root, capsys):
     assert main(["run", "fig3", "--out", str(tmp_path), *sets(data_root, "n_train=600", "k_balanced=10",
-                 "n_test=200", "seeds=1", "max_epochs=2", "width=32", "probe_size=40")]) == 0
+                 "n_test=200", "seeds=1", "max_epochs=2", "lazy_epochs=2", "width=32", "probe_size=40")]) == 0
     claims = read_claims(tmp_path, "fig3", ["stays_linear", "robust_first@bal_train", "robust_first@bal_test"])
     first = claims["robust_first@bal_train"]["numbers"]
     assert 0.5 <= first["linear_probe_accuracy"] <= 1 and set(first["gaps_per_alpha"]) == {"alpha=0.5", "alpha=1"}
-    if claims["stays_linear"]["held"] is not True or first["note"]:
-        assert claims["robust_first@bal_train"]["held"] is None
+    assert claims["robust_first@bal_train"]["held"] is None  # one seed: no interval, never a verdict
     m = __import__("lazyhasty").load_runs(tmp_path / "runs")
     assert {"with_spurious", "without_spurious", "y=+1,a=-1"} <= set(m.group)
     assert {"bal_train", "bal_test"} <= set(m.split)
@@ -110,7 +106,8 @@ def test_cifar10_paths_on_fixture_batches(tmp_path, capsys):
     write_cifar(tmp_path / "cifar", n_per_batch=60)
     root = str(tmp_path / "cifar")
     common = ["--set", "dataset=cifar10", "--set", f"data_root={root}", "--set", "arch=resnet18",
-              "--set", "width=4", "--set", "seeds=1", "--set", "max_epochs=1", "--set", "device=cpu"]
+              "--set", "width=4", "--set", "seeds=1", "--set", "max_epochs=1", "--set", "lazy_epochs=1",
+              "--set", "rate_check=false", "--set", "device=cpu"]
     assert main(["run", "fig2_noise", "--out", str(tmp_path / "n"), *common, "--set", "n_train=100",
                  "--set", "n_test=40", "--set", "probe_size=10"]) == 0
     m = __import__("lazyhasty").load_runs(tmp_path / "n" / "runs")

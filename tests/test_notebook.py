@@ -25,7 +25,7 @@ def test_the_tutorial_notebook_runs(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "compare_regimes: alpha=1 (feature) vs alpha=100 (lazy), 3 seeds" in text
+    assert "comparison: alpha=1 (feature) vs alpha=100 (lazy), 3 seed(s)" in text
     assert "largest gap between the alpha = 100 run and the kernel-regime prediction" in text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 2  # the comparison figure and the kernel-regime figure

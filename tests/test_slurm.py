@@ -23,7 +23,7 @@ def _cluster() -> str | None:
 
 pytestmark = [pytest.mark.slurm, pytest.mark.skipif(_cluster() is not None, reason=str(_cluster()))]
 
-FAST = ["n_train=30", "widths=8,8", "max_steps=60", "dtype=float64"]
+FAST = ["n_train=30", "widths=8,8", "max_steps=60", "seeds=1", "dtype=float64"]
 
 
 def sweep(out: Path, *extra: str, settings=FAST, wait: bool = True):
@@ -37,7 +37,7 @@ def sweep(out: Path, *extra: str, settings=FAST, wait: bool = True):
 
 
 def metrics(out: Path) -> dict:
-    return {p.relative_to(out).as_posix(): pd.read_parquet(p) for p in sorted(out.glob("*/*/metrics.parquet"))}
+    return {p.relative_to(out).as_posix(): pd.read_parquet(p) for p in sorted(out.glob("*/runs/*/metrics.parquet"))}
 
 
 def test_a_real_slurm_sweep_equals_a_local_one(tmp_path):
@@ -56,7 +56,7 @@ def test_a_real_slurm_sweep_equals_a_local_one(tmp_path):
 
 def test_a_cancelled_slurm_job_is_rerun(tmp_path):
     out = tmp_path / "s"
-    endless = ["n_train=30", "widths=8,8", "max_steps=100000000", "loss_threshold=1e-12", "dtype=float64"]
+    endless = ["n_train=30", "widths=8,8", "max_steps=100000000", "loss_threshold=1e-12", "seeds=1", "dtype=float64"]
     p = sweep(out, "--executor", "slurm", "--partition", "debug", settings=endless, wait=False)
     t0 = time.monotonic()
     while not any(json.loads(j.read_text()).get("status") == "running" for j in out.glob("*/job.json")):
@@ -80,7 +80,7 @@ def test_a_requeued_slurm_job_resumes_from_its_checkpoint_bit_identical(tmp_path
     bits as a local sweep."""
     import torch
 
-    long = ["n_train=60", "widths=16,16", "max_steps=5000", "loss_threshold=1e-12", "dtype=float64"]
+    long = ["n_train=60", "widths=16,16", "max_steps=5000", "loss_threshold=1e-12", "seeds=1", "dtype=float64"]
     out = tmp_path / "slurm"
     p = sweep(out, "--executor", "slurm", "--partition", "debug", "--checkpoint-every", "0.05", settings=long,
               wait=False)
@@ -115,7 +115,7 @@ def test_a_requeued_slurm_job_resumes_from_its_checkpoint_bit_identical(tmp_path
     assert spec["status"] == "complete" and len(spec["attempts"]) == 2
     others = [json.loads(f.read_text()) for f in out.glob("*/job.json") if f.parent != job]
     assert [len(o["attempts"]) for o in others] == [1]  # only the job that was signalled ran twice
-    resumes = [json.loads(f.read_text()).get("resumes") for f in job.glob("*/status.json")]
+    resumes = [json.loads(f.read_text()).get("resumes") for f in job.glob("runs/*/status.json")]
     assert any(r and r[0]["step"] > 0 for r in resumes), resumes  # continued from the checkpoint, not from step 0
     assert not list(out.glob("*/.checkpoints"))
     assert sweep(tmp_path / "local", "--workers", "1", settings=long)[0] == 0

@@ -131,7 +131,8 @@ def test_fig3_waterbirds_path_on_fixture(tmp_path, capsys):
     code = main(["run", "fig3", "--preset", "paper-waterbirds", "--out", str(tmp_path / "o"),
                  "--set", f"data_root={tmp_path / 'wb'}", "--set", f"pretrained={tmp_path / 'w.pt'}",
                  "--set", "device=cpu", "--set", "width=4", "--set", "image_size=32", "--set", "k_balanced=1",
-                 "--set", "seeds=1", "--set", "max_epochs=1", "--set", "batch_size=4", "--set", "probe_size=4"])
+                 "--set", "seeds=1", "--set", "max_epochs=1", "--set", "lazy_epochs=1", "--set", "batch_size=4",
+                 "--set", "probe_size=4"])
     assert code == 0, capsys.readouterr().err
     claims = json.loads((tmp_path / "o" / "claims.json").read_text())
     assert "alpha=1" in {c["id"]: c for c in claims["claims"]}["robust_first@bal_test"]["numbers"]["gaps_per_alpha"]

@@ -18,7 +18,7 @@ from lazyhasty.errors import UsageError
 from lazyhasty.experiments import REGISTRY
 from lazyhasty.runs.sweep import job_state, load_sweep_file, parse_seeds, plan, run_sweep
 
-FAST = ["n_train=30", "widths=8,8", "max_steps=60", "dtype=float64"]
+FAST = ["n_train=30", "widths=8,8", "max_steps=60", "seeds=1", "dtype=float64"]
 
 
 def events(out: Path) -> list[dict]:
@@ -35,7 +35,8 @@ def completes_per_job(out: Path) -> dict:
 
 
 def metrics_by_job(out: Path) -> dict:
-    return {p.parent.parent.name + "/" + p.parent.name: pd.read_parquet(p) for p in out.glob("*/*/metrics.parquet")}
+    return {p.parent.parent.parent.name + "/" + p.parent.name: pd.read_parquet(p)
+            for p in out.glob("*/runs/*/metrics.parquet")}
 
 
 def test_plan_ids_grid_and_seeds(tmp_path):
@@ -69,7 +70,7 @@ def test_sweep_runs_once_and_skips_completed(tmp_path, capsys, monkeypatch):
         args += ["--set", a]
     assert main([*args, "--tensorboard"]) == 0
     assert "4 complete, 0 diverged, 0 failed" in capsys.readouterr().out
-    events = list(tmp_path.glob("*/alpha=*/tensorboard/events.out.tfevents.*"))  # written by the worker processes
+    events = list(tmp_path.glob("*/runs/alpha=*/tensorboard/events.out.tfevents.*"))  # written by the worker processes
     assert len(events) == 8
     assert main(args) == 0
     assert "4 already done, 0 to run" in capsys.readouterr().out
@@ -79,7 +80,7 @@ def test_sweep_runs_once_and_skips_completed(tmp_path, capsys, monkeypatch):
 def _start_sweep(out: Path, extra=()) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "lazyhasty.cli", "sweep", "demo", "--grid", "seed=0,1,2", "--out", str(out),
            "--workers", "1", "--set", "n_train=60", "--set", "widths=16,16", "--set", "max_steps=1200",
-           "--set", "dtype=float64", *extra]
+           "--set", "seeds=1", "--set", "dtype=float64", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -114,11 +115,12 @@ def test_sigkill_mid_sweep_then_resume_is_exact(tmp_path):
     killed_mid_run = mid_run()
     assert killed_mid_run, "the job ended between its checkpoint and the kill"
     states = [job_state(j)[0] for j in plan(REGISTRY, "demo", "quick", ["n_train=60", "widths=16,16", "max_steps=1200",
-                                                               "dtype=float64"], ["seed=0,1,2"], None, out)]
+                                                               "seeds=1", "dtype=float64"], ["seed=0,1,2"], None,
+                                            out)]
     assert "interrupted" in states and "complete" in states
     assert _start_sweep(out).wait(timeout=300) == 0
     for job in killed_mid_run:  # continued from its checkpoint: some run of the job lists the resume
-        resumes = [json.loads(f.read_text()).get("resumes", []) for f in job.glob("*/status.json")]
+        resumes = [json.loads(f.read_text()).get("resumes", []) for f in job.glob("runs/*/status.json")]
         assert any(r and r[0]["step"] >= 0 for r in resumes), job
     assert not list(out.glob("*/.checkpoints"))  # a completed job deletes its checkpoints
     assert {e["event"] for e in events(out)} >= {"running", "resumed", "complete"}
@@ -155,7 +157,7 @@ def test_killed_worker_fails_only_its_job_and_rerun_finishes(tmp_path):
 def test_corrupt_record_is_detected_and_rerun(tmp_path, capsys):
     args = ["sweep", "demo", "--grid", "lr=0.3", "--out", str(tmp_path)] + sum((["--set", a] for a in FAST), [])
     assert main(args) == 0
-    victim = next(tmp_path.glob("*/alpha=100/metrics.parquet"))
+    victim = next(tmp_path.glob("*/runs/alpha=100-seed=0/metrics.parquet"))
     victim.write_bytes(victim.read_bytes()[:50])  # truncated
     assert main(args) == 0
     out = capsys.readouterr().out

@@ -93,9 +93,57 @@ def test_divergence_is_a_status_not_an_exception(data, tmp_path):
     assert json.loads((tmp_path / "r" / "status.json").read_text())["status"] == "diverged"
 
 
-def test_stop_needs_a_budget():
+def test_stop_needs_a_budget_and_numbers_that_mean_something():
     with pytest.raises(ValueError, match="budget"):
         Stop(loss_below=0.1)
+    for bad in (dict(max_steps=2.5), dict(max_steps=True), dict(max_steps=10, loss_below=float("nan")),
+                dict(max_steps=10, reach=(("train", "all", "loss"),)),
+                dict(max_steps=10, reach=(("train", "all", "loss", float("inf")),))):
+        with pytest.raises(ValueError):
+            Stop(**bad)
+
+
+def test_stop_on_a_measured_group_loss_and_a_rising_accuracy(data):
+    """Stop.reach: the run ends at the first measurement point where every target is met (a loss at or below, an
+    accuracy at or above its value), never earlier; converged True; a measure no probe records is refused at
+    step 0."""
+    for target in (("train", "disk", "loss", 0.55), ("train", "half_plane", "accuracy", 0.8)):
+        r = train(base_model(), data, loss="bce", stepper=GD(0.5), stop=Stop(max_steps=3000, reach=(target,)),
+                  schedule=Schedule(points_per_decade=20))
+        split, group, metric, value = target
+        v = r.metrics[(r.metrics.split == split) & (r.metrics.group == group) & (r.metrics.metric == metric)]
+        v = v.sort_values("step").value.to_numpy()
+        met = v <= value if metric == "loss" else v >= value
+        assert r.converged is True and met[-1] and not met[:-1].any() and f"{group}/{metric}" in r.reason
+        assert r.steps == int(r.metrics.step.max())
+    with pytest.raises(ValueError, match="train/nope/loss, which no probe recorded"):
+        train(base_model(), data, loss="bce", stepper=GD(0.5), stop=Stop(max_steps=30, reach=(
+            ("train", "nope", "loss", 0.1),)))
+
+
+def test_a_members_training_rows_are_its_own_examples(data):
+    """With per-member example weights (each member its own training subset), the loss probe's train rows are
+    each member's own weighted means: at every measurement of full-batch GD they equal the member's objective
+    (float64), and a group's mean is over the member's examples of that group."""
+    from lazyhasty import Ensemble
+
+    n = len(data)
+    w = torch.zeros(2, n, dtype=torch.float64)
+    w[0, : n // 2], w[1, n // 2:] = 1.0, 1.0
+    ens = Ensemble([AlphaScaled(base_model(s), 1.0) for s in (0, 1)])
+    res = train(ens, data, loss="bce", stepper=GD(0.5), stop=Stop(max_steps=40), weights=w)
+    for r in res:
+        rows = r.metrics[(r.metrics.split == "train") & (r.metrics.group == "all") & (r.metrics.metric == "loss")]
+        trace = r.trace.set_index("step").loss
+        np.testing.assert_allclose(rows.value.to_numpy(), trace.loc[rows.step].to_numpy(), rtol=1e-12)
+    ens0 = ens.member(0)
+    with torch.no_grad():
+        per = torch.nn.functional.softplus(-data.y * ens0(data.x)[:, 0])
+    disk = data.groups["disk"]
+    own = disk[disk < n // 2]
+    last = res[0].metrics[(res[0].metrics.group == "disk") & (res[0].metrics.split == "train")
+                          & (res[0].metrics.metric == "loss")].sort_values("step").value.iloc[-1]
+    assert last == pytest.approx(float(per[own].mean()), rel=1e-12)
 
 
 def test_milestones_are_first_crossings(data):

@@ -1,7 +1,8 @@
 """lazyhasty: train any PyTorch network in a controlled lazy or feature-learning regime, and measure it.
 
-The public API is this module and three namespaces: ``lazyhasty.data`` (datasets), ``lazyhasty.theory`` (closed
-forms of the quadratic model) and ``lazyhasty.plotting`` (figures that read run records). Everything else may move.
+The public API is this module and four namespaces: ``lazyhasty.data`` (datasets), ``lazyhasty.theory`` (closed
+forms of the quadratic model), ``lazyhasty.claims`` (the claims experiments state, and when they are earned) and
+``lazyhasty.plotting`` (figures that read run records). Everything else may move.
 """
 
 from importlib import metadata as _metadata
@@ -12,18 +13,8 @@ except _metadata.PackageNotFoundError:  # a source tree on sys.path, not install
     __version__ = "unknown"
 
 # ruff: noqa: E402
-from .compare import (
-    LINEAR_LEVEL,
-    Comparison,
-    bootstrap_interval,
-    claim,
-    compare_regimes,
-    gate,
-    linearity_line,
-    linearity_verdict,
-    missed_note,
-    stays_linear_claim,
-)
+from . import claims
+from .compare import Comparison, Regime, compare_regimes, compare_runs
 from .data import DatasetError, Groups, Split, yinyang
 from .dynamics.checkpoint import CheckpointMismatch, checkpointing
 from .dynamics.cscores import estimate_cscores, learning_speed
@@ -31,7 +22,7 @@ from .dynamics.kernel import kernel_regime
 from .dynamics.losses import BCE, MSE, CrossEntropy, Hinge, QuadraticHinge, SoftHinge, get_loss
 from .dynamics.probes import LinearityProbe, Milestones, ProbeContext, Schedule, loss_probe, parameter_distance_probe
 from .dynamics.steppers import GD, SGD, GradientFlow, MomentumFlow
-from .dynamics.train import RecordSink, Stop, TrainResult, fork, seeded, train
+from .dynamics.train import RecordSink, Stop, TrainResult, can_compile, fork, seeded, train
 from .errors import UsageError
 from .metrics.alignment import kernel_alignment, kernel_distance, kernel_target_alignment
 from .metrics.linearity import parameter_distance, representation_alignment, sign_similarity
@@ -50,13 +41,10 @@ __all__ = [
     # regimes, ensembles and models
     "AlphaScaled", "Linearized", "Ensemble", "regime_alpha", "MLP", "CNN", "ResNet18",
     "load_pretrained", "UnsupportedModule",
-    # one call: every regime from one initialisation, compared at equal progress
-    "compare_regimes", "Comparison",
-    # claims: one format for every experiment, and whether the runs are in their regimes
-    "claim", "gate", "missed_note", "linearity_verdict", "linearity_line", "stays_linear_claim", "LINEAR_LEVEL",
-    "bootstrap_interval",
+    # one call: every regime from one initialisation, compared at equal progress; claims (lazyhasty.claims)
+    "compare_regimes", "compare_runs", "Regime", "Comparison", "claims",
     # training: the engine, stopping, measurement points, steppers, losses, probes
-    "train", "checkpointing", "CheckpointMismatch", "kernel_regime", "Stop", "Schedule", "Milestones",
+    "train", "can_compile", "checkpointing", "CheckpointMismatch", "kernel_regime", "Stop", "Schedule", "Milestones",
     "TrainResult", "fork", "seeded",
     "GD", "SGD", "GradientFlow", "MomentumFlow",
     "CrossEntropy", "BCE", "MSE", "Hinge", "SoftHinge", "QuadraticHinge", "get_loss",

@@ -214,7 +214,7 @@ def _cmd_compare(args) -> int:
         alphas = [float(a) for a in args.alphas.split(",")]
     except ValueError:
         raise UsageError(f"--alphas expects numbers like 1,100; got {args.alphas!r}") from None
-    for name, v in (("--lr", args.lr), ("--momentum", args.momentum), ("--loss-below", args.loss_below)):
+    for name, v in (("--lr", args.lr), ("--momentum", args.momentum), ("--target", args.target)):
         if v is not None and not (0 <= v <= 1e12 and (v > 0 or name == "--momentum")):
             raise UsageError(f"{name} must be a number > 0 (momentum >= 0), at most 1e12; got {v}")
     if not 1 <= args.max_steps <= MAX_INT or not 1 <= args.batch_size <= MAX_INT:
@@ -236,7 +236,7 @@ def _cmd_compare(args) -> int:
     out, lock = claim_output(args.out, Path("runs") / "compare")
     try:
         comp = compare_regimes(factory, data.pop("train"), splits=data, alphas=alphas, loss=args.loss,
-                               stepper=stepper, stop=Stop(max_steps=args.max_steps, loss_below=args.loss_below),
+                               stepper=stepper, stop=Stop(max_steps=args.max_steps), target=args.target,
                                seeds=parse_seeds(args.seeds), linearized=args.linearized, progress=progress,
                                out=out)
     finally:
@@ -370,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
     s.add_argument("--batch-size", type=int, default=128, help="SGD batch size (default 128)")
     s.add_argument("--max-steps", type=int, required=True, help="step budget of every run")
-    s.add_argument("--loss-below", type=float, help="stop a run once its training loss is below this")
+    s.add_argument("--target", type=float, help="every run trains until the progress measure reaches this (a loss "
+                   "at or below, an accuracy at or above), within --max-steps")
     s.add_argument("--progress", default="train/all/loss", help="the progress measure, split/group/metric "
                    "(default train/all/loss)")
     s.add_argument("--out", help="output folder, which must hold no records (default: runs/compare, or "

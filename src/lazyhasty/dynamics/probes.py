@@ -176,9 +176,15 @@ def _loss_probe_batched(batch: BatchContext) -> list[list[Row]]:
         flat, y = out.flatten(0, 1), split.y.expand(T, *split.y.shape).flatten(0, 1)
         groups, W = batch.group_means(name, split)
         W = W.to(out.device)
+        w = batch.weights if name == "train" else None  # (T, n): each member's own training examples
+        if w is not None:  # group means over the member's own examples: sum_i w_i l_i 1[i in g] / sum_i w_i 1[i in g]
+            mask = (W > 0).double()  # (G + 1, n)
+            w = w.double()
+            own = w @ mask.T  # (T, G + 1)
         for metric, per in (("loss", batch.loss(flat, y)), ("accuracy", batch.loss.correct(flat, y)),
                             ("margin", batch.loss.margin(flat, y))):
-            means = (per.reshape(T, n).double() @ W.T).tolist()  # (T, G + 1)
+            per = per.reshape(T, n).double()
+            means = (per @ W.T if w is None else ((per * w) @ mask.T) / own).tolist()  # (T, G + 1)
             for t in range(T):
                 rows[t] += [(name, g, metric, v) for g, v in zip(groups, means[t])]
     return rows
@@ -220,6 +226,7 @@ class BatchContext:
     params: list[torch.Tensor]
     params0: list[torch.Tensor]
     cache: dict = field(default_factory=dict, repr=False)
+    weights: torch.Tensor | None = None  # (T, n) example weights of the training split (``train(weights=)``)
 
     def group_means(self, name: str, split: Split) -> tuple[list[str], torch.Tensor]:
         if name not in self.cache:
@@ -238,8 +245,9 @@ class LinearityProbe:
     * ``ntk_alignment`` KA(K_t, K_0) (eq. 5 of George et al.) and ``ntk_distance`` ||K_t - K_0||_F / ||K_0||_F
       (Geiger et al.'s kernel change) on the probe inputs,
     * ``sign_similarity`` of ReLUs (skipped for networks without ReLU modules),
-    * ``representation_alignment`` of the last linear layer's inputs,
-    * ``param_distance`` per layer (group = layer name; the total is reported by ``parameter_distance_probe``).
+    * ``representation_alignment`` of the last linear layer's inputs (skipped for networks without ``nn.Linear``),
+    * with ``per_layer=True``, ``param_distance`` per layer (group = layer name; the total is reported by
+      ``parameter_distance_probe``).
 
     Args:
         x: probe inputs (n, ...), e.g. 500 training examples. split: the ``split`` column of the rows.
@@ -247,7 +255,7 @@ class LinearityProbe:
     """
 
     def __init__(self, x: torch.Tensor, split: str = "probe", outputs: str = "trace", ntk: bool = True,
-                 signs: bool = True, representation: bool = True, per_layer: bool = True,
+                 signs: bool = True, representation: bool = True, per_layer: bool = False,
                  method: str = "auto", block: int = 256):
         self.x, self.split, self.outputs = x, split, outputs
         self.ntk, self.signs, self.representation, self.per_layer = ntk, signs, representation, per_layer
@@ -273,8 +281,11 @@ class LinearityProbe:
             except ValueError:
                 self.signs = False  # no ReLU modules: nothing to measure
         if self.representation:
-            rows.append((self.split, "all", "representation_alignment",
-                         representation_alignment(ctx.model, ctx.params0, self.x)))
+            try:
+                rows.append((self.split, "all", "representation_alignment",
+                             representation_alignment(ctx.model, ctx.params0, self.x)))
+            except ValueError:
+                self.representation = False  # no nn.Linear read-out (e.g. the diagonal quadratic model)
         if self.per_layer:
             dist = parameter_distance(ctx.model, ctx.params0)
             rows += [("-", layer, "param_distance", v) for layer, v in dist.items() if layer != "total"]

@@ -31,6 +31,7 @@ from torch import nn
 from ..data.groups import Split
 from ..data.inputs import chunks, leaves, take
 from ..errors import Deferred, stopped_by
+from ..metrics.progress import rises
 from ..models.ensemble import Ensemble
 from ..models.regimes import _Regime, running_stats
 from . import checkpoint as checkpoints
@@ -71,6 +72,10 @@ class Stop:
         loss_below: stop once the (smoothed, see :class:`Schedule`) mean training loss is below this.
         min_margin: stop once every training margin is >= this (1 for "all margins >= 1"). Full-batch steppers
             check it every step, minibatch ones at measurement points (on the full training set).
+        reach: targets on measured quantities, ``(split, group, metric, value)`` each, e.g. ``("train", "clean",
+            "loss", 0.5)``: stop once every one is reached (a loss at or below its value; an accuracy or margin, which
+            rise with training, at or above), as recorded by the probes at a measurement point. The way to stop on
+            the measure a comparison's progress axis uses (George et al.: equal clean-example loss).
     A run whose loss or parameters become NaN/inf stops with status ``diverged`` (never an exception).
     """
 
@@ -78,14 +83,30 @@ class Stop:
     max_time: float | None = None
     loss_below: float | None = None
     min_margin: float | None = None
+    reach: tuple[tuple[str, str, str, float], ...] = ()
 
     def __post_init__(self):
         if self.max_steps is None and self.max_time is None:
             raise ValueError("Stop needs a budget: set max_steps or max_time (or both)")
-        if self.max_steps is not None and self.max_steps < 0:
-            raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
-        if self.max_time is not None and not self.max_time >= 0:
-            raise ValueError(f"max_time must be >= 0, got {self.max_time}")
+        if self.max_steps is not None and (isinstance(self.max_steps, bool) or not isinstance(
+                self.max_steps, (int, np.integer)) or self.max_steps < 0):
+            raise ValueError(f"max_steps must be an integer >= 0, got {self.max_steps!r}")
+        for name in ("max_time", "loss_below", "min_margin"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                                  or (name == "max_time" and v < 0)):
+                raise ValueError(f"{name} must be a finite number{' >= 0' if name == 'max_time' else ''}, got {v!r}")
+        reach = tuple(tuple(r) for r in self.reach)
+        for r in reach:
+            if len(r) != 4 or not all(isinstance(k, str) and k for k in r[:3]) or isinstance(r[3], bool) \
+                    or not isinstance(r[3], (int, float)) or not math.isfinite(r[3]):
+                raise ValueError(f"each Stop.reach target is (split, group, metric, finite value), got {r!r}")
+        object.__setattr__(self, "reach", reach)
+
+    @property
+    def targets(self) -> bool:
+        """Whether the run has a target (its ``converged`` is then True or False, never None)."""
+        return self.loss_below is not None or self.min_margin is not None or bool(self.reach)
 
 
 @dataclass
@@ -213,6 +234,22 @@ def _compiled(objective, ens: Ensemble, stepper: Stepper):
 
     cpu = ens.params[0].device.type == "cpu"  # a C++ wrapper: ~0.3 ms less per step (measured on CPU only)
     return torch.compile(step, options={"cpp_wrapper": True} if cpu else None), fuse
+
+
+_CAN_COMPILE: dict[str, tuple[bool, str]] = {}
+
+
+def can_compile(device: str = "cpu") -> tuple[bool, str]:
+    """Whether ``train(compile=True)`` can work here (torch.compile, with a C++ compiler on the CPU): one tiny
+    function compiled with the same options, once per process and device. Returns (ok, why not)."""
+    if device not in _CAN_COMPILE:
+        try:
+            f = torch.compile(lambda x: (x * 2).sin(), options={"cpp_wrapper": True} if device == "cpu" else None)
+            f(torch.ones(3, device=device))
+            _CAN_COMPILE[device] = (True, "")
+        except Exception as e:  # no compiler, an unsupported platform, ...
+            _CAN_COMPILE[device] = (False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    return _CAN_COMPILE[device]
 
 
 def train(
@@ -456,7 +493,7 @@ def train(
             try:
                 batch = BatchContext(ks, splits, loss, lambda name: source(name)[ix],
                                      [q.detach()[ix] for q in params], [q[ix] for q in ens.stacked_params0().values()],
-                                     group_cache)
+                                     group_cache, None if weights is None else weights[ix])
                 done = {id(probe): probe.batched(batch) for probe in probes if hasattr(probe, "batched")}
                 for pos, (k, milestone) in enumerate(todo.items()):
                     r = runs[k]
@@ -486,7 +523,7 @@ def train(
                     t[k].zero_()
                 for p, q in zip(params, cur.proposal if cur is not None and cur.proposal is not None else []):
                     q[k].copy_(p[k])  # its proposed step is not taken
-            if r.converged is None and r.status == "complete" and (stop.loss_below, stop.min_margin) != (None, None):
+            if r.converged is None and r.status == "complete" and stop.targets:
                 r.converged = False
             r.info = {key: v[k].item() for key, v in state.items() if isinstance(v, np.ndarray)}
             r.wall_s, r.probe_s = elapsed0 + time.perf_counter() - wall0, probe_s
@@ -498,9 +535,23 @@ def train(
                 r.sink.set_status(r.status, r.reason, **r.final)
                 r.closed = True
 
-        def stop_reason(r: _Run, outputs: Callable[[], torch.Tensor | None]) -> tuple[str, bool | None]:
+        def stop_reason(r: _Run, outputs: Callable[[], torch.Tensor | None],
+                        measured: bool) -> tuple[str, bool | None]:
             if stop.loss_below is not None and r.smoothed < stop.loss_below:
                 return f"training loss {r.smoothed:.4g} < {stop.loss_below:g}", True
+            if stop.reach and measured:
+                now = {}
+                for row in reversed(r.rows):  # this point's rows are the last ones
+                    if row[1] != r.step:
+                        break
+                    now.setdefault(row[4:7], row[7])
+                missing = [key for *key, _ in stop.reach if tuple(key) not in now]
+                if missing:
+                    raise ValueError(f"Stop.reach targets {', '.join('/'.join(k) for k in missing)}, which no probe "
+                                     f"recorded (recorded: {', '.join(sorted({'/'.join(k) for k in now}))})")
+                if all(now[(s, g, m)] >= v if rises(m) else now[(s, g, m)] <= v for s, g, m, v in stop.reach):
+                    return "reached " + ", ".join(f"{s}/{g}/{m} {now[(s, g, m)]:.4g} ({'>=' if rises(m) else '<='} "
+                                                  f"{v:g})" for s, g, m, v in stop.reach), True
             if stop.min_margin is not None:
                 out = outputs()
                 if out is not None and float(loss.margin(out, train_set.y).min()) >= stop.min_margin:
@@ -511,6 +562,10 @@ def train(
                 return f"reached max_time = {stop.max_time:g}", None
             return "", None
 
+        # a full-batch step's loss is the training loss: once it has reached a Stop.reach target on it, measure at
+        # every step, so that the run stops where the measured value reaches the target, not at a later point
+        near = next((v for s_, g_, m_, v in stop.reach if (s_, g_, m_) == ("train", "all", "loss")), None) \
+            if stepper.full_batch else None
         last_flush = last_checkpoint = time.perf_counter()
         shown = Progress(ids[0] if single else f"ensemble of {E}", progress)
         last_shown = 0.0
@@ -541,7 +596,7 @@ def train(
                         continue
                     r.smoothed = value if smooth == 0 else smooth * r.smoothed + (1 - smooth) * value
                     m = r.milestones.update(r.smoothed) if r.milestones is not None else None
-                    if m is not None or schedule.log_step(r.step):
+                    if m is not None or schedule.log_step(r.step) or (near is not None and r.smoothed <= near):
                         todo[k] = m
                 ctxs = measure(todo) if todo else {}
                 if ctxs:  # parameters are checked at measurement points (of the members measured)
@@ -554,7 +609,7 @@ def train(
                         r.status, r.reason = "diverged", f"non-finite parameters at step {r.step} (t = {r.t:.4g})"
                     else:  # a minibatch run's margins are checked on the full training set, at measurement points
                         r.reason, r.converged = stop_reason(r, lambda k=k, out=cur.out, ctx=ctx: (
-                            out[k] if stepper.full_batch else ctx.outputs("train") if ctx else None))
+                            out[k] if stepper.full_batch else ctx.outputs("train") if ctx else None), ctx is not None)
                     if r.reason:
                         ending.append(k)
                 last = {k: None for k in ending if k not in ctxs}

@@ -41,7 +41,9 @@ import lazyhasty as lh
 from lazyhasty.data import yinyang, yinyang_labels, yinyang_regions
 from lazyhasty.plotting import fig1_figure, save_figure
 
-from . import Experiment, write_claims
+from . import Experiment
+
+RATE_CHECK = "lazy,half_rate"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class Config:
     thresholds: tuple[float, ...] = (0.5, 0.4, 0.3)  # mean training loss levels compared at equal progress
     max_steps: int = 60_000  # budget per run (runs stop at the last threshold)
     members_per_call: int = 4  # seeds per vectorised ensemble (each trains on its own set among their union)
+    rate_check: bool = True  # also train the linear regime at half its rate: is every verdict the same?
+    compile: bool = True  # torch.compile the training step (~2x the eager speed after a one-off compilation per
+    # rate); eager, with a note, where this machine cannot compile
     probe_points: int = 256  # fixed uniform points for the linearity metrics
     grid: int = 250  # test grid resolution per side on [-1, 1]^2
     data_seed: int = 0
@@ -75,32 +80,41 @@ PRESETS = {
 }
 
 
-class GridProbe:
-    """At each threshold milestone, store the member's per-point loss on the test grid (not in the long table)."""
+class GridMaps:
+    """At each threshold milestone, the member's loss on every grid point, written to ``folder/<run>-<k>.npy``
+    (atomic; not in the long table: 10^4 - 10^5 points): the figure's maps, which a resumed run finds on disk."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor):
-        self.x, self.y = x, y
-        self.maps: dict[tuple[str, int], np.ndarray] = {}
+    def __init__(self, folder: Path, y: torch.Tensor):
+        self.folder, self.y = folder, y
 
     def __call__(self, ctx):
-        if ctx.milestone is None:
-            return []
-        with torch.no_grad():
-            out = torch.cat([ctx.model(xb) for xb in self.x.split(16384)])
-        loss = lh.BCE()(out, self.y).float().cpu().numpy()
-        self.maps[(ctx.run_id, ctx.milestone)] = loss
-        return [("grid", "all", "loss", float(loss.mean()))]
+        if ctx.milestone is not None:
+            loss = lh.BCE()(ctx.outputs("grid"), self.y).float().cpu().numpy()
+
+            def write(path):
+                with open(path, "wb") as f:
+                    np.save(f, loss)
+
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lh.atomic_write(self.folder / f"{ctx.run_id}-{ctx.milestone}.npy", write)
+        return []
 
 
-def grid_points(g: int, device: str = "cpu") -> tuple[torch.Tensor, np.ndarray]:
+def grid_split(g: int, device: str = "cpu") -> tuple[lh.Split, np.ndarray]:
+    """The g x g test grid on [-1, 1]^2 with its true labels and groups ``easy`` (half-planes, farther than 0.1
+    from every class boundary) and ``hard`` (everything else); also the points as numpy."""
     lin = np.linspace(-1, 1, g)
     xx, yy = np.meshgrid(lin, lin)
     pts = np.stack([xx.ravel(), yy.ravel()], axis=1)
-    return torch.tensor(pts, dtype=torch.float32, device=device), pts
+    easy = yinyang_regions(pts) == 0
+    split = lh.Split(torch.tensor(pts, dtype=torch.float32, device=device),
+                     torch.tensor(yinyang_labels(pts), dtype=torch.float32, device=device),
+                     lh.Groups({"easy": easy, "hard": ~easy}, n=len(pts)))
+    return split, pts
 
 
-def run_id(alpha: float, seed: int) -> str:
-    return f"alpha={alpha:g}-seed={seed}"
+def run_id(regime: str, seed: int) -> str:
+    return f"{regime}-seed={seed}"
 
 
 def training_set(cfg: Config, seed: int) -> lh.Split:
@@ -108,94 +122,103 @@ def training_set(cfg: Config, seed: int) -> lh.Split:
     return yinyang(cfg.n_train, seed=cfg.data_seed * 1_000_003 + seed)
 
 
+def regimes(cfg: Config) -> list[tuple[str, float, float]]:
+    """(name, alpha, lr) of every regime: the two of the comparison, and the lazy one at half its rate."""
+    (a_nl, a_lin), (lr_nl, lr_lin) = cfg.alphas, cfg.lrs
+    out = [(f"alpha={a_nl:g}", a_nl, lr_nl), (f"alpha={a_lin:g}", a_lin, lr_lin)]
+    return out + ([(RATE_CHECK, a_lin, lr_lin / 2)] if cfg.rate_check else [])
+
+
 def main(cfg: Config, out: Path) -> dict:
     wall0 = time.perf_counter()
-    gx, pts = grid_points(cfg.grid, cfg.device)
-    gy = torch.tensor(yinyang_labels(pts), dtype=torch.float32, device=cfg.device)
-    probe = GridProbe(gx, gy)
+    grid, _ = grid_split(cfg.grid, cfg.device)
+    maps = GridMaps(out / "grid", grid.y)
     lin_x = torch.tensor(np.random.default_rng(cfg.data_seed).uniform(-1, 1, (cfg.probe_points, 2)),
                          dtype=torch.float32, device=cfg.device)
-    linearity = lh.LinearityProbe(lin_x, split="probe", outputs="trace", per_layer=False)
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     chunks = [seeds[i:i + cfg.members_per_call] for i in range(0, len(seeds), cfg.members_per_call)]
-    train_s = 0.0
+    target = (("train", "all", "loss", min(cfg.thresholds)),)  # each member's own training loss (weights)
+    compiled, why = lh.can_compile(cfg.device) if cfg.compile else (False, "")
+    if cfg.compile and not compiled:
+        print(f"[fig1] torch.compile is not available here ({why}): training eagerly", flush=True)
     torch.set_flush_denormal(True)  # denormals made late training 5-7x slower
     try:
-        for alpha, lr in zip(cfg.alphas, cfg.lrs):
-            print(f"[fig1] alpha = {alpha:g}: {cfg.seeds} members (own training set each), GD lr = {lr:g} / "
-                  f"alpha^2, until loss < {min(cfg.thresholds):g} (budget {cfg.max_steps} steps)", flush=True)
+        for name, alpha, lr in regimes(cfg):
+            print(f"[fig1] {name}: {cfg.seeds} members (own training set each), GD lr = {lr:g} / alpha^2, until "
+                  f"loss < {min(cfg.thresholds):g} (budget {cfg.max_steps} steps)", flush=True)
             for chunk in chunks:
                 sets = [training_set(cfg, s) for s in chunk]
                 pool = lh.Split(torch.cat([d.x for d in sets]), torch.cat([d.y for d in sets])).to(cfg.device)
                 weights = torch.block_diag(*[torch.ones(1, len(d)) for d in sets]).to(cfg.device)
                 ens = lh.Ensemble([lh.AlphaScaled(lh.seeded(lambda: lh.MLP([2, 60, 60, 60, 1]), s), alpha)
                                    for s in chunk]).to(cfg.device)
-                ids = [run_id(alpha, s) for s in chunk]
-                recs = [lh.RunRecord(out / "runs" / rid).start(cfg, alpha=alpha, seed=s) for s, rid in zip(chunk, ids)]
-                res = lh.train(ens, pool, loss="bce", stepper=lh.GD(lr), weights=weights,
-                               stop=lh.Stop(max_steps=cfg.max_steps, loss_below=min(cfg.thresholds)),
-                               schedule=lh.Schedule(levels=cfg.thresholds, points_per_decade=5),
-                               probes=(probe, linearity), run_id=ids, record=recs, progress=True)
-                train_s += res[0].wall_s - res[0].probe_s
+                ids = [run_id(name, s) for s in chunk]
+                recs = [lh.RunRecord(out / "runs" / rid).start(cfg, regime=name, alpha=alpha, lr=lr, seed=s)
+                        for s, rid in zip(chunk, ids)]
+                lh.train(ens, pool, loss="bce", stepper=lh.GD(lr), weights=weights, splits={"grid": grid},
+                         stop=lh.Stop(max_steps=cfg.max_steps, reach=target),
+                         schedule=lh.Schedule(levels=cfg.thresholds, points_per_decade=5),
+                         probes=(lh.loss_probe, lh.LinearityProbe(lin_x), maps), run_id=ids, record=recs,
+                         progress=True, compile=compiled)
     finally:
         torch.set_flush_denormal(False)
-    # every member's grid loss at each threshold: (thresholds, 2 regimes, seeds, grid, grid); nan = not reached
+    return summarize(out, cfg, f"[fig1] wall {time.perf_counter() - wall0:.1f} s")
+
+
+def grid_maps(out: Path, cfg: Config) -> np.ndarray:
+    """Every member's grid loss at each threshold, (thresholds, 2 regimes, seeds, grid, grid), NaN where a run did
+    not reach it, from the files :class:`GridMaps` wrote."""
     K, S, G = len(cfg.thresholds), cfg.seeds, cfg.grid
     maps = np.full((K, 2, S, G, G), np.nan, dtype=np.float32)
-    for (rid, k), loss in probe.maps.items():
-        a = float(rid.split("-")[0].split("=")[1])
-        s = int(rid.split("seed=")[1]) - cfg.seed
-        maps[k - 1, cfg.alphas.index(a), s] = loss.reshape(G, G)
-    def write_npz(path):  # a file object, not a name: numpy would append ".npz" to the temporary name
-        with open(path, "wb") as f:
-            np.savez_compressed(f, losses=maps, points=pts, thresholds=np.array(cfg.thresholds),
-                                alphas=np.array(cfg.alphas))
-
-    lh.atomic_write(out / "grid.npz", write_npz)
-    wall = time.perf_counter() - wall0
-    return summarize(out, cfg, f"[fig1] wall {wall:.1f} s: training {train_s:.1f} s, evaluation {wall - train_s:.1f} s")
+    for r, (name, _, _) in enumerate(regimes(cfg)[:2]):
+        for s in range(S):
+            for k in range(K):
+                f = out / "grid" / f"{run_id(name, cfg.seed + s)}-{k + 1}.npy"
+                if f.exists():
+                    maps[k, r, s] = np.load(f, allow_pickle=False).reshape(G, G)
+    return maps
 
 
 def summarize(out: Path, cfg: Config, timing: str = "") -> dict:
-    """Statistics, claims and figure from the records and grid.npz only."""
-    with np.load(out / "grid.npz") as z:
-        maps, pts = z["losses"], z["points"]
-    easy = yinyang_regions(pts) == 0  # half-planes, farther than 0.1 from every boundary; hard: everything else
-    a_nl, a_lin = cfg.alphas
-    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+    """Statistics, claims and figure from the records and the grid maps only."""
     metrics = lh.load_runs(out / "runs")
-    lin = lh.linearity_verdict(metrics, {s: (run_id(a_nl, s), run_id(a_lin, s)) for s in seeds})
-    claims = [lh.stays_linear_claim(lin, f"alpha={a_nl:g}", f"alpha={a_lin:g}")]
-    lines = [f"fig1: yin-yang, alpha = {a_nl:g} (non-linear) vs {a_lin:g} (linear), {cfg.seeds} seeds (own training "
-             "set each), Delta = loss_nl - loss_lin on the grid", lh.linearity_line(lin)]
-    for k, th in enumerate(cfg.thresholds):
-        both = ~np.isnan(maps[k, 0, :, 0, 0]) & ~np.isnan(maps[k, 1, :, 0, 0])
-        delta = (maps[k, 0, both] - maps[k, 1, both]).reshape(both.sum(), -1)  # (seeds, points)
-        numbers: dict = {"threshold": th, "seeds": int(both.sum()),
-                         "reached": {f"alpha={a:g}": int((~np.isnan(maps[k, r, :, 0, 0])).sum())
-                                     for r, a in enumerate(cfg.alphas)}}
-        held = None
-        if both.sum() == cfg.seeds >= 2:  # every seed reached it in both regimes: no run left out
-            d_easy, d_hard = delta[:, easy].mean(1), delta[:, ~easy].mean(1)
-            ci_e, ci_h = lh.bootstrap_interval(d_easy), lh.bootstrap_interval(d_hard)
-            held = bool(ci_e[1] < 0 and ci_h[0] > 0)
-            numbers.update(easy_mean=float(d_easy.mean()), easy_ci95=ci_e, hard_mean=float(d_hard.mean()),
-                           hard_ci95=ci_h)
-            lines.append(f"loss < {th:g} ({both.sum()} seeds): Delta easy {d_easy.mean():+.4f} [{ci_e[0]:+.4f}, "
-                         f"{ci_e[1]:+.4f}], hard {d_hard.mean():+.4f} [{ci_h[0]:+.4f}, {ci_h[1]:+.4f}]")
-        else:
-            numbers["note"] = f"{both.sum()} of {cfg.seeds} seeds reached loss {th:g} in both regimes (all needed)"
-            lines.append(f"loss < {th:g}: {numbers['note']}; not measured")
-        claims.append(lh.claim(f"easy_first@{th:g}", f"At mean training loss {th:g}, the non-linear run (alpha="
-                               f"{a_nl:g}) has the lower loss on easy points and the higher loss on hard points than "
-                               f"the linear one (alpha={a_lin:g}): 95% intervals of Delta below / above 0",
-                               "George et al. 2022, Fig. 1, section 3.1", lh.gate(held, lin), **numbers))
+    names = [n for n, _, _ in regimes(cfg)]
+    comp = lh.compare_runs(metrics, progress=("train", "all", "loss"), feature=names[0], lazy=names[1],
+                           levels=list(cfg.thresholds), settings={"rate_check": RATE_CHECK if cfg.rate_check else None})
+    lin = comp.stays_linear()
+    claims = [lh.claims.stays_linear_claim(lin, names[0], names[1])]
+    lines = [f"fig1: yin-yang, {names[0]} (non-linear) vs {names[1]} (linear), {cfg.seeds} seeds (own training set "
+             "each), Delta = loss_nl - loss_lin on the grid at equal training loss", lh.claims.linearity_line(lin)]
+    def at_threshold(th: float):
+        def verdict(c: lh.Comparison) -> tuple[bool | None, dict]:
+            bl = c.by_level[(c.by_level.split == "grid") & np.isclose(c.by_level.progress, th)].set_index("group")
+            easy, hard = bl.loc["easy"], bl.loc["hard"]
+            measured = "not measured" not in (easy.ahead, hard.ahead)
+            return (easy.ahead == "feature" and hard.ahead == "lazy") if measured else None, dict(
+                threshold=th, seeds=int(easy.seeds), easy_mean=easy.gap, easy_ci95=[easy.ci_low, easy.ci_high],
+                hard_mean=hard.gap, hard_ci95=[hard.ci_low, hard.ci_high], note=easy.note or hard.note)
+        return verdict
+
+    for th in cfg.thresholds:
+        c = comp.judged(f"easy_first@{th:g}", f"At mean training loss {th:g}, the non-linear run ({names[0]}) has the "
+                        f"lower loss on easy points and the higher loss on hard points than the linear one "
+                        f"({names[1]}): 95% intervals of Delta below / above 0",
+                        "George et al. 2022, Fig. 1, section 3.1", at_threshold(th))
+        n = c["numbers"]
+        lines.append(f"loss {th:g}: Delta easy {n['easy_mean']:+.4f} [{n['easy_ci95'][0]:+.4f}, "
+                     f"{n['easy_ci95'][1]:+.4f}], hard {n['hard_mean']:+.4f} [{n['hard_ci95'][0]:+.4f}, "
+                     f"{n['hard_ci95'][1]:+.4f}] ({n['seeds']} seeds)")
+        claims.append(c)
     if timing:
         lines.append(timing)
+    maps = grid_maps(out, cfg)
+    _, pts = grid_split(cfg.grid)
     trace = lh.load_runs(out / "runs", table="trace")
-    fig = fig1_figure(trace, maps, pts, cfg.thresholds, cfg.alphas, training_set(cfg, cfg.seed), metrics)
+    trace = trace[trace.regime.isin(names[:2])]
+    fig = fig1_figure(trace, maps, pts, cfg.thresholds, cfg.alphas, training_set(cfg, cfg.seed),
+                      metrics[metrics.regime.isin(names[:2])])
     paths = save_figure(fig, out / "fig1")
-    return write_claims(out, "fig1", claims, "\n".join(lines), paths[0])
+    return lh.claims.write(out, "fig1", claims, "\n".join(lines), paths[0])
 
 
 EXPERIMENT = Experiment("fig1", "yin-yang MLP, 100 seeds x alpha in {1, 100}: where the non-linear regime is ahead "

@@ -44,7 +44,7 @@ import torch
 import lazyhasty as lh
 from lazyhasty.data import SOURCES, binary_task, kriener_yinyang
 
-from . import REGISTRY, Experiment, write_claims
+from . import REGISTRY, Experiment
 from .phase_analysis import analyse
 
 HALF_DECADES = tuple(float(f"{10 ** (k / 2):.6g}") for k in range(-4, 6))  # 0.01 ... 316
@@ -259,8 +259,7 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
     levels = (0.5 * l0, 0.1 * l0, cfg.progress * l0)
     outputs = OutputProbe()
     probes = (lh.loss_probe, lh.parameter_distance_probe, outputs,
-              lh.LinearityProbe(train_set.x[: cfg.n_probe], split="probe", outputs="trace", signs=False,
-                                representation=False, per_layer=False))
+              lh.LinearityProbe(train_set.x[: cfg.n_probe], signs=False, representation=False))
     print(f"[phase] h = {h}, sqrt(h) alpha = {sa:g} (alpha = {alpha:.4g}): {len(seeds)} seeds, {cfg.dynamics}, "
           f"up to {cfg.max_steps} steps", flush=True)
     lh.train(ens, train_set, loss=lh.SoftHinge(cfg.hinge_beta), stepper=stepper(cfg, sa),
@@ -360,7 +359,7 @@ def main(cfg: Config, out: Path) -> dict:
     claims, text, extra = analyse(out, cfg, [d for d in widest if d.is_dir()])
     lh.atomic_write(out / "analysis.json", {**extra, "cells_failed": counts["failed"],
                                             "wall_s": round(time.perf_counter() - wall0, 1)})
-    return write_claims(out, "phase", claims, text + f"\nwall time: {time.perf_counter() - wall0:.0f} s",
+    return lh.claims.write(out, "phase", claims, text + f"\nwall time: {time.perf_counter() - wall0:.0f} s",
                         out / "phase.png")
 
 

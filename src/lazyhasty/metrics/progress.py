@@ -5,6 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+RISING = ("accuracy", "margin")  # measures that rise as training progresses; every other one (a loss) falls
+
+
+def rises(metric: str) -> bool:
+    """Whether ``metric`` rises with training progress (accuracy, margin) rather than falls (a loss)."""
+    return metric in RISING
+
 
 def _series(df: pd.DataFrame, split: str, group: str, metric: str) -> pd.Series:
     d = df[(df.split == split) & (df.group == group) & (df.metric == metric)]
@@ -12,21 +19,25 @@ def _series(df: pd.DataFrame, split: str, group: str, metric: str) -> pd.Series:
 
 
 def at_equal_progress(metrics: pd.DataFrame, progress: tuple[str, str, str] = ("train", "all", "loss"),
-                      grid: np.ndarray | int = 50, decreasing: bool = True, reach: str = "every") -> pd.DataFrame:
+                      grid: np.ndarray | int = 50, decreasing: bool | None = None, reach: str = "every",
+                      target: float | None = None, start: bool = True) -> pd.DataFrame:
     """Every (split, group, metric) of every run, interpolated at common values of a progress measure.
 
     Args:
         metrics: the long table (``load_runs`` or ``TrainResult.metrics``), one or more runs.
         progress: (split, group, metric) of the progress measure, e.g. ("train", "clean", "loss") for George
             et al.'s "equal clean-example loss". It is made monotone along each run (running minimum when
-            ``decreasing``, running maximum otherwise), so a run that temporarily regresses is placed at the
-            first time it reached each level.
-        grid: progress levels, or a number of levels log-spaced (linear if not decreasing) from the start every
-            run covers to the furthest level that ``reach`` = ``"every"`` run (default) or ``"any"`` run reached.
+            ``decreasing``, running maximum otherwise; default: by the metric, :func:`rises`), so a run that
+            temporarily regresses is placed at the first time it reached each level.
+        grid: progress levels, or a number of levels log-spaced (linear for a rising measure) from the start every
+            run covers (left out with ``start=False``) to ``target``, or without one to the furthest level that
+            ``reach`` = ``"every"`` run (default) or ``"any"`` run reached. No level when no run made progress.
             Nothing is extrapolated: a run's values beyond its own range are NaN.
     Returns:
-        Long table ``run_id, progress, split, group, metric, value``.
+        Long table ``run_id, progress, split, group, metric, value`` (empty when no run has two distinct values of
+        the progress measure).
     """
+    decreasing = not rises(progress[2]) if decreasing is None else decreasing
     runs = {}
     for rid, df in metrics.groupby("run_id"):
         p = _series(df, *progress)
@@ -37,15 +48,17 @@ def at_equal_progress(metrics: pd.DataFrame, progress: tuple[str, str, str] = ("
     if not runs:
         raise ValueError(f"no run has the progress measure {progress}")
     if np.isscalar(grid):
-        start = min(m[0] for _, _, m in runs.values()) if decreasing else max(m[0] for _, _, m in runs.values())
         if reach not in ("every", "any"):
             raise ValueError(f"reach must be 'every' or 'any', got {reach!r}")
-        ends = [m[-1] for _, _, m in runs.values()]
-        end = (max(ends) if reach == "every" else min(ends)) if decreasing else \
-            (min(ends) if reach == "every" else max(ends))
-        if (decreasing and not end < start) or (not decreasing and not end > start):
-            raise ValueError("the runs share no range of progress to compare on")
-        grid = np.geomspace(start, end, int(grid)) if decreasing and end > 0 else np.linspace(start, end, int(grid))
+        first, ends = [m[0] for _, _, m in runs.values()], [m[-1] for _, _, m in runs.values()]
+        lo = min(first) if decreasing else max(first)
+        hi = target if target is not None else (max(ends) if (reach == "every") == decreasing else min(ends))
+        if not (hi < lo if decreasing else hi > lo):
+            grid = []
+        elif decreasing and hi > 0:
+            grid = np.geomspace(lo, hi, int(grid) + (not start))[(not start):]
+        else:
+            grid = np.linspace(lo, hi, int(grid) + (not start))[(not start):]
     grid = np.asarray(grid, dtype=float)
     rows = []
     sign = -1.0 if decreasing else 1.0
@@ -55,16 +68,11 @@ def at_equal_progress(metrics: pd.DataFrame, progress: tuple[str, str, str] = ("
         for (split, group, metric), d in df.groupby(["split", "group", "metric"]):
             v = d.drop_duplicates("step").set_index("step")["value"].reindex(steps)
             ok = keep & v.notna().to_numpy()
-            if ok.sum() < 2:
+            if ok.sum() < 2 or not len(grid):
                 continue
             vals = np.interp(sign * grid, xp[ok], v.to_numpy()[ok], left=np.nan, right=np.nan)
             rows.append(pd.DataFrame({"run_id": rid, "progress": grid, "split": split, "group": group,
                                       "metric": metric, "value": vals}))
+    if not rows:
+        return pd.DataFrame(columns=["run_id", "progress", "split", "group", "metric", "value"])
     return pd.concat(rows, ignore_index=True)
-
-
-def relative_difference(table: pd.DataFrame, run_a: str, run_b: str) -> pd.DataFrame:
-    """(a - b) / |b| per progress level, split, group and metric, from an ``at_equal_progress`` table."""
-    piv = table.pivot_table(index=["progress", "split", "group", "metric"], columns="run_id", values="value")
-    out = ((piv[run_a] - piv[run_b]) / piv[run_b].abs()).rename("relative_difference").reset_index()
-    return out

@@ -27,11 +27,15 @@ def linearity_panel(ax, df: pd.DataFrame, x: str, styles: dict, xlabel: str, lev
     return shown
 
 
-def comparison_figure(table: pd.DataFrame, settings: dict):
-    """One panel per split: each group's loss (colour) for each regime (line style), mean over seeds, against the
-    progress measure (decreasing to the right); last panel: the linearity metrics of each regime (1 = as at
-    initialisation). Curves end where a seed's run stopped: a mean is drawn only over all seeds. ``table``:
-    :attr:`Comparison.table`; ``settings``: :attr:`Comparison.settings`."""
+def comparison_figure(table: pd.DataFrame, settings: dict, groups: list[str] | None = None):
+    """One panel per split: each group's measure (the loss, or the accuracy along an accuracy axis; colour) for
+    each regime (line style), mean over seeds, against the progress measure (towards the target to the right);
+    last panel: the linearity metrics of each regime (1 = as at initialisation). Curves end where a seed's run
+    stopped: a mean is drawn only over all seeds. ``table``: :attr:`Comparison.table`; ``settings``:
+    :attr:`Comparison.settings`; ``groups``: only these (and ``all``)."""
+    measure = settings.get("measure", "loss")
+    if groups is not None:
+        table = table[table.group.isin([*groups, "all"])]
     splits = sorted(set(table.split), key=lambda s: (s != "train", s))
     reached = table.progress[table.reached]
     xscale = "log" if len(reached) and reached.max() > 10 * reached.min() > 0 else "linear"
@@ -46,16 +50,21 @@ def comparison_figure(table: pd.DataFrame, settings: dict):
     mean = by.mean(numeric_only=True)
     mean.loc[~by.reached.all()] = float("nan")
     mean = mean.reset_index()
+    rising = settings["progress"][2] in ("accuracy", "margin")  # the axis grows to the right
     for ax, split in zip(axes, splits):
         for (regime, group), d in mean[mean.split == split].groupby(["regime", "group"]):
-            ax.plot(d.progress, d.loss, ls=style.get(regime, "-"), color=color[group], lw=1.6 if group == "all" else 1)
-        ax.set(title=f"{split}: loss per group", xlabel=xlabel, ylabel="loss (mean over seeds)", xscale=xscale)
-        ax.invert_xaxis()
+            ax.plot(d.progress, d[measure], ls=style.get(regime, "-"), color=color[group],
+                    lw=1.6 if group == "all" else 1)
+        ax.set(title=f"{split}: {measure} per group", xlabel=xlabel, ylabel=f"{measure} (mean over seeds)",
+               xscale=xscale)
+        if not rising:
+            ax.invert_xaxis()
     lin = mean.drop_duplicates(["regime", "progress"]).melt(
         id_vars=["regime", "progress"], value_vars=[m for m in LINEARITY_COLORS if m in mean], var_name="metric")
     shown = linearity_panel(axes[-1], lin, "progress", style, xlabel)
     axes[-1].set_xscale(xscale)
-    axes[-1].invert_xaxis()
+    if not rising:
+        axes[-1].invert_xaxis()
     handles = [plt.Line2D([], [], color="grey", ls=style[r], label=r) for r in settings["regimes"]]
     handles += [plt.Line2D([], [], color=color[g], label=f"group {g}") for g in groups]
     handles += shown

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import matplotlib.image
 import matplotlib.pyplot as plt
-import pandas as pd
 
 from ..files import atomic_write
-from .style import DPI, MAX_WIDTH_PX, FigureWarning, finish, panels, problems
+from .style import DPI, MAX_WIDTH_PX, FigureWarning, finish, problems
 
 
 def save_figure(fig, path_stem: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
@@ -29,29 +28,3 @@ def save_figure(fig, path_stem: str | Path, formats: Sequence[str] = ("png", "pd
     if found:
         warnings.warn(f"figure {paths[0]}: " + "; ".join(found), FigureWarning, stacklevel=2)
     return paths
-
-
-def loss_curves(trace: pd.DataFrame, label: str = "alpha", thresholds: Sequence[float] = (),
-                title: str = "Training loss"):
-    """Training loss vs theory time t (log-log), one curve per run, from ``load_runs(dir, table="trace")``.
-
-    Args:
-        trace: rows with columns ``run_id``, ``t``, ``loss`` and a config column named by ``label``.
-        thresholds: horizontal lines (e.g. equal-progress thresholds).
-    Returns: the matplotlib figure.
-    """
-    fig, axes = panels(1, 1, 5.5, 3.8)
-    ax = axes[0, 0]
-    for run_id, df in trace.groupby("run_id", sort=True):
-        df = df[df["t"] > 0]
-        lab = f"{label} = {df[label].iloc[0]:g}" if label in df and len(df) else run_id
-        ax.plot(df["t"], df["loss"], label=lab)
-    for th in thresholds:
-        ax.axhline(th, color="grey", lw=0.8, ls=":")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("t = sum of eta (theory time: eta already divided by alpha^2)")
-    ax.set_ylabel("mean training loss")
-    ax.set_title(title)
-    ax.legend(frameon=False)
-    return fig

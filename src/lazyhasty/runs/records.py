@@ -319,7 +319,8 @@ def find_runs(path: str | Path) -> list[Path]:
 def load_runs(path: str | Path, table: str = "metrics", errors: str = "warn") -> pd.DataFrame:
     """One DataFrame of every run under ``path``: the rows of each run's ``metrics`` (or ``trace``) table,
     with ``run_id`` (the run's folder relative to ``path``, so runs of two folders never share one), ``path``
-    (its folder), ``status`` and the run's flattened config as columns (a config key that collides with a table
+    (its folder), ``status``, ``converged`` (None: the run had no target; False: it missed it) and the run's
+    flattened config as columns (a config key that collides with a table
     column is prefixed ``config.``).
 
     A run whose files cannot be read, or differ from the sizes and checksums its status recorded, is reported
@@ -346,6 +347,7 @@ def load_runs(path: str | Path, table: str = "metrics", errors: str = "warn") ->
         df["run_id"] = run.name if run == root else run.relative_to(root).as_posix()
         df["path"] = str(run)
         df["status"] = status.get("status")
+        df["converged"] = status.get("converged")
         for k, v in _flatten(config).items():
             col = k if k not in df.columns else f"config.{k}"
             df[col] = [v] * len(df)
