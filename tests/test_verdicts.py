@@ -33,28 +33,25 @@ PINNED = {
 FMNIST = ("fig2_noise", "fig2_cscores", "fig5_lr", "fig3", "phase")
 
 
-@pytest.fixture(scope="module")
-def demo_runs(tmp_path_factory):
-    """Each experiment's demo preset, run once (lazily) into its own folder."""
-    done = {}
+# the opposite set-up of the trained experiments: the same records compared with the regimes' roles swapped must
+# give the other 'ahead' on the claim's group (the verdicts come from the runs, not from the code)
+SWAPPED = {"fig2_noise": (("train", "clean", "loss"), "train", "noisy"),
+           "fig3": (("bal_test", "with_spurious", "accuracy"), "bal_test", "without_spurious"),
+           "fig1": (("train", "all", "loss"), "grid", "hard")}
 
-    def run(name: str):
-        if name in FMNIST and not DEBIAN_FASHION_MNIST.is_dir():
-            pytest.skip(f"{name} needs Debian's dataset-fashion-mnist ({DEBIAN_FASHION_MNIST}), which CI installs")
-        if name not in done:
-            from lazyhasty.experiments import registry
 
-            out = tmp_path_factory.mktemp(name)
-            assert main(["run", name, "--preset", registry()[name].demo_preset, "--out", str(out / "r")]) == 0
-            done[name] = out / "r"
-        return done[name]
+def run(name: str, out):
+    if name in FMNIST and not DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip(f"{name} needs Debian's dataset-fashion-mnist ({DEBIAN_FASHION_MNIST}), which CI installs")
+    from lazyhasty.experiments import registry
 
-    return run
+    assert main(["run", name, "--preset", registry()[name].demo_preset, "--out", str(out)]) == 0
+    return out
 
 
 @pytest.mark.parametrize("name", list(PINNED))
-def test_the_demo_preset_earns_its_pinned_verdicts(name, demo_runs):
-    folder = demo_runs(name)
+def test_the_demo_preset_earns_its_pinned_verdicts(name, tmp_path):
+    folder = run(name, tmp_path / "r")
     claims = read_claims(folder, name, PINNED[name])
     assert {k: c["held"] for k, c in claims.items()} == PINNED[name]
     for c in claims.values():
@@ -65,6 +62,26 @@ def test_the_demo_preset_earns_its_pinned_verdicts(name, demo_runs):
             assert len(n.get("per_seed") or n.get("flipped_per_seed") or []) >= 2, c["id"]
             assert n.get("ahead_per_level") or n.get("robustness"), c["id"]
             assert rate.get("done"), c["id"]
+    if name == "fig14":  # which measures decide, for which network, and why
+        dense, diagonal = claims["stays_linear@dense"]["numbers"], claims["stays_linear@diagonal"]["numbers"]
+        assert dense["measures"] == ["ntk_alignment", "representation_alignment"] and "no ReLU" in dense["note"]
+        assert diagonal["measures"] == ["ntk_alignment", "kernel_similarity"] and "dominates" in diagonal["why"]
+        assert all((folder / f"fig14-{n}.png").stat().st_size > 0 for n in ("dense", "diagonal"))
+        runs = sorted(p.parent.name for p in (folder / "dense-example1" / "runs").glob("*/status.json"))
+        assert runs == sorted(f"{r}-seed={s}" for r in ("alpha=0.1", "alpha=100", "lazy,half_rate") for s in (0, 1, 2))
+        cfg = json.loads((folder / "dense-example1" / "runs" / "alpha=100-seed=0" / "config.json").read_text())
+        assert cfg["alpha"] == 100.0 and "GD(lr=0.25" in cfg["steppers"]["alpha=100"]  # 5e-2 x n = 5 examples
+    if name in SWAPPED:
+        progress, split, group = SWAPPED[name]
+        m = lh.load_runs(folder / "runs")
+        config = json.loads((folder / "experiment.json").read_text())["config"]
+        kw = dict(progress=progress, levels=list(config["thresholds"]) if name == "fig1" else 12,
+                  target=config["target"] if name == "fig2_noise" else None)
+        a = lh.compare_runs(m, feature="alpha=1", lazy="alpha=100", **kw)
+        b = lh.compare_runs(m, feature="alpha=100", lazy="alpha=1", **kw)
+        va, vb = (c.verdict.set_index(["split", "group"]).loc[(split, group)] for c in (a, b))
+        assert va.ahead in ("feature", "lazy") and vb.ahead == {"feature": "lazy", "lazy": "feature"}[va.ahead]
+        assert np.isclose(va.gap, -vb.gap) and b.stays_linear()["held"] is False  # alpha = 100 never "leaves"
 
 
 def test_opposite_fig4_at_a_large_initialisation_the_order_does_not_flip(tmp_path):
@@ -88,24 +105,3 @@ def test_opposite_fig14_the_diagonal_model_at_a_large_initialisation(tmp_path):
     metrics, runs = fig14.train_examples(cfg, "diagonal", tmp_path)
     comps = comparisons(metrics, runs, "alpha=1", "linearized", exact=True, **fig14.DIAGONAL_MEASURES)
     assert example_claims(comps, "test")[0]["numbers"]["flipped_per_seed"] == [False]
-
-
-@pytest.mark.parametrize("name, progress, split, group", [
-    ("fig2_noise", ("train", "clean", "loss"), "train", "noisy"),
-    ("fig3", ("bal_test", "with_spurious", "accuracy"), "bal_test", "without_spurious"),
-    ("fig1", ("train", "all", "loss"), "grid", "hard")])
-def test_opposite_the_regimes_swapped_give_the_other_verdict(name, progress, split, group, demo_runs):
-    """The verdicts come from the runs, not from the code: the same records compared with the regimes' roles
-    swapped give the opposite 'ahead' (and the claims built on them are then not earned: the 'feature' run stays
-    linear)."""
-    folder = demo_runs(name)
-    m = lh.load_runs(folder / "runs")
-    settings = json.loads((folder / "experiment.json").read_text())
-    feature, lazy = ("alpha=1", "alpha=100")
-    levels = list(settings["config"]["thresholds"]) if name == "fig1" else 12
-    target = None if name == "fig1" else (settings["config"]["target"] if name != "fig3" else None)
-    a = lh.compare_runs(m, progress=progress, feature=feature, lazy=lazy, levels=levels, target=target)
-    b = lh.compare_runs(m, progress=progress, feature=lazy, lazy=feature, levels=levels, target=target)
-    va, vb = (c.verdict.set_index(["split", "group"]).loc[(split, group)] for c in (a, b))
-    assert va.ahead in ("feature", "lazy") and vb.ahead == {"feature": "lazy", "lazy": "feature"}[va.ahead]
-    assert np.isclose(va.gap, -vb.gap) and b.stays_linear()["held"] is False

@@ -134,23 +134,9 @@ class ProbeContext:
         return self.computed[name]
 
 
-def _group_rows(split: str, split_obj: Split, metric: str, per_example: torch.Tensor) -> list[Row]:
-    rows = [(split, "all", metric, float(per_example.double().mean()))]
-    for g, idx in split_obj.groups.items():
-        if idx.numel():
-            rows.append((split, g, metric, float(per_example[idx].double().mean())))
-    return rows
-
-
 def loss_probe(ctx: ProbeContext) -> list[Row]:
-    """Mean loss, accuracy and margin per split and per group."""
-    rows: list[Row] = []
-    for name, split in ctx.splits.items():
-        out = ctx.outputs(name)
-        rows += _group_rows(name, split, "loss", ctx.loss(out, split.y))
-        rows += _group_rows(name, split, "accuracy", ctx.loss.correct(out, split.y).double())
-        rows += _group_rows(name, split, "margin", ctx.loss.margin(out, split.y))
-    return rows
+    """Mean loss, accuracy and margin per split and per group (one run: the batched body on a batch of one)."""
+    return _loss_probe_batched(BatchContext([0], ctx.splits, ctx.loss, lambda name: ctx.outputs(name)[None], [], []))[0]
 
 
 def _group_means(split: Split) -> tuple[list[str], torch.Tensor]:
@@ -246,8 +232,6 @@ class LinearityProbe:
       (Geiger et al.'s kernel change) on the probe inputs,
     * ``sign_similarity`` of ReLUs (skipped for networks without ReLU modules),
     * ``representation_alignment`` of the last linear layer's inputs (skipped for networks without ``nn.Linear``),
-    * with ``per_layer=True``, ``param_distance`` per layer (group = layer name; the total is reported by
-      ``parameter_distance_probe``).
 
     Args:
         x: probe inputs (n, ...), e.g. 500 training examples. split: the ``split`` column of the rows.
@@ -255,10 +239,10 @@ class LinearityProbe:
     """
 
     def __init__(self, x: torch.Tensor, split: str = "probe", outputs: str = "trace", ntk: bool = True,
-                 signs: bool = True, representation: bool = True, per_layer: bool = False,
+                 signs: bool = True, representation: bool = True,
                  method: str = "auto", block: int = 256):
         self.x, self.split, self.outputs = x, split, outputs
-        self.ntk, self.signs, self.representation, self.per_layer = ntk, signs, representation, per_layer
+        self.ntk, self.signs, self.representation = ntk, signs, representation
         self.method, self.block = method, block
         self._K0: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -286,9 +270,6 @@ class LinearityProbe:
                              representation_alignment(ctx.model, ctx.params0, self.x)))
             except ValueError:
                 self.representation = False  # no nn.Linear read-out (e.g. the diagonal quadratic model)
-        if self.per_layer:
-            dist = parameter_distance(ctx.model, ctx.params0)
-            rows += [("-", layer, "param_distance", v) for layer, v in dist.items() if layer != "total"]
         return rows
 
 
