@@ -62,7 +62,15 @@ EOF
 
 start() {
   [ "$(id -u)" = 0 ] || die "start needs root"
-  if ours && sinfo -h >/dev/null 2>&1; then echo "slurm-local: already running (started by this script)"; return; fi
+  if ours && sinfo -h >/dev/null 2>&1; then
+    # jobs an earlier, killed session left on this test cluster would hold its CPUs: cancel them
+    if [ -n "$(squeue -h -o %i 2>/dev/null)" ]; then
+      echo "slurm-local: cancelling jobs left from an earlier session:"; squeue
+      scancel --full --quiet -u "$(id -un)" 2>/dev/null || true
+      for _ in $(seq 1 60); do [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break; sleep 1; done
+    fi
+    echo "slurm-local: already running (started by this script)"; return
+  fi
   if ! ours && command -v sinfo >/dev/null && sinfo -h >/dev/null 2>&1; then
     die "a SLURM cluster this script did not start is already answering; not touching it"
   fi

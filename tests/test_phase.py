@@ -160,7 +160,7 @@ def test_lazy_regime_kernel_change_slope_is_minus_one(tmp_path):
     assert np.allclose(t[1000.0], t[300.0], rtol=0.02)
 
 
-def test_phase_end_to_end_through_the_cli_and_resume(tmp_path):
+def test_phase_end_to_end_through_the_cli_and_resume(tmp_path, capsys):
     out = tmp_path / "phase"
     sets = ["source=teacher", "pca=none", "widths=8,32", "sqrt_h_alphas=0.01,0.1,1,10,100", "seeds=2", "ptr=30",
             "pte=40", "max_steps=300", "n_probe=10"]
@@ -184,14 +184,20 @@ def test_phase_end_to_end_through_the_cli_and_resume(tmp_path):
     assert fits.quantity.str.contains("lazy side").any() and "Plain statements" in (out / "summary.txt").read_text()
     cells = pd.read_parquet(out / "phase_cells.parquet")
     assert len(cells) == 10 and np.isfinite(cells.ensemble_test_err_end).all()
-    r0 = subprocess.run(args, capture_output=True, text=True)  # the folder holds a run: refused without --resume
-    assert r0.returncode == 2 and "already holds records" in r0.stderr and "Traceback" not in r0.stderr
+    from lazyhasty.cli import main  # the reruns in process: the same command line, without a second import of torch
+
+    def again(argv):
+        code = main(argv[3:])
+        return code, *capsys.readouterr()
+
+    code, _, err = again(args)  # the folder holds a run: refused without --resume
+    assert code == 2 and "already holds records" in err and "Traceback" not in err
     args.append("--resume")
-    r2 = subprocess.run(args, capture_output=True, text=True)  # a second run keeps every finished cell
-    assert r2.returncode == 0 and "10 already done, 0 to run" in r2.stdout, r2.stdout[-1000:]
+    code, stdout, _ = again(args)  # a second run keeps every finished cell
+    assert code == 0 and "10 already done, 0 to run" in stdout, stdout[-1000:]
     sub = [a.replace("0.01,0.1,1,10,100", "0.1,1,10,100") for a in args]  # a sub-grid: its cells exist already
-    r3 = subprocess.run(sub, capture_output=True, text=True)
-    assert r3.returncode == 0 and "8 already done, 0 to run" in r3.stdout, r3.stdout[-1000:]
+    code, stdout, _ = again(sub)
+    assert code == 0 and "8 already done, 0 to run" in stdout, stdout[-1000:]
     assert len(pd.read_parquet(out / "phase_runs.parquet")) == 2 * 4 * 2  # only this grid's cells are analysed
 
 

@@ -23,6 +23,36 @@ def _cluster() -> str | None:
 
 pytestmark = [pytest.mark.slurm, pytest.mark.skipif(_cluster() is not None, reason=str(_cluster()))]
 
+
+def queue() -> str:
+    """The cluster's state, for a failure message: the node and every job with SLURM's reason for waiting."""
+    q = subprocess.run(["squeue", "-h", "-o", "%i %j %t %M %r"], capture_output=True, text=True).stdout
+    n = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t %E"], capture_output=True, text=True).stdout
+    return f"sinfo: {n.strip()!r}; squeue: {q.strip()!r}"
+
+
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def an_empty_queue():
+    """Jobs left on the cluster by an earlier, killed session would hold its CPUs and leave ours pending: say so at
+    once instead of timing out (scripts/slurm-local.sh start cancels them on a cluster it started). A test that
+    fails leaves no sweep process running behind it."""
+    t0 = time.monotonic()  # a job cancelled by the test before may still be completing
+    while subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split():
+        assert time.monotonic() - t0 < 30, f"the SLURM queue is not empty before the test: {queue()}"
+        time.sleep(0.5)
+    yield
+    while STARTED:
+        p = STARTED.pop()
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+    if subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split():
+        subprocess.run(["scancel", "--full", "--name", "SubmititJob"], check=False)  # the queue was empty before
+
+
 FAST = ["n_train=30", "widths=8,8", "max_steps=60", "seeds=1", "dtype=float64"]
 
 
@@ -30,8 +60,12 @@ def sweep(out: Path, *extra: str, settings=FAST, wait: bool = True):
     args = [sys.executable, "-m", "lazyhasty.cli", "sweep", "demo", "--grid", "lr=0.2,0.4", "--out", str(out),
             *(a for s in settings for a in ("--set", s)), *extra]
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    STARTED.append(p)
     if wait:
-        out_, err = p.communicate(timeout=600)
+        try:
+            out_, err = p.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the sweep did not end within 600 s: {queue()}") from None
         return p.returncode, out_, err
     return p
 
@@ -57,10 +91,10 @@ def test_a_real_slurm_sweep_equals_a_local_one(tmp_path):
 def test_a_cancelled_slurm_job_is_rerun(tmp_path):
     out = tmp_path / "s"
     endless = ["n_train=30", "widths=8,8", "max_steps=100000000", "loss_threshold=1e-12", "seeds=1", "dtype=float64"]
-    p = sweep(out, "--executor", "slurm", "--partition", "debug", settings=endless, wait=False)
+    p = sweep(out, "--executor", "slurm", "--partition", "debug", "--time", "5", settings=endless, wait=False)
     t0 = time.monotonic()
     while not any(json.loads(j.read_text()).get("status") == "running" for j in out.glob("*/job.json")):
-        assert time.monotonic() - t0 < 120, "no job started"
+        assert time.monotonic() - t0 < 120, f"no job started: {queue()}"
         time.sleep(0.5)
     subprocess.run(["scancel", "--full", "--name", "SubmititJob"], check=False)
     subprocess.run(["scancel", "--full", "-u", "root"], check=False)
@@ -68,22 +102,33 @@ def test_a_cancelled_slurm_job_is_rerun(tmp_path):
     assert p.returncode != 0 and "Traceback" not in err.split("lazyhasty:")[-1]
     states = {json.loads(j.read_text())["status"] for j in out.glob("*/job.json")}
     assert states <= {"failed", "interrupted"}, states
-    code, stdout, err = sweep(out, "--executor", "slurm", "--partition", "debug")  # finishes: same folder, new config
+    # finishes: same folder, new config
+    code, stdout, err = sweep(out, "--executor", "slurm", "--partition", "debug", "--time", "5")
     assert code == 0, err[-2000:]
 
 
+LONG = ["n_train=60", "widths=16,16", "max_steps=2000", "loss_threshold=1e-12", "seeds=1", "dtype=float64"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The same sweep as the requeued one, run locally without interruption: the reference bits (once for both)."""
+    out = tmp_path_factory.mktemp("local")
+    assert sweep(out, "--workers", "1", settings=LONG)[0] == 0
+    return metrics(out)
+
+
 @pytest.mark.parametrize("how", ["scontrol requeue", "SIGUSR2"])
-def test_a_requeued_slurm_job_resumes_from_its_checkpoint_bit_identical(tmp_path, how):
+def test_a_requeued_slurm_job_resumes_from_its_checkpoint_bit_identical(tmp_path, how, uninterrupted):
     """Mid-run, either `scontrol requeue` (SLURM stops the job with SIGTERM: the run writes its checkpoint) or
     SIGUSR2, SLURM's warning before pre-emption or the time limit (the run writes its checkpoint, then submitit's
     handler requeues the job). Either way the job starts again, continues from the checkpoint and ends with the same
     bits as a local sweep."""
     import torch
 
-    long = ["n_train=60", "widths=16,16", "max_steps=5000", "loss_threshold=1e-12", "seeds=1", "dtype=float64"]
     out = tmp_path / "slurm"
-    p = sweep(out, "--executor", "slurm", "--partition", "debug", "--checkpoint-every", "0.05", settings=long,
-              wait=False)
+    p = sweep(out, "--executor", "slurm", "--partition", "debug", "--time", "10", "--checkpoint-every", "0.05",
+              settings=LONG, wait=False)
 
     def mid_run():
         for f in out.glob("*/.checkpoints/train-*.pt"):
@@ -96,7 +141,7 @@ def test_a_requeued_slurm_job_resumes_from_its_checkpoint_bit_identical(tmp_path
 
     t0 = time.monotonic()
     while (job := mid_run()) is None:
-        assert time.monotonic() - t0 < 180 and p.poll() is None, "no job reached a mid-run checkpoint"
+        assert time.monotonic() - t0 < 180 and p.poll() is None, f"no job reached a mid-run checkpoint: {queue()}"
         time.sleep(0.05)
     slurm_id = json.loads((job / "job.json").read_text())["attempts"][-1]["slurm_job"]
     r = subprocess.run(["scontrol", "requeue", slurm_id] if how == "scontrol requeue" else
@@ -105,7 +150,7 @@ def test_a_requeued_slurm_job_resumes_from_its_checkpoint_bit_identical(tmp_path
     t0 = time.monotonic()  # SLURM holds a requeued job for 2 minutes (BeginTime); the test lifts the hold
     while "BeginTime" not in subprocess.run(["squeue", "-h", "-j", slurm_id, "-o", "%r"], capture_output=True,
                                             text=True).stdout:
-        assert time.monotonic() - t0 < 120 and p.poll() is None, "the job was not requeued"
+        assert time.monotonic() - t0 < 120 and p.poll() is None, f"the job was not requeued: {queue()}"
         time.sleep(0.2)
     subprocess.run(["scontrol", "update", f"JobId={slurm_id}", "StartTime=now"], check=True)
     stdout, err = p.communicate(timeout=600)
@@ -118,8 +163,7 @@ def test_a_requeued_slurm_job_resumes_from_its_checkpoint_bit_identical(tmp_path
     resumes = [json.loads(f.read_text()).get("resumes") for f in job.glob("runs/*/status.json")]
     assert any(r and r[0]["step"] > 0 for r in resumes), resumes  # continued from the checkpoint, not from step 0
     assert not list(out.glob("*/.checkpoints"))
-    assert sweep(tmp_path / "local", "--workers", "1", settings=long)[0] == 0
-    a, b = metrics(out), metrics(tmp_path / "local")
+    a, b = metrics(out), uninterrupted
     assert a.keys() == b.keys() and len(a) == 4
     for k in a:
         pd.testing.assert_frame_equal(a[k], b[k], check_exact=True)
