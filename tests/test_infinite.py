@@ -52,7 +52,7 @@ def test_gaussian_expectations_match_adaptive_quadrature(name, normalize):
 
 def test_relu_kernel_closed_forms_at_the_extremes():
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]], dtype=torch.float64)
-    K = infinite_ntk(x, depth=1, activation="relu")  # Sigma1 = x.x'/2
+    K = infinite_ntk(x, depth=1, activation="relu", bias=False)  # Sigma1 = x.x'/2
     # orthogonal inputs: Sigma1 = 0, theta = pi/2; parallel: theta = 0
     s11, s33 = 0.5, 2.0
     np.testing.assert_allclose(K[0, 1], 0 * 0.25 + math.sqrt(s11 * s11) / (2 * math.pi), rtol=1e-14)

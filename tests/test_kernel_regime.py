@@ -55,7 +55,7 @@ def test_a_given_kernel_and_records(gen, tmp_path):
     train = data(gen, 9, 3)
     net = lh.MLP([3, 8, 1], parametrization="ntk", bias=False).double()
     res = lh.kernel_regime(net, train, loss="mse", lr=0.2, steps=10,
-                           kernel=lambda a, b: infinite_ntk(a, b, depth=1, activation="relu"),
+                           kernel=lambda a, b: infinite_ntk(a, b, like=net),
                            record=lh.RunRecord(tmp_path / "r").start({"regime": "kernel"}))
     assert res.status == "complete" and res.trace.loss.iloc[-1] < res.trace.loss.iloc[0]
     assert lh.RunRecord(tmp_path / "r").status()["status"] == "complete"

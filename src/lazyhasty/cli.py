@@ -39,6 +39,9 @@ def _tensorboard(on: bool) -> None:
     os.environ["LAZYHASTY_TENSORBOARD"] = "1"
 
 
+RESUME_MAY_CHANGE = {"workers", "executor", "slurm_partition", "slurm_time"}  # where it runs, not what it computes
+
+
 def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume: bool = False,
          checkpoint_every: float = 60.0) -> int:
     """One experiment into a folder of its own: ``out`` if it holds no records (else exit 2; with ``resume``, an
@@ -62,11 +65,18 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
     out_dir, lock = claim_output(out, Path("runs") / name, resume=name if resume else None)
     meta = {"experiment": name, "preset": preset, "overrides": sets, "config": to_dict(cfg),
             "env": environment(getattr(cfg, "seed", None), getattr(cfg, "device", "cpu")), "status": "running"}
-    if resume:
+    if resume:  # the same experiment, preset and config, or nothing is written
         old = json.loads((out_dir / "experiment.json").read_text())
-        meta["resumes"] = [*old.get("resumes", []), {"at": _now(), "previous_status": old.get("status"),
-                                                     "changed": sorted(k for k, v in meta["config"].items()
-                                                                   if (old.get("config") or {}).get(k) != v)}]
+        was = old.get("config") if isinstance(old.get("config"), dict) else {}
+        now = json.loads(json.dumps(meta["config"]))  # as recorded: tuples become lists
+        changed = sorted(k for k in {*now, *was} if was.get(k) != now.get(k) and k not in RESUME_MAY_CHANGE)
+        diff = ([f"preset ({old.get('preset')!r} -> {preset!r})"] if old.get("preset") != preset else []) + [
+            f"{k} ({was.get(k)!r} -> {now.get(k)!r})" for k in changed]
+        if diff:
+            lock.release()
+            raise UsageError(f"--resume continues {out_dir} with its own preset and config; this command gives another "
+                             f"config: {', '.join(diff)}; nothing was written")
+        meta["resumes"] = [*old.get("resumes", []), {"at": _now(), "previous_status": old.get("status")}]
     atomic_write(out_dir / "experiment.json", meta)
     t0 = time.perf_counter()
 
@@ -80,11 +90,21 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
             summary = exp.main(cfg, out_dir)
         atomic_write(out_dir / "summary.json", {"wall_s": round(time.perf_counter() - t0, 2), **(summary or {})})
         end("complete")
-    except UsageError as e:  # refused before anything ran (e.g. a missing dataset): the folder is free again
-        if not resume and records_in(out_dir) == out_dir / "experiment.json":
-            (out_dir / "experiment.json").unlink()
-        else:
-            end("failed", str(e))
+    except (UsageError, ValueError) as e:  # bad input (a missing dataset, a value a config check let through)
+        if resume and isinstance(e, UsageError):  # a refused resume leaves the experiment's record as it was
+            close_open_records("failed", str(e))
+            atomic_write(out_dir / "experiment.json", old)
+            raise
+        if not resume and not any(out_dir.rglob("status.json")) and records_in(out_dir) == \
+                out_dir / "experiment.json":
+            (out_dir / "experiment.json").unlink()  # refused before any run started: the folder is free again
+            raise UsageError(str(e)) from None
+        if not isinstance(e, UsageError):
+            end(*stopped_by(e))
+            print(f"lazyhasty: run {name!r} failed: {type(e).__name__}: {e} (records so far in {out_dir})",
+                  file=sys.stderr)
+            return 1
+        end("failed", str(e))
         raise
     except KeyboardInterrupt as e:
         end(*stopped_by(e))
@@ -123,6 +143,13 @@ def _cmd_demo(args) -> int:
     unknown = [n for n in names if n not in exps]
     if unknown:
         raise UsageError(f"unknown experiment {', '.join(map(repr, unknown))}; available: {', '.join(sorted(exps))}")
+    from .config import check_machine, override, to_dict
+
+    for name in names:  # every experiment's config is checked before the first one runs
+        try:
+            check_machine(to_dict(override(exps[name].preset(exps[name].demo_preset), args.set or [])))
+        except UsageError as e:
+            raise UsageError(f"{name}: {e}") from None
     root, lock = claim_output(args.out, Path("runs") / "demo")
     t0 = time.perf_counter()
     codes, skipped = {}, {}

@@ -35,7 +35,7 @@ from .claims import write as write_claims
 from .data.groups import Split
 from .data.inputs import take
 from .dynamics.checkpoint import current as current_checkpointing
-from .dynamics.losses import MSE, Loss, get_loss
+from .dynamics.losses import MSE, Loss, check_data, get_loss
 from .dynamics.probes import LinearityProbe, Schedule, loss_probe, parameter_distance_probe
 from .dynamics.steppers import Stepper
 from .dynamics.train import Stop, TrainResult, fork, seeded, train
@@ -311,6 +311,8 @@ def _check_inputs(model: nn.Module, train_set: Split, splits: dict[str, Split], 
     if per.shape != (2,):
         raise UsageError(f"loss {type(loss).__name__} returned shape {tuple(per.shape)} for 2 examples; it must "
                          "return one value per example")
+    for name, s in splits.items():
+        check_data(loss, tuple(out.shape[1:]), s, name)
 
 
 def _regimes(alphas, regimes, linearized, stepper, stop) -> list[Regime]:

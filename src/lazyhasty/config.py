@@ -5,7 +5,7 @@ Conventions every experiment config follows, checked here once for all of them:
 
 * numbers are finite, below 2^31 (integers) or 1e12 (floats) in size, and > 0, except the fields in
   :data:`ZERO_OK` (seeds, class indices, momentum, GPU counts), which may be 0;
-* strings are not empty;
+* strings are not empty; the lists that name runs or levels (:data:`DISTINCT`) hold distinct values;
 * where it runs (:func:`check_machine`; a sweep submitted from a login node may name GPUs or paths that only the
   compute nodes have): ``device`` is a device of the machine, fields named ``*_root`` are existing folders,
   ``*_file`` and ``pretrained`` existing files;
@@ -144,11 +144,18 @@ def check_device(device: str, key: str = "device") -> None:
         raise UsageError(f"{key}={device}: lazyhasty runs on cpu, cuda or mps")
 
 
+DISTINCT = frozenset({"alphas", "sqrt_h_alphas", "thresholds", "ratios"})  # values that name runs or levels
+
+
 def validate(config: Any) -> None:
     """Every field of a config dataclass by the conventions above; raises :class:`UsageError` naming the field
-    and the value."""
+    and the value. The lists in :data:`DISTINCT` name runs or levels: their values must differ as they print (6
+    significant digits), or two runs would claim one folder."""
     for f in dataclasses.fields(config):
         key, v = f.name, getattr(config, f.name)
+        if key in DISTINCT and isinstance(v, (tuple, list)) and len({f"{x:g}" for x in v}) != len(v):
+            raise UsageError(f"{key} must list distinct values (as printed, 6 significant digits), got "
+                             f"{', '.join(f'{x:g}' for x in v)}")
         for x in v if isinstance(v, (tuple, list)) else (v,):
             _check_number(key, x)
         if isinstance(v, str):

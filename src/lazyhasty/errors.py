@@ -10,14 +10,19 @@ class UsageError(Exception):
     """Bad input: an unknown name, a value of the wrong type or range, an unusable path."""
 
 
+class BadData(UsageError, ValueError):
+    """Data a computation cannot use correctly (labels outside a loss's convention, NaN inputs): refused before the
+    first step."""
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGTERM (or SIGHUP) received: handled like Ctrl-C, so that every run records ``interrupted``."""
 
 
 @contextlib.contextmanager
 def signals_interrupt():
-    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` (the command line and sweep workers); the
-    previous handlers are restored after it. Outside the main thread it does nothing."""
+    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` and SIGINT ``KeyboardInterrupt`` (the command
+    line and sweep workers); the previous handlers are restored after it. Outside the main thread it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -26,6 +31,9 @@ def signals_interrupt():
         raise Interrupted(signal.Signals(signum).name)
 
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # Ctrl-C raises KeyboardInterrupt even where the process was started with SIGINT ignored (a background job of a
+    # script inherits that): a sweep or run then stops as asked instead of running on
+    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:

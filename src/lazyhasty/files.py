@@ -4,17 +4,41 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from .errors import UsageError
+
+
+def writable_target(path: str | Path) -> Path:
+    """``path`` if a write may replace it: a new path or a regular file. A symbolic link, a device, a FIFO, a socket
+    or a folder is refused (:class:`UsageError`): a write never replaces what it does not own, and it never writes
+    through a link (it would replace the link, not the file it points to; name the target itself)."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UsageError(f"refusing to write {path}: it is a symbolic link (to {os.readlink(path)}); lazyhasty "
+                         "replaces only regular files; give the link's target itself")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a device, FIFO or socket"
+        raise UsageError(f"refusing to write {path}: it is {kind}, not a regular file")
+    return path
+
 
 def atomic_write(path: str | Path, content) -> None:
     """Write ``path`` so that a crash never leaves half of it: into a temporary file in the same folder, fsynced,
     then renamed into place. ``content``: a str (text), bytes, a DataFrame (Parquet), a dict or list (JSON), or a
-    callable ``write(tmp_path)`` that writes the file itself (figures, npz archives)."""
-    path = Path(path)
+    callable ``write(tmp_path)`` that writes the file itself (figures, npz archives). Only a new path or a regular
+    file is written (:func:`writable_target`)."""
+    path = writable_target(path)
     if isinstance(content, (dict, list)):
         content = json.dumps(content, indent=2, sort_keys=True, default=str) + "\n"
     data = content.encode() if isinstance(content, str) else content

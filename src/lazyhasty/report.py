@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import stat
 import time
 from collections import Counter
 from importlib import resources
@@ -19,6 +20,25 @@ def _read_json(p: Path):
         return json.loads(p.read_text())
     except (OSError, ValueError):
         return None
+
+
+MAX_EMBED = 20 * 2**20  # bytes: a figure or text larger than this is listed, not embedded
+
+
+def _embeddable(f: Path, folder: Path) -> bytes | str:
+    """The bytes of ``f`` if the page may embed it: a regular file (not a link) inside ``folder``, at most
+    ``MAX_EMBED`` bytes; else why not (the page lists it as left out)."""
+    try:
+        st = f.lstat()
+        if not stat.S_ISREG(st.st_mode):
+            return "a link or not a regular file"
+        if not f.resolve().is_relative_to(folder.resolve()):
+            return "outside the records folder"
+        if st.st_size > MAX_EMBED:
+            return f"{st.st_size / 2**20:.0f} MiB, over the {MAX_EMBED // 2**20} MiB limit"
+        return f.read_bytes()
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
 
 
 def _run_state(status_file: Path) -> tuple[str, str]:
@@ -113,8 +133,13 @@ def _section(folder: Path, root: Path, title: str, meta: dict, max_figures: int 
             counts = Counter(c["word"] for c in sec["claims"])
             sec["counts"] = ", ".join(f"{n} {w}" for w, n in counts.items())
         sec["fits"] = _fits(folder)
-        sec["figures"] = [{"name": f.stem, "data": base64.b64encode(f.read_bytes()).decode()}
-                          for f in sorted(folder.glob("*.png"))[:max_figures]]
+        sec["figures"], sec["left_out"] = [], []
+        for f in sorted(folder.glob("*.png"))[:max_figures]:
+            data = _embeddable(f, folder)
+            if isinstance(data, bytes):
+                sec["figures"].append({"name": f.stem, "data": base64.b64encode(data).decode()})
+            else:
+                sec["left_out"].append(f"{f.name}: {data}")
         statuses, incomplete, env = Counter(), [], None
         for st in sorted(folder.rglob("status.json")):
             state, why = _run_state(st)
@@ -124,8 +149,10 @@ def _section(folder: Path, root: Path, title: str, meta: dict, max_figures: int 
             env = env or _read_json(st.parent / "env.json")
         sec["statuses"] = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
         sec["incomplete"] = incomplete[:50]
-        summary = folder / "summary.txt"
-        sec["summary"] = summary.read_text() if summary.exists() else ""
+        summary = _embeddable(folder / "summary.txt", folder) if (folder / "summary.txt").exists() else b""
+        if isinstance(summary, str):
+            sec["left_out"].append(f"summary.txt: {summary}")
+        sec["summary"] = summary.decode(errors="replace") if isinstance(summary, bytes) else ""
         config = meta.get("config")
         sec["config"] = sorted((k, json.dumps(v)) for k, v in config.items()) if isinstance(config, dict) else []
         if isinstance(env, dict):

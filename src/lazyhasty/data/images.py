@@ -3,7 +3,8 @@
 * Fashion-MNIST: the four IDX files (gzip or not), from ``root``, ``$LAZYHASTY_DATA/fashion-mnist``, or
   ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``).
 * MNIST and EMNIST: their IDX files (gzip or not), from ``root`` or ``$LAZYHASTY_DATA/mnist`` / ``emnist``.
-* CIFAR-10: the python-pickle batches ``data_batch_1..5`` and ``test_batch`` (``cifar-10-batches-py``).
+* CIFAR-10: the python-pickle batches ``data_batch_1..5`` and ``test_batch`` (``cifar-10-batches-py``), read by an
+  unpickler that admits data only (dicts, lists, bytes, numbers, numpy arrays): a file that names code is refused.
 * C-scores of Jiang et al. (2021): ``cifar10-cscores-orig-order.npz`` / ``cifar100-...`` (keys ``scores``,
   ``labels``) and ``mnist-cscores.npy``, from a user path.
 Nothing is ever downloaded; a missing or malformed file is a :class:`DatasetError` that says where we looked
@@ -12,6 +13,7 @@ and how to get the data.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import os
 import pickle
@@ -32,6 +34,31 @@ _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 
 class DatasetError(UsageError):
     """A dataset that is missing, truncated or corrupt (a usage error: the CLI exits with code 2)."""
+
+
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    from numpy._core import multiarray, numeric
+
+    return {(mod, name): obj for mods, name, obj in (
+        (("numpy.core.multiarray", "numpy._core.multiarray"), "_reconstruct", multiarray._reconstruct),
+        (("numpy.core.multiarray", "numpy._core.multiarray"), "scalar", multiarray.scalar),
+        (("numpy.core.numeric", "numpy._core.numeric"), "_frombuffer", numeric._frombuffer),
+        (("numpy",), "ndarray", np.ndarray), (("numpy",), "dtype", np.dtype), (("_codecs",), "encode", codecs.encode),
+    ) for mod in mods}
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """Reads a pickle that holds data only: dicts, lists, bytes, strings, numbers and numpy arrays / scalars. Any
+    other global (a function, a class: what a crafted file needs to run code) is refused, never looked up."""
+
+    allowed: dict | None = None
+
+    def find_class(self, module, name):
+        allowed = _DataUnpickler.allowed = _DataUnpickler.allowed or _numpy_globals()
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a data file never needs (refused: "
+                                         "loading it could run code)")
+        return allowed[(module, name)]
 
 
 def _open_maybe_gz(path: Path) -> bytes:
@@ -174,7 +201,7 @@ def cifar10(root: str | Path, split: str = "train", dtype: torch.dtype = torch.f
                                "the cifar-10-batches-py folder")
         try:
             with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")
+                batch = _DataUnpickler(f, encoding="bytes").load()
             data = np.asarray(batch[b"data"], dtype=np.uint8)
             labels = np.asarray(batch[b"labels"], dtype=np.int64)
         except Exception as e:

@@ -25,7 +25,7 @@ from ..data.groups import Split
 from ..errors import stopped_by
 from ..metrics.ntk import ntk_gram
 from ..models.regimes import frozen_stats, regime_alpha
-from .losses import Loss, get_loss
+from .losses import Loss, check_data, get_loss
 from .probes import Probe, ProbeContext, Schedule, loss_probe
 from .train import RecordSink, TrainResult, tables
 
@@ -52,8 +52,11 @@ def kernel_regime(model: nn.Module, train_set: Split, *, loss: Loss | str, lr: f
         train_set: the n training examples; also probed as split ``"train"``.
         loss: any loss of the package (not only MSE).
         lr: eta, as for ``GD(lr)``; theory time t = steps * lr.
-        kernel: ``kernel(x1, x2)`` -> (n1, n2) (the same kernel for every output) or (n1, C, n2, C), in the
-            model's output units; default ``ntk_gram(model, x1, x2, outputs="full")``.
+        kernel: ``kernel(x1, x2)`` -> (n1, n2) (the same kernel for every output) or (n1, C, n2, C): the kernel of
+            the network inside the regime wrapper, without its alpha (e.g. ``infinite_ntk``, or ``ntk_gram`` of the
+            unwrapped network). The update uses the wrapper's kernel, alpha^2 times it, with the rate lr / alpha^2,
+            so alpha cancels, exactly as with the default, ``ntk_gram(model, x1, x2, outputs="full")`` (the
+            wrapper's kernel).
         probes, schedule, run_id, record: as for :func:`lazyhasty.train` (probes see ``ctx.outputs(split)``;
             there are no parameters to probe).
 
@@ -67,14 +70,18 @@ def kernel_regime(model: nn.Module, train_set: Split, *, loss: Loss | str, lr: f
     schedule = schedule or Schedule()
     splits = {"train": train_set, **(splits or {})}
     run_id = run_id or f"run-{uuid.uuid4().hex[:8]}"
-    kernel = kernel or (lambda x1, x2: ntk_gram(model, x1, x2, outputs="full"))
     eta = lr / regime_alpha(model) ** 2
+    user = kernel
+    kernel = (lambda x1, x2: ntk_gram(model, x1, x2, outputs="full")) if user is None else \
+        (lambda x1, x2: regime_alpha(model) ** 2 * user(x1, x2))
     rows, trace, t0 = [], [], time.perf_counter()
     status, reason, step = "complete", f"reached steps = {steps}", 0
     try:
         with torch.no_grad(), frozen_stats(model):  # batch norm on its running statistics, as in ntk_gram
             f = {name: model(s.x) for name, s in splits.items()}  # (m, ...) outputs at theta0
         shape = {name: out.shape for name, out in f.items()}
+        for name, split in splits.items():
+            check_data(loss, tuple(shape["train"][1:]), split, name)
         C = f["train"][0].numel()
         n = len(train_set)
         u = {name: out.reshape(out.shape[0], C).clone() for name, out in f.items()}  # (m, C)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from ..errors import BadData
+
 
 def _shapes(out: torch.Tensor, y: torch.Tensor) -> str:
     return f"outputs of shape {tuple(out.shape)} and targets of shape {tuple(y.shape)}"
@@ -63,10 +65,34 @@ def correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return out.argmax(dim=1) == y
 
 
+def check_data(loss: Loss, shape: tuple, split, name: str) -> None:
+    """Refuse, before training, a split (``name``) a loss cannot use correctly (:class:`BadData`): NaN or infinite
+    inputs or targets, and labels outside the convention of a loss that reads labels (``loss.labels``:
+    cross-entropy and the margin losses; MSE takes any targets): binary labels must be -1 or +1 (a {0, 1} label makes
+    every 0 a wrong margin and training converges to the wrong answer without a word), class labels integers in
+    0..C-1. ``shape``: the outputs' shape per example, () or (C,)."""
+    from ..data.inputs import leaves
+
+    y, where = split.y, f"split {name!r}"
+    if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in (*leaves(split.x), y)):
+        raise BadData(f"{where} holds NaN or infinite inputs or targets")
+    if not getattr(loss, "labels", False):
+        return
+    out, y = _pair(torch.zeros(()).expand(y.shape[0], *shape), y, f"{loss.name} on {where}")
+    bad = ((y != 1) & (y != -1)) if out.ndim == 1 else ((y < 0) | (y >= out.shape[1]))
+    if bool(bad.any()):
+        rule = "binary labels must be -1 or +1" if out.ndim == 1 else f"class labels must be in 0..{out.shape[1] - 1}"
+        hint = "; map {0, 1} labels with y = 2 y - 1" if out.ndim == 1 and bool(((y == 0) | (y == 1)).all()) else ""
+        raise BadData(f"{loss.name}: {rule}; {where} has {int(bad.sum())} of {len(y)} outside it (e.g. "
+                         f"{y[bad][0].item()!r}){hint}")
+
+
 class Loss:
-    """Base class: ``loss(out, y)`` returns per-example losses of shape (n,)."""
+    """Base class: ``loss(out, y)`` returns per-example losses of shape (n,). ``labels = True``: the loss reads
+    labels (binary -1/+1 or class indices), checked by :func:`check_labels` before training."""
 
     name = "loss"
+    labels = False
 
     def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -85,6 +111,7 @@ class CrossEntropy(Loss):
     """-log softmax(f)_y; outputs (n, C), integer labels (n,)."""
 
     name = "cross_entropy"
+    labels = True
 
     def __call__(self, out, y):
         if out.ndim != 2 or out.shape[1] < 2:
@@ -98,6 +125,7 @@ class BCE(Loss):
     """Binary cross-entropy on +-1 labels: log(1 + exp(-y f)) = softplus(-y f)."""
 
     name = "bce"
+    labels = True
 
     def __call__(self, out, y):
         return _softplus(-margins(out, y))
@@ -118,11 +146,19 @@ class MSE(Loss):
         diff = out - y.to(out.dtype)
         return 0.5 * (diff**2 if diff.ndim == 1 else (diff**2).sum(dim=1))
 
+    def margin(self, out, y):
+        """For targets of the outputs' shape (n, C) (one-hot), the margin of their arg-max class, as in
+        :func:`correct`; otherwise :func:`margins`."""
+        if out.ndim == 2 and out.shape[1] > 1 and y.shape == out.shape:
+            y = y.argmax(dim=1)
+        return margins(out, y)
+
 
 class Hinge(Loss):
     """max(0, 1 - margin)."""
 
     name = "hinge"
+    labels = True
 
     def __call__(self, out, y):
         return F.relu(1 - margins(out, y))
@@ -132,6 +168,7 @@ class SoftHinge(Loss):
     """softplus_beta(1 - margin) / beta = log(1 + exp(beta (1 - margin))) / beta (Geiger et al. use beta = 20)."""
 
     name = "soft_hinge"
+    labels = True
 
     def __init__(self, beta: float = 20.0):
         if not beta > 0:
@@ -149,6 +186,7 @@ class QuadraticHinge(Loss):
     """1/2 max(0, 1 - margin)^2."""
 
     name = "quadratic_hinge"
+    labels = True
 
     def __call__(self, out, y):
         return 0.5 * F.relu(1 - margins(out, y)) ** 2

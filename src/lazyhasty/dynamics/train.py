@@ -35,7 +35,7 @@ from ..metrics.progress import rises
 from ..models.ensemble import Ensemble
 from ..models.regimes import _Regime, running_stats
 from . import checkpoint as checkpoints
-from .losses import Loss, get_loss
+from .losses import Loss, check_data, get_loss
 from .probes import DEFAULT_PROBES, BatchContext, Probe, ProbeContext, Schedule
 from .progress import Progress, run_fraction
 from .steppers import Evaluation, Stepper, per_member
@@ -405,6 +405,8 @@ def train(
         with torch.no_grad():
             out0 = torch.cat([ens(xb) for xb in chunks(train_set.x, 4096)], dim=1)
             loss0 = mean_loss(per_example(out0, train_set.y).double(), None).cpu().numpy()
+        for name, split in splits.items():
+            check_data(loss, tuple(out0.shape[2:]), split, name)
         runs = [_Run(rid, sink, schedule.milestones(float(l0)), float(l0)) for rid, sink, l0 in zip(ids, sinks, loss0)]
         all_live, probe_s, wall0, elapsed0 = True, 0.0, time.perf_counter(), 0.0
         cur: Evaluation | None = None

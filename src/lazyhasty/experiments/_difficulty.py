@@ -83,6 +83,9 @@ def load_fmnist(root: str | None, n_train: int, n_test: int, seed: int, device: 
         tr, te = cifar10(root, "train"), cifar10(root, "test")
     else:
         raise lh.UsageError(f"dataset must be fashion_mnist or cifar10, got {dataset!r}")
+    if min(n_train, n_test) < 10:
+        raise lh.UsageError(f"n_train and n_test must be >= 10 (class-balanced: one example per class at least), got "
+                            f"{n_train} and {n_test}")
     g = torch.Generator().manual_seed(seed)
 
     def subset(s: lh.Split, n: int) -> lh.Split:

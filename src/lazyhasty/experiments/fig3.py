@@ -64,6 +64,8 @@ class Config(RegimeConfig):
         super().__post_init__()
         if not 0.5 < self.rho < 1 or self.k_balanced < 1:
             raise ValueError("rho must be in (0.5, 1) and k_balanced >= 1")
+        if set(self.positive) & set(self.negative):
+            raise ValueError(f"positive {self.positive} and negative {self.negative} classes must not overlap")
         if self.feature not in ("patch", "border"):
             raise ValueError(f"feature must be patch or border, got {self.feature!r}")
         if self.pretrained is not None and self.arch != "resnet18":

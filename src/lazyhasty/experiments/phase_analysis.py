@@ -310,6 +310,19 @@ def analyse(out: Path, cfg, curve_dirs: list[Path]) -> tuple[list[dict], str, di
               "values it no longer changes detectably, at every width", f"{src}, 'there is a plateau for large "
               "values of alpha'", plateau_ok, **plateau_numbers),
     ]
+    # each claim rests on runs that trained as far as the point it reads: t_1/2, the kernel at L(0)/2, alpha* and
+    # the end-of-run variances on every run having halved its loss; the plateau on the two largest sqrt(h) alpha
+    # of each width having reached the progress point. Otherwise it is not measured, whatever the fits say.
+    top2 = runs.groupby("h").sqrt_h_alpha.transform(lambda v: v >= sorted(v.unique())[-2:][0])
+    rests = {"test_error_plateau": (runs[top2].reached_progress, f"loss {cfg.progress:g} L(0) (the two largest "
+                                    "sqrt(h) alpha of each width)")}
+    for c in claims:
+        done, point = rests.get(c["id"], (runs.reached_half, "loss L(0)/2"))
+        c["numbers"]["runs_reached"] = f"{int(done.sum())} of {len(done)} reached {point}"
+        if not done.all() and c["held"] is not None:
+            c["held"] = None
+            c["numbers"]["note"] = (f"not measured: {len(done) - int(done.sum())} of the {len(done)} runs it rests "
+                                    f"on did not reach {point} within their budget")
     extra = {"regime_winner": win, "runs": n, "converged": n_conv, "reached_progress": n_prog,
              "crossover_per_width": fits["per_h"]}
     return claims, "\n".join(lines), extra

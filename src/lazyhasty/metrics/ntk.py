@@ -15,7 +15,9 @@ K is a sum over parameter tensors, and each tensor is handled by the cheapest ex
   parameters only, contracted tensor by tensor. A module is given a structured rule only when it is one of
   ``nn.Linear``, ``NTKLinear``, ``nn.Conv2d`` (zero padding, groups = 1), ``NTKConv2d``, runs exactly once per
   forward pass, shares no parameter, keeps its output unmodified, and sees the examples along dimension 0 (checked
-  by running two batch sizes); nothing else is guessed.
+  by running two batch sizes), has no hook and no instance-level ``forward``; and only when no global module hook
+  is registered and the network computes each example independently (two examples together give the outputs of
+  each alone). Nothing else is guessed: everything else goes to the generic rule.
 
 ``method="jacobian"`` sends every parameter to the generic rule (the reference the tests compare against);
 ``"structured"`` and ``"auto"`` use the rules above.
@@ -113,19 +115,45 @@ class _Uses(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def _global_hooks() -> bool:
+    """Whether a module hook registered for every module (``nn.modules.module.register_module_*_hook``) is on."""
+    from torch.nn.modules import module as M
+
+    return any(getattr(M, name, None) for name in (
+        "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks", "_global_backward_pre_hooks"))
+
+
+def _altered(m: nn.Module) -> bool:
+    """Whether ``m`` may not compute its class's forward: it has hooks of its own, or an instance attribute
+    ``forward`` shadowing the class's."""
+    return "forward" in vars(m) or any(getattr(m, name, None) for name in (
+        "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
+
+
+def _mixes(f_batch: torch.Tensor, f_alone: torch.Tensor) -> bool:
+    """Whether outputs of examples computed together differ from those computed one at a time (beyond 1024 ulp of
+    the largest output): a module that mixes the examples of a batch."""
+    scale = float(f_alone.abs().max()) if f_alone.numel() else 0.0
+    return bool((f_batch - f_alone).abs().max() > 1024 * torch.finfo(f_batch.dtype).eps * max(scale, 1e-30))
+
+
 def _plan(net, params, buffers, x) -> tuple[list[nn.Module], list[str]]:
     """(modules given a structured rule, parameter names left to the generic rule), from forward passes on the first
     two examples and on the first one (to see which dimension is the examples'). A parameter used by any other
     torch call than its module's one (weight tying, a functional reuse) keeps its module on the generic rule."""
     owned = {id(m): [f"{mn}.{pn}" if mn else pn for pn, _ in m.named_parameters(recurse=False)]
              for mn, m in net.named_modules()}
-    cands = [m for m in net.modules() if _known(m)]
+    if _global_hooks():
+        return [], list(params)  # a hook on every module may change any layer's output: nothing is structured
+    cands = [m for m in net.modules() if _known(m) and not _altered(m)]
     uses = _Uses(params.values())
     with torch.no_grad():
         with uses:
-            _, two = _hooked(net, cands, params, buffers, take(x, slice(0, 2)))
-        _, one = _hooked(net, cands, params, buffers, take(x, slice(0, 1)))
-    b = min(2, batch_size(x))
+            f2, two = _hooked(net, cands, params, buffers, take(x, slice(0, 2)))
+        f1, one = _hooked(net, cands, params, buffers, take(x, slice(0, 1)))
+        b = min(2, batch_size(x))
+        if b == 2 and _mixes(f2, torch.cat([f1, _call(net, params, buffers, take(x, slice(1, 2)))])):
+            return [], list(params)  # examples are not computed independently: the per-example rules do not hold
     chosen = []
     for m in cands:
         if len(two[id(m)]) != 1 or len(one[id(m)]) != 1:

@@ -331,6 +331,8 @@ def load_runs(path: str | Path, table: str = "metrics", errors: str = "warn") ->
         try:
             status = json.loads((run / "status.json").read_text())
             config = json.loads((run / "config.json").read_text())
+            if not isinstance(status, dict) or not isinstance(config, dict):
+                raise ValueError("status.json and config.json must each hold a JSON object")
             f = run / f"{table}.parquet"
             if not f.exists():
                 continue  # e.g. a run that failed before its first measurement: its status says why

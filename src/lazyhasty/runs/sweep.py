@@ -137,6 +137,8 @@ def parse_grid(specs: list[str], cfg_cls) -> dict[str, list[str]]:
     grid: dict[str, list[str]] = {}
     for spec in specs:
         key, vals = split_assignment(spec, cfg_cls, "grid key", "--grid expects key=v1,v2,...")
+        if key in grid:
+            raise UsageError(f"grid key {key!r} is given twice; list all its values in one: {key}=v1,v2,...")
         sep = ";" if _is_sequence_field(cfg_cls, key) else ","
         values = [v.strip() for v in vals.split(sep) if v.strip()]
         if not values:
@@ -151,14 +153,18 @@ def load_sweep_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"sweep file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read sweep file {path}: {e}") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             try:
                 import yaml
             except ImportError:
                 raise UsageError("reading a YAML sweep file needs PyYAML (pip install pyyaml), or use TOML") from None
-            data = yaml.safe_load(text) or {}
+            data = yaml.safe_load(text)
+            data = {} if data is None else data
         else:
             import tomllib
 
@@ -166,17 +172,34 @@ def load_sweep_file(path: str | Path) -> dict:
     except UsageError:
         raise
     except Exception as e:
-        raise UsageError(f"cannot parse sweep file {path}: {e}") from None
-    grid = data.get("grid", {})
-    if not isinstance(grid, dict):
-        raise UsageError(f"{path}: 'grid' must be a table of lists")
+        raise UsageError(f"cannot parse sweep file {path}: {' '.join(str(e).split())}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a sweep file is a table (experiment, preset, grid, seeds, set), not a "
+                         f"{type(data).__name__}")
+    unknown = sorted(set(map(str, data)) - set(SWEEP_KEYS))
+    if unknown:
+        raise UsageError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; a sweep file has "
+                         f"{', '.join(SWEEP_KEYS)}")
+    for key in ("experiment", "preset"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise UsageError(f"{path}: '{key}' must be a string, got {data[key]!r}")
+    grid = data.get("grid") or {}
+    if not isinstance(grid, dict) or not all(isinstance(vs, list) and vs for vs in grid.values()):
+        raise UsageError(f"{path}: 'grid' must be a table of non-empty lists, e.g. grid = {{lr = [0.1, 0.5]}}")
     seeds = data.get("seeds")
-    if isinstance(seeds, list):
-        seeds = ",".join(str(s) for s in seeds)
-    return {"experiment": data.get("experiment"), "preset": data.get("preset"), "seeds": seeds,
-            "set": list(data.get("set", [])),
+    if isinstance(seeds, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        seeds = ",".join(str(x) for x in seeds)
+    if seeds is not None and not isinstance(seeds, str):
+        raise UsageError(f"{path}: 'seeds' must be a string like '0-4' or a list of integers, got {seeds!r}")
+    sets = data.get("set") or []
+    if not isinstance(sets, list) or not all(isinstance(a, str) for a in sets):
+        raise UsageError(f"{path}: 'set' must be a list of 'key=value' strings, got {sets!r}")
+    return {"experiment": data.get("experiment"), "preset": data.get("preset"), "seeds": seeds, "set": sets,
             "grid": [f"{k}={(';' if any(isinstance(v, list) for v in vs) else ',').join(_fmt(v) for v in vs)}"
                      for k, vs in grid.items()]}
+
+
+SWEEP_KEYS = ("experiment", "preset", "grid", "seeds", "set")
 
 
 def _fmt(v) -> str:
@@ -556,15 +579,14 @@ def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int 
     make_folder(out)
     lock = FolderLock(out, "sweep folder")
     try:
-        old = {}
-        if (out / "sweep.json").exists():
-            try:
-                old = json.loads((out / "sweep.json").read_text())
-            except ValueError:
-                raise FolderInUse(f"{out / 'sweep.json'} is unreadable; choose another --out") from None
-        elif (out / "experiment.json").exists() or (out / "status.json").exists():
-            raise FolderInUse(f"{out} holds the records of a run, not a sweep; choose another --out")
-        names = {j.experiment for j in jobs} | {j["experiment"] for j in old.get("jobs", [])}
+        old = {"jobs": read_plan(out) if (out / "sweep.json").exists() else []}
+        mine = {j["id"] for j in old["jobs"]}
+        other = next((f for f in out.rglob("*.json") if f.name in ("experiment.json", "status.json", "job.json")
+                      and f.relative_to(out).parts[0] not in mine), None)
+        if other is not None:
+            raise FolderInUse(f"{out} holds records that are not this sweep's jobs ({other.relative_to(out)}); a "
+                              "sweep folder holds its own jobs only: choose another --out")
+        names = {j.experiment for j in jobs} | {j["experiment"] for j in old["jobs"]}
         if len(names) > 1:
             raise FolderInUse(f"{out} holds a sweep of {', '.join(sorted(names - {jobs[0].experiment}))}; a sweep "
                               "folder holds one experiment: choose another --out")
@@ -602,13 +624,27 @@ def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int 
     return {"counts": counts, "rerun": notes}
 
 
+def read_plan(out: Path) -> list[dict]:
+    """The jobs listed in ``out/sweep.json`` (``{"jobs": [{"id", "experiment", "preset", "assignments"}, ...]}``),
+    checked field by field; anything else is a :class:`FolderInUse` error naming the file."""
+    try:
+        doc = json.loads((out / "sweep.json").read_text())
+    except (OSError, ValueError):
+        doc = None
+    jobs = doc.get("jobs") if isinstance(doc, dict) else None
+    if not isinstance(jobs, list) or not all(
+            isinstance(j, dict) and isinstance(j.get("id"), str) and re.fullmatch(r"[0-9a-f]{12}", j["id"])
+            and isinstance(j.get("experiment"), str) and isinstance(j.get("preset"), (str, type(None)))
+            and isinstance(j.get("assignments"), list) and all(isinstance(a, str) for a in j["assignments"])
+            for j in jobs):
+        raise FolderInUse(f"{out} is not a readable sweep folder: its sweep.json is missing or not a valid plan "
+                          "(choose another --out, or restore the file)")
+    return jobs
+
+
 def sweep_status(out: Path) -> list[tuple[str, str, str, str]]:
     """(job id, state, why, assignments) of every job a sweep folder's plan lists, verified as a sweep would
     (sizes and checksums included), without starting or locking anything."""
-    try:
-        listed = json.loads((out / "sweep.json").read_text())["jobs"]
-        jobs = [Job(j["id"], j["experiment"], j["preset"], tuple(j["assignments"]), {}, out / j["id"], "")
-                for j in listed]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UsageError(f"{out} is not a readable sweep folder (no valid sweep.json)") from None
+    jobs = [Job(j["id"], j["experiment"], j["preset"], tuple(j["assignments"]), {}, out / j["id"], "")
+            for j in read_plan(out)]
     return [(j.id, *job_state(j), " ".join(j.assignments)) for j in jobs]

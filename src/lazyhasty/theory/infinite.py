@@ -67,16 +67,39 @@ def _phi_and_grad(act: Activation, t: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return y.detach().numpy(), g.numpy()
 
 
-def infinite_ntk(x1: torch.Tensor, x2: torch.Tensor | None = None, *, depth: int, activation: str = "relu",
-                 bias: bool = False, bias_scale: float = 1.0, beta: float = 1.0, normalize_activation: bool = False,
-                 points: int = 128) -> torch.Tensor:
+def _settings_of(mlp) -> dict:
+    """The infinite-width settings of an ``MLP`` (or a regime wrapper of one) in the NTK parametrisation."""
+    from ..models.mlp import MLP, NTKLinear
+
+    net = getattr(mlp, "model", mlp)
+    if not isinstance(net, MLP):
+        raise ValueError(f"like= takes a lazyhasty MLP (or a regime wrapper of one), got {type(net).__name__}")
+    if not all(type(layer) is NTKLinear for layer in net.layers):
+        raise ValueError("like= needs an MLP in the NTK parametrisation (parametrization='ntk'): in the standard "
+                         "one the kernel grows with the width and has no finite infinite-width limit")
+    biases = {layer.bias is not None for layer in net.layers}
+    scales = {layer.bias_scale for layer in net.layers}
+    if len(biases) != 1 or len(scales) != 1:
+        raise ValueError("like= needs the same bias setting in every layer")
+    return {"depth": len(net.layers) - 1, "activation": net.act.name, "bias": biases.pop(),
+            "bias_scale": scales.pop(), "beta": net.act.beta, "normalize_activation": net.act.normalize}
+
+
+def infinite_ntk(x1: torch.Tensor, x2: torch.Tensor | None = None, *, like=None, depth: int | None = None,
+                 activation: str | None = None, bias: bool | None = None, bias_scale: float | None = None,
+                 beta: float | None = None, normalize_activation: bool | None = None, points: int = 128
+                 ) -> torch.Tensor:
     """Theta_inf(x1, x2) of ``MLP([d, h, ..., h, C], activation, parametrization="ntk", bias, beta,
     normalize_activation)`` with ``depth`` hidden layers, as h -> infinity (module docstring).
 
     Args:
         x1: (n1, d) inputs; x2: (n2, d), default x1.
-        depth: number of hidden layers L >= 1.
-        bias, bias_scale: the layers' biases, scaled by ``bias_scale`` (NTKLinear's default 1).
+        like: an ``MLP`` in the NTK parametrisation (or a regime wrapper of one): every setting below is read
+            from it (a setting also given must agree with it). The safe way to compare a network with its limit.
+        depth: number of hidden layers L >= 1 (required without ``like``).
+        activation, bias, beta, normalize_activation: as for ``MLP``, with ``MLP``'s defaults (relu, with biases,
+            beta 1, not normalised).
+        bias_scale: the layers' bias scale (``NTKLinear``'s default 1).
         points: Gauss-Hermite nodes per dimension for activations other than relu (relu is in closed form).
             Measured against adaptive quadrature (tests/test_infinite.py) at 128 nodes: relative error below 1e-5
             for softplus with beta = 5 (a sharp bend) and below 1e-9 for tanh; more nodes, smaller error.
@@ -85,6 +108,20 @@ def infinite_ntk(x1: torch.Tensor, x2: torch.Tensor | None = None, *, depth: int
         (n1, n2) float64 tensor: the kernel of each output channel (channels are independent and identical:
         the full kernel is this times the identity over outputs), on x1's device.
     """
+    given = {"depth": depth, "activation": activation, "bias": bias, "bias_scale": bias_scale, "beta": beta,
+             "normalize_activation": normalize_activation}
+    if like is not None:
+        settings = _settings_of(like)
+        clash = [f"{k}={v!r} (the network's: {settings[k]!r})" for k, v in given.items()
+                 if v is not None and v != settings[k]]
+        if clash:
+            raise ValueError(f"infinite_ntk(like=...) got settings that differ from the network's: {', '.join(clash)}")
+    else:
+        if depth is None:
+            raise ValueError("infinite_ntk needs depth= (the number of hidden layers), or like=<an MLP>")
+        settings = {**{"activation": "relu", "bias": True, "bias_scale": 1.0, "beta": 1.0,
+                       "normalize_activation": False}, **{k: v for k, v in given.items() if v is not None}}
+    depth, activation, bias, bias_scale, beta, normalize_activation = (settings[k] for k in given)
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
     if int(depth) != depth or depth < 1:
