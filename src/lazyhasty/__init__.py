@@ -12,30 +12,51 @@ try:
 except _metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
     __version__ = "unknown"
 
-# ruff: noqa: E402
-from . import claims
-from .compare import Comparison, Regime, compare_regimes, compare_runs
-from .data import DatasetError, Groups, Split, yinyang
-from .dynamics.checkpoint import CheckpointMismatch, checkpointing
-from .dynamics.cscores import estimate_cscores, learning_speed
-from .dynamics.kernel import kernel_regime
-from .dynamics.losses import BCE, MSE, CrossEntropy, Hinge, QuadraticHinge, SoftHinge, get_loss
-from .dynamics.probes import LinearityProbe, Milestones, ProbeContext, Schedule, loss_probe, parameter_distance_probe
-from .dynamics.steppers import GD, SGD, GradientFlow, MomentumFlow
-from .dynamics.train import RecordSink, Stop, TrainResult, can_compile, fork, seeded, train
-from .errors import UsageError
-from .metrics.alignment import kernel_alignment, kernel_distance, kernel_target_alignment
-from .metrics.linearity import parameter_distance, representation_alignment, sign_similarity
-from .metrics.ntk import ntk_gram
-from .metrics.progress import at_equal_progress
-from .metrics.scaling import broken_power_law, consistent, crossing_time, power_law, seed_bootstrap
-from .models.cnn import CNN, ResNet18
-from .models.ensemble import Ensemble
-from .models.mlp import MLP
-from .models.pretrained import load_pretrained
-from .models.regimes import AlphaScaled, Linearized, UnsupportedModule, regime_alpha
-from .runs.records import RunRecord, TensorBoardSink, atomic_write, load_runs
-from .runs.sweep import config_jobs, run_sweep
+import importlib as _importlib
+
+# where each public name lives; imported on first use (PEP 562), so that `lazyhasty --help`, a refused command and
+# Ctrl-C while starting never wait for torch, and an interrupted start-up is handled by the command line
+_HOME = {name: module for module, names in {
+    "compare": "Comparison Regime compare_regimes compare_runs",
+    "data": "DatasetError Groups Split yinyang",
+    "dynamics.checkpoint": "CheckpointMismatch checkpointing",
+    "dynamics.cscores": "estimate_cscores learning_speed",
+    "dynamics.kernel": "kernel_regime",
+    "dynamics.losses": "BCE MSE CrossEntropy Hinge QuadraticHinge SoftHinge get_loss",
+    "dynamics.probes": "LinearityProbe Milestones ProbeContext Schedule loss_probe parameter_distance_probe",
+    "dynamics.steppers": "GD SGD GradientFlow MomentumFlow",
+    "dynamics.train": "RecordSink Stop TrainResult can_compile fork seeded train",
+    "errors": "UsageError",
+    "metrics.alignment": "kernel_alignment kernel_distance kernel_target_alignment",
+    "metrics.linearity": "parameter_distance representation_alignment sign_similarity",
+    "metrics.ntk": "ntk_gram",
+    "metrics.progress": "at_equal_progress",
+    "metrics.scaling": "broken_power_law consistent crossing_time power_law seed_bootstrap",
+    "models.cnn": "CNN ResNet18",
+    "models.ensemble": "Ensemble",
+    "models.mlp": "MLP",
+    "models.pretrained": "load_pretrained",
+    "models.regimes": "AlphaScaled Linearized UnsupportedModule regime_alpha",
+    "runs.records": "RunRecord TensorBoardSink atomic_write load_runs",
+    "runs.sweep": "config_jobs run_sweep",
+}.items() for name in names.split()}
+_NAMESPACES = ("claims", "data", "theory", "plotting", "experiments")
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        value = getattr(_importlib.import_module(f".{_HOME[name]}", __name__), name)
+    elif name in _NAMESPACES:
+        value = _importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'lazyhasty' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_NAMESPACES})
+
 
 __all__ = [
     # regimes, ensembles and models

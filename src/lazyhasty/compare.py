@@ -33,7 +33,7 @@ from .claims import (
 )
 from .claims import write as write_claims
 from .data.groups import Split
-from .data.inputs import take
+from .data.inputs import chunks, take
 from .dynamics.checkpoint import current as current_checkpointing
 from .dynamics.losses import MSE, Loss, check_data, get_loss
 from .dynamics.probes import LinearityProbe, Schedule, loss_probe, parameter_distance_probe
@@ -117,10 +117,14 @@ class Comparison:
         ids = self.runs.set_index(["seed", "regime"]).run_id
         lazy = [ids[(s, self.lazy)] for s in self.settings["seeds"]]
         exact = [r for r in lazy if self.runs.set_index("run_id").alpha.get(r) == np.inf]
-        return linearity_verdict(self.metrics, {f"seed {s}": (ids[(s, self.feature)], ids[(s, self.lazy)])
+        verdict = linearity_verdict(self.metrics, {f"seed {s}": (ids[(s, self.feature)], ids[(s, self.lazy)])
                                                    for s in self.settings["seeds"]}, level,
                                     self.settings.get("linearity_measures") or MEASURES, exact,
                                     self.settings.get("linearity_why", ""))
+        missed = self.missed()  # the regimes are judged over the training to the target: all of it, or nothing
+        if len(missed) and verdict["held"] is not None:
+            verdict = {**verdict, "held": None, "note": missed_note(missed)}
+        return verdict
 
     def gaps(self, a: str, b: str, split: str, group: str, absolute: bool = False,
              measure: str | None = None) -> tuple[np.ndarray, list[float]]:
@@ -165,7 +169,8 @@ class Comparison:
                     "same_verdict": held2 == held and self._cache["other"].stays_linear()["held"] is True,
                     **{f"{k}_with_other": v for k, v in found2.items() if k in ("gap", "interval", "ahead")}}
             if not rate["same_verdict"]:
-                held, note = None, "not measured: the verdict changes with the lazy run's rate"
+                held = None
+                note = missed_note(self.missed()) or "not measured: the verdict changes with the lazy run's rate"
         return claim(id, text, source, earned(held, self.stays_linear(), self.missed()),
                      **found, **numbers, rate_check=rate, note=note)
 
@@ -315,6 +320,24 @@ def _check_inputs(model: nn.Module, train_set: Split, splits: dict[str, Split], 
         check_data(loss, tuple(out.shape[1:]), s, name)
 
 
+def _check_target(model: nn.Module, splits: dict[str, Split], loss: Loss, progress: tuple[str, str, str],
+                  target: float) -> None:
+    """Refuse a target the runs start at (every run would stop at step 0) or can never reach (an accuracy above 1):
+    the progress measure of seed 0's network at theta0 (every regime starts from its outputs)."""
+    split, group, metric = progress
+    s = splits[split]
+    with torch.no_grad(), frozen_stats(model):
+        out = torch.cat([model(xb) for xb in chunks(s.x, 4096)])
+    per = {"loss": loss, "accuracy": lambda o, y: loss.correct(o, y).double(), "margin": loss.margin}[metric](out, s.y)
+    start = float(per[s.groups[group]].mean() if group != "all" else per.mean())
+    rises = metric != "loss"
+    reached = target <= start if rises else target >= start
+    if reached or (metric == "accuracy" and target > 1):
+        raise UsageError(f"target {target:g} on {'/'.join(progress)} is " + (
+            f"already reached at initialisation ({start:.4g}): every run would stop at step 0; give a "
+            f"{'higher' if rises else 'lower'} target" if reached else "never reachable (an accuracy is at most 1)"))
+
+
 def _regimes(alphas, regimes, linearized, stepper, stop) -> list[Regime]:
     """The regimes to train, each with its stepper and budget, checked."""
     if regimes is not None:
@@ -439,6 +462,8 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
     if out is not None and records_in(out / "runs") is not None and not (ctx is not None and ctx.resume):
         raise FolderInUse(f"{out} already holds run records ({records_in(out / 'runs')}); compare into an empty "
                           "folder")
+    if target is not None:
+        _check_target(base, {"train": train_set, **probe_splits}, loss, progress, float(target))
     reach = () if target is None else ((*progress, float(target)),)
     # one ensemble per (wrapper kind, stepper, budget) and seed: its members share the stepper and the minibatches;
     # a full-batch stepper sees the same batch in every seed, so there one ensemble per regime holds every seed (the

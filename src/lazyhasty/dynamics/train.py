@@ -18,6 +18,7 @@ import copy
 import math
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -326,8 +327,15 @@ def train(
     sinks = [record] if single else [None] * E if record is None else list(record)
     if len(ids) != E or len(sinks) != E:
         raise ValueError(f"need one run id and one record (or None) per member: {E}")
+    if len(set(ids)) != E:
+        raise ValueError(f"run ids must be distinct (they key every row of the tables), got {ids}")
     if weights is not None and tuple(weights.shape) != (E, n):
         raise ValueError(f"weights must have shape (members, examples) = ({E}, {n}), got {tuple(weights.shape)}")
+    low = next((p.dtype for p in ens.params if p.dtype in (torch.bfloat16, torch.float16)), None)
+    if low is not None and float(ens.alphas.max()) > 1:
+        warnings.warn(f"training in {low} at alpha up to {float(ens.alphas.max()):g}: alpha (f - f0) multiplies the "
+                      f"rounding of f - f0 ({torch.finfo(low).eps:.1g} of f in {low}) by alpha, so the lazy run is "
+                      "much less accurate than in float32; use float32 or float64 for alpha > 1", stacklevel=2)
     runs: list[_Run] = []
     try:
         loss = get_loss(loss)
@@ -404,9 +412,9 @@ def train(
 
         with torch.no_grad():
             out0 = torch.cat([ens(xb) for xb in chunks(train_set.x, 4096)], dim=1)
+            for name, split in splits.items():
+                check_data(loss, tuple(out0.shape[2:]), split, name)
             loss0 = mean_loss(per_example(out0, train_set.y).double(), None).cpu().numpy()
-        for name, split in splits.items():
-            check_data(loss, tuple(out0.shape[2:]), split, name)
         runs = [_Run(rid, sink, schedule.milestones(float(l0)), float(l0)) for rid, sink, l0 in zip(ids, sinks, loss0)]
         all_live, probe_s, wall0, elapsed0 = True, 0.0, time.perf_counter(), 0.0
         cur: Evaluation | None = None

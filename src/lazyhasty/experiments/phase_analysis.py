@@ -319,10 +319,11 @@ def analyse(out: Path, cfg, curve_dirs: list[Path]) -> tuple[list[dict], str, di
     for c in claims:
         done, point = rests.get(c["id"], (runs.reached_half, "loss L(0)/2"))
         c["numbers"]["runs_reached"] = f"{int(done.sum())} of {len(done)} reached {point}"
-        if not done.all() and c["held"] is not None:
+        if not done.all():
             c["held"] = None
-            c["numbers"]["note"] = (f"not measured: {len(done) - int(done.sum())} of the {len(done)} runs it rests "
-                                    f"on did not reach {point} within their budget")
+            c["numbers"]["note"] = "; ".join(filter(None, (
+                f"not measured: {len(done) - int(done.sum())} of the {len(done)} runs it rests on did not reach "
+                f"{point} within their budget", c["numbers"].get("note"))))
     extra = {"regime_winner": win, "runs": n, "converged": n_conv, "reached_progress": n_prog,
              "crossover_per_width": fits["per_h"]}
     return claims, "\n".join(lines), extra

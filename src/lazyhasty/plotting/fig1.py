@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -57,14 +59,19 @@ def fig1_figure(trace: pd.DataFrame, maps: np.ndarray, pts: np.ndarray, threshol
     ax.legend(handles=shown + [plt.Line2D([], [], color="grey", ls=ls[a], label=f"alpha = {a:g}") for a in alphas],
               fontsize=7, frameon=False)
     G = maps.shape[-1]
-    deltas = [np.nanmean(maps[k, 0] - maps[k, 1], axis=0) for k in range(K)]
-    vmax = max(float(np.nanmax(np.abs(d))) for d in deltas if np.isfinite(d).any()) if deltas else 1.0
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a threshold no seed reached: an empty (NaN) map
+        deltas = [np.nanmean(maps[k, 0] - maps[k, 1], axis=0) for k in range(K)]
+    reached = [float(np.nanmax(np.abs(d))) for d in deltas if np.isfinite(d).any()]
+    vmax = max(reached) if reached else 1.0
     for k, (ax, d) in enumerate(zip(axes[2:], deltas)):
         im = ax.imshow(d, origin="lower", extent=(-1, 1, -1, 1), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
         for c in ((0.5, -0.5), (-0.5, 0.5)):
             ax.add_patch(Circle(c, 0.3, fill=False, ls=":", color="k", lw=0.6))
         ax.axhline(0, color="k", lw=0.4, ls=":")
         ax.set(title=f"({chr(ord('d') + k)}) Delta loss at loss < {thresholds[k]:g}", xlabel="x1", ylabel="x2")
+        if not np.isfinite(d).any():
+            ax.text(0, 0, "no seed reached\nthis loss in both regimes", ha="center", va="center", fontsize=8)
     fig.colorbar(im, ax=list(axes[2:]), shrink=0.8, label="loss non-linear - loss linear (red: linear lower)")
     fig.suptitle(f"yin-yang, {maps.shape[2]} seeds, grid {G}x{G}")
     return fig
