@@ -285,7 +285,8 @@ def test_demo_checks_every_selected_experiment_before_the_first(tmp_path, capsys
 
 def test_a_budget_no_run_can_finish_in_gives_not_measured(tmp_path, capsys):
     out = tmp_path / "f"
-    assert main(["run", "fig1", "--out", str(out), *sets("seeds=2", "grid=12", "max_steps=2", "n_train=40", "compile=false")]) == 0
+    small = sets("seeds=2", "grid=12", "max_steps=2", "n_train=40", "compile=false")
+    assert main(["run", "fig1", "--out", str(out), *small]) == 0
     claims = json.loads((out / "claims.json").read_text())["claims"]
     assert [c["held"] for c in claims] == [None] * len(claims)
     assert all("missed the progress target" in c["numbers"]["note"] for c in claims)
