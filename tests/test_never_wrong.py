@@ -302,18 +302,23 @@ def test_a_refused_resume_writes_nothing(tmp_path, capsys):
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
-def test_killed_after_its_last_training_call_and_resumed_gives_the_same_claims(tmp_path, capsys, monkeypatch):
-    small = sets("seeds=2", "grid=12", "max_steps=400", "n_train=40", "compile=false")
-    assert main(["run", "fig1", "--out", str(tmp_path / "ref"), *small]) == 0
+@pytest.mark.parametrize("experiment, small", [
+    ("fig1", sets("seeds=2", "grid=12", "max_steps=400", "n_train=40", "compile=false")),
+    ("demo", sets("n_train=30", "widths=8,8", "max_steps=40", "seeds=2", "dtype=float64")),
+    ("fig4", sets("points=20")),
+])
+def test_killed_after_its_last_training_call_and_resumed_gives_the_same_claims(tmp_path, capsys, monkeypatch,
+                                                                               experiment, small):
+    assert main(["run", experiment, "--out", str(tmp_path / "ref"), *small]) == 0
     write = claims_module.write
 
     def killed(*args, **kwargs):  # the process dies after every training call, before the claims
         raise KeyboardInterrupt
 
     monkeypatch.setattr(claims_module, "write", killed)
-    assert main(["run", "fig1", "--out", str(tmp_path / "k"), *small]) == 130
+    assert main(["run", experiment, "--out", str(tmp_path / "k"), *small]) == 130
     monkeypatch.setattr(claims_module, "write", write)
-    assert main(["run", "fig1", "--out", str(tmp_path / "k"), "--resume", *small]) == 0
+    assert main(["run", experiment, "--out", str(tmp_path / "k"), "--resume", *small]) == 0
     ref, got = (json.loads((tmp_path / d / "claims.json").read_text()) for d in ("ref", "k"))
     assert got == ref
 
@@ -385,3 +390,22 @@ def test_a_comparison_target_the_runs_start_at_or_never_reach_is_refused(gen, tm
                            loss="cross_entropy", stepper=lh.GD(0.1), stop=lh.Stop(max_steps=1), seeds=[0],
                            target=target, progress=progress, out=tmp_path / "c")
     assert not list(tmp_path.rglob("*.json"))
+
+
+def test_a_full_disk_leaves_every_record_with_a_final_status(tmp_path, capsys):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a 200 kB tmpfs (CI runs as root)")
+    try:
+        code = main(["run", "demo", "--out", str(disk / "d"), *sets("n_train=30", "widths=8,8", "max_steps=40",
+                                                                     "seeds=3")])
+        assert code == 1 and "No space left" in capsys.readouterr().err
+        meta = json.loads((disk / "d" / "experiment.json").read_text())
+        assert meta["status"] == "failed" and "No space left" in meta["reason"]
+        runs = [p for p in (disk / "d" / "runs").iterdir()]
+        states = [json.loads((p / "status.json").read_text())["status"] for p in runs]  # every run has one
+        assert "failed" in states and set(states) <= {"complete", "failed"}, states
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

@@ -77,13 +77,13 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
             raise UsageError(f"--resume continues {out_dir} with its own preset and config; this command gives another "
                              f"config: {', '.join(diff)}; nothing was written")
         meta["resumes"] = [*old.get("resumes", []), {"at": _now(), "previous_status": old.get("status")}]
-    atomic_write(out_dir / "experiment.json", meta)
+    atomic_write(out_dir / "experiment.json", meta, reserve=True)
     t0 = time.perf_counter()
 
     def end(status: str, reason: str = "", **more) -> None:
         close_open_records(status, reason)
         atomic_write(out_dir / "experiment.json", {**meta, "status": status, "reason": reason,
-                                                   "wall_s": round(time.perf_counter() - t0, 2), **more})
+                                                   "wall_s": round(time.perf_counter() - t0, 2), **more}, reserve=True)
 
     try:
         with checkpointing(out_dir, checkpoint_every, resume=resume):
@@ -93,7 +93,7 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
     except (UsageError, ValueError) as e:  # bad input (a missing dataset, a value a config check let through)
         if resume and isinstance(e, UsageError):  # a refused resume leaves the experiment's record as it was
             close_open_records("failed", str(e))
-            atomic_write(out_dir / "experiment.json", old)
+            atomic_write(out_dir / "experiment.json", old, reserve=True)
             raise
         if not resume and not any(out_dir.rglob("status.json")) and records_in(out_dir) == \
                 out_dir / "experiment.json":

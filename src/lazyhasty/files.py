@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -33,15 +34,24 @@ def writable_target(path: str | Path) -> Path:
     return path
 
 
-def atomic_write(path: str | Path, content) -> None:
+BLOCK = 4096  # bytes: what a file takes on disk at the least
+
+
+def atomic_write(path: str | Path, content, reserve: bool = False) -> None:
     """Write ``path`` so that a crash never leaves half of it: into a temporary file in the same folder, fsynced,
     then renamed into place. ``content``: a str (text), bytes, a DataFrame (Parquet), a dict or list (JSON), or a
     callable ``write(tmp_path)`` that writes the file itself (figures, npz archives). Only a new path or a regular
-    file is written (:func:`writable_target`)."""
+    file is written (:func:`writable_target`).
+
+    ``reserve`` (statuses): text is padded with spaces to a whole disk block, which costs no space, so that when
+    the disk is full the next status still fits: it is then written over the old one in place (the one write that
+    is not atomic, and only then)."""
     path = writable_target(path)
     if isinstance(content, (dict, list)):
         content = json.dumps(content, indent=2, sort_keys=True, default=str) + "\n"
     data = content.encode() if isinstance(content, str) else content
+    if reserve and isinstance(data, bytes):
+        data += b" " * (-len(data) % BLOCK)
 
     def write(p: Path) -> None:
         if isinstance(data, pd.DataFrame):
@@ -58,9 +68,15 @@ def atomic_write(path: str | Path, content) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are for everyone who may read the folder
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        raise
+        size = path.stat().st_size if reserve and isinstance(data, bytes) and path.is_file() else -1
+        if not (isinstance(e, OSError) and e.errno == errno.ENOSPC and size >= len(data)):
+            raise
+        with open(path, "r+b") as f:  # the disk is full, and the new status fits in the old one's blocks
+            f.write(data + b" " * (size - len(data)))
+            os.fsync(f.fileno())
+        return
     fsync_folder(path.parent)
 
 

@@ -37,7 +37,10 @@ class DatasetError(UsageError):
 
 
 def _numpy_globals() -> dict[tuple[str, str], object]:
-    from numpy._core import multiarray, numeric
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray, numeric
 
     return {(mod, name): obj for mods, name, obj in (
         (("numpy.core.multiarray", "numpy._core.multiarray"), "_reconstruct", multiarray._reconstruct),

@@ -187,9 +187,10 @@ class RunRecord:
                     "(records are never overwritten)")
             self._written = [f for f in old.get("files", {}) if (self.path / f).is_file()]
         _OPEN.add(self)
+        self.set_status("running", started=(old or {}).get("started", _now()))  # first: a run always has a status
         self._save("config.json", config)
         self._save("env.json", environment(config.get("seed"), config.get("device") or "cpu"))
-        self.set_status("running", started=(old or {}).get("started", _now()))
+        self.set_status("running")
         return self
 
     def resumed(self, step: int, t: float) -> None:
@@ -214,7 +215,8 @@ class RunRecord:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         old = self.status() or {}
         atomic_write(self.path / "status.json", {**old, **info, "status": status, "reason": reason, "updated": _now(),
-                                                 "files": {f: file_digest(self.path / f) for f in self._written}})
+                                                 "files": {f: file_digest(self.path / f) for f in self._written}},
+                     reserve=True)
         if status != "running":
             _OPEN.discard(self)
             if self.tensorboard is not None:

@@ -318,7 +318,7 @@ def prepare_job(job: Job, checkpoint_every_s: float = 60.0) -> None:
     atomic_write(job.dir / "job.json", {"id": job.id, "experiment": job.experiment, "preset": job.preset,
                                         "assignments": list(job.assignments), "config": job.config,
                                         "registry": job.registry, "status": "pending", "attempts": attempts,
-                                        "checkpoint_every_s": checkpoint_every_s})
+                                        "checkpoint_every_s": checkpoint_every_s}, reserve=True)
 
 
 def run_job(job_dir: str | Path) -> str:
@@ -342,7 +342,7 @@ def run_job(job_dir: str | Path) -> str:
     def finish(status: str, reason: str) -> str:
         atomic_write(job_dir / "job.json", {**spec, "status": status, "reason": reason, "finished": _now(),
                                             "wall_s": round(time.perf_counter() - t0, 2),
-                                            "files": job_files(job_dir) if status in FINAL else {}})
+                                            "files": job_files(job_dir) if status in FINAL else {}}, reserve=True)
         _log_event(sweep_dir, job=spec["id"], event=status, **({"reason": reason} if reason else {}))
         lock.release()
         return status
@@ -352,7 +352,7 @@ def run_job(job_dir: str | Path) -> str:
                **({"slurm_job": _slurm_id()} if "SLURM_JOB_ID" in os.environ else {})}
     spec = {**spec, "pid": os.getpid(), "started": _now(), "attempts": [*spec.get("attempts", []), attempt]}
     try:
-        atomic_write(job_dir / "job.json", {**spec, "status": "running"})
+        atomic_write(job_dir / "job.json", {**spec, "status": "running"}, reserve=True)
         _log_event(sweep_dir, job=spec["id"], event="resumed" if resume else "running", pid=os.getpid(),
                    host=attempt["host"])
         exp = get_experiment(spec["registry"], spec["experiment"])
@@ -417,7 +417,8 @@ def _fail_if_unfinished(job: Job, why: str, status: str = "failed") -> None:
     """Give a job whose worker ended without a final status one (the worker died, or the sweep stopped it)."""
     spec = read_job(job.dir) or {}
     if spec.get("status") not in FINAL_STATUSES:
-        atomic_write(job.dir / "job.json", {**spec, "status": status, "reason": why, "finished": _now()})
+        atomic_write(job.dir / "job.json", {**spec, "status": status, "reason": why, "finished": _now()},
+                     reserve=True)
         _log_event(job.dir.parent, job=job.id, event=status, reason=why)
 
 
