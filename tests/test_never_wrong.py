@@ -274,7 +274,7 @@ def test_configs_are_refused_before_anything_runs(tmp_path, capsys, experiment, 
     assert main(["run", experiment, "--out", str(out), *sets(*assignments)]) == 2
     err = capsys.readouterr().err
     assert message in err and one_line_error(err), err
-    assert not out.exists() or not any(out.rglob("*.json"))
+    assert not out.exists()  # not even an empty folder
 
 
 def test_demo_checks_every_selected_experiment_before_the_first(tmp_path, capsys):
@@ -409,3 +409,17 @@ def test_a_full_disk_leaves_every_record_with_a_final_status(tmp_path, capsys):
         assert "failed" in states and set(states) <= {"complete", "failed"}, states
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_refused_compare_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    (tmp_path / "mine.py").write_text(
+        "import torch, lazyhasty as lh\n"
+        "def model():\n    return lh.MLP([4, 8, 3])\n"
+        "def data():\n    g = torch.Generator().manual_seed(0)\n"
+        "    return lh.Split(torch.randn(30, 4, generator=g), torch.randint(0, 3, (30,), generator=g))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["compare", "--model", "mine:model", "--data", "mine:data", "--lr", "0.1", "--max-steps", "5",
+                 "--target", "50", "--out", "c"]) == 2
+    assert "already reached at initialisation" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

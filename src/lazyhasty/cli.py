@@ -98,6 +98,7 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
         if not resume and not any(out_dir.rglob("status.json")) and records_in(out_dir) == \
                 out_dir / "experiment.json":
             (out_dir / "experiment.json").unlink()  # refused before any run started: the folder is free again
+            lock.release(discard=True)
             raise UsageError(str(e)) from None
         if not isinstance(e, UsageError):
             end(*stopped_by(e))
@@ -266,6 +267,9 @@ def _cmd_compare(args) -> int:
                                stepper=stepper, stop=Stop(max_steps=args.max_steps), target=args.target,
                                seeds=parse_seeds(args.seeds), linearized=args.linearized, progress=progress,
                                out=out)
+    except UsageError:
+        lock.release(discard=True)  # refused before anything ran: no folder left behind
+        raise
     finally:
         lock.release()
     print(comp.summary())

@@ -55,8 +55,10 @@ def claim_output(path: str | Path | None, default: Path, resume: str | None = No
     for folder in candidates:
         held = records_in(folder)
         if held is None:
+            created = not folder.exists()
             try:
                 lock = FolderLock(prepare_output(folder), "output folder")
+                lock.created = created
             except FolderInUse:
                 if path is not None:
                     raise

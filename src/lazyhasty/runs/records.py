@@ -59,6 +59,7 @@ class FolderLock:
     holds the folder."""
 
     def __init__(self, folder: str | Path, what: str = "folder"):
+        self.created = not Path(folder).exists()  # by this lock: removed again by release(discard=True) if unused
         self.path = make_folder(folder) / ".lock"
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -72,7 +73,12 @@ class FolderLock:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd: int | None = fd
 
-    def release(self) -> None:
+    def release(self, discard: bool = False) -> None:
+        """Unlock; with ``discard`` (a refused command), a folder this lock created and nothing else wrote to is
+        removed again."""
+        if discard and self.fd is not None and self.created and os.listdir(self.path.parent) == [".lock"]:
+            self.path.unlink()
+            self.path.parent.rmdir()
         if self.fd is not None:
             os.close(self.fd)  # closing the descriptor drops the flock
             self.fd = None
