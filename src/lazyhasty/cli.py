@@ -39,9 +39,6 @@ def _tensorboard(on: bool) -> None:
     os.environ["LAZYHASTY_TENSORBOARD"] = "1"
 
 
-RESUME_MAY_CHANGE = {"workers", "executor", "slurm_partition", "slurm_time"}  # where it runs, not what it computes
-
-
 def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume: bool = False,
          checkpoint_every: float = 60.0) -> int:
     """One experiment into a folder of its own: ``out`` if it holds no records (else exit 2; with ``resume``, an
@@ -69,14 +66,15 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
         old = json.loads((out_dir / "experiment.json").read_text())
         was = old.get("config") if isinstance(old.get("config"), dict) else {}
         now = json.loads(json.dumps(meta["config"]))  # as recorded: tuples become lists
-        changed = sorted(k for k in {*now, *was} if was.get(k) != now.get(k) and k not in RESUME_MAY_CHANGE)
+        changed = sorted(k for k in {*now, *was} if was.get(k) != now.get(k) and k not in exp.resume_may_change)
         diff = ([f"preset ({old.get('preset')!r} -> {preset!r})"] if old.get("preset") != preset else []) + [
             f"{k} ({was.get(k)!r} -> {now.get(k)!r})" for k in changed]
         if diff:
             lock.release()
             raise UsageError(f"--resume continues {out_dir} with its own preset and config; this command gives another "
                              f"config: {', '.join(diff)}; nothing was written")
-        meta["resumes"] = [*old.get("resumes", []), {"at": _now(), "previous_status": old.get("status")}]
+        meta["resumes"] = [*old.get("resumes", []), {"at": _now(), "previous_status": old.get("status"),
+                                                     "changed": sorted(k for k in now if was.get(k) != now[k])}]
     atomic_write(out_dir / "experiment.json", meta, reserve=True)
     t0 = time.perf_counter()
 

@@ -26,6 +26,7 @@ class Experiment:
     default_preset: str = "quick"  # what `lazyhasty run NAME` uses without --preset
     demo_preset: str = "quick"  # what `lazyhasty demo` runs
     schema: int = 1  # raise when a code change alters what a config means: sweeps then re-run its finished jobs
+    resume_may_change: tuple[str, ...] = ()  # fields a --resume may change (else the config must be the same)
 
     def preset(self, name: str) -> Any:
         if name not in self.presets:

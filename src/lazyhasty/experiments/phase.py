@@ -367,4 +367,8 @@ def main(cfg: Config, out: Path) -> dict:
 
 
 EXPERIMENT = Experiment("phase", "feature vs lazy phase diagram (Geiger et al. 2020): alpha x width sweep, scaling "
-                        "fits, ensemble predictor", Config, PRESETS, main, demo_preset="tiny")
+                        "fits, ensemble predictor", Config, PRESETS, main, demo_preset="tiny",
+                        # its cells are sweep jobs named by their config: a resume with another grid reuses those
+                        # it shares with the first and runs the others
+                        resume_may_change=("widths", "sqrt_h_alphas", "workers", "executor", "slurm_partition",
+                                           "slurm_time"))
