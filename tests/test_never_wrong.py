@@ -66,6 +66,10 @@ def test_writes_refuse_links_devices_fifos_and_folders(tmp_path, capsys):
         assert main(["report", str(tmp_path / "runs"), "--output", str(target)]) == 2
         assert what in capsys.readouterr().err
     assert Path("/dev/null").is_char_device() and (tmp_path / "fifo").is_fifo()
+    (tmp_path / "lk").mkdir()
+    (tmp_path / "lk" / ".lock").symlink_to(real)  # a planted lock link: never opened, so never truncated
+    assert main(["run", "fig4", "--out", str(tmp_path / "lk"), "--set", "points=20"]) == 2
+    assert "is a link" in capsys.readouterr().err and "old" in real.read_text()
     lh.atomic_write(real, "replaced\n")  # a regular file is replaced as before
     assert real.read_text() == "replaced\n"
 

@@ -61,7 +61,12 @@ class FolderLock:
     def __init__(self, folder: str | Path, what: str = "folder"):
         self.created = not Path(folder).exists()  # by this lock: removed again by release(discard=True) if unused
         self.path = make_folder(folder) / ".lock"
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a link: a planted .lock link would truncate the file it points to
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            why = "a link" if self.path.is_symlink() else e.strerror
+            raise FolderInUse(f"cannot lock {what} {folder}: its {self.path.name} is {why}; lazyhasty writes only "
+                              "regular files it owns") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

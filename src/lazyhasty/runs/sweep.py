@@ -295,7 +295,7 @@ def job_state(job: Job) -> tuple[str, str]:
 
 def _log_event(out: Path, **event) -> None:
     line = json.dumps({"time": _now(), **event}) + "\n"
-    fd = os.open(out / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(out / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         os.fchmod(fd, 0o644)  # whatever the umask, like every record
         os.write(fd, line.encode())  # one write per line: lines never interleave
@@ -470,7 +470,8 @@ def _run_local(todo: list[Job], workers: int, lines: _Lines) -> None:
         while queue or running:
             while queue and len(running) < workers:
                 job = queue.pop(0)
-                with open(job.dir / "worker.log", "wb") as log:  # the child keeps its own descriptor
+                with os.fdopen(os.open(job.dir / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                                       0o644), "wb") as log:  # never through a link; the child keeps its own fd
                     proc = subprocess.Popen([sys.executable, "-m", "lazyhasty.runs.worker", str(job.dir)], env=env,
                                             stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
                 running[proc] = job
