@@ -16,8 +16,9 @@ from .runs.records import STATUSES, atomic_write, check_files
 
 
 def _read_json(p: Path):
+    """A record's JSON, or None: unreadable, malformed, or not a regular file (a link is never followed)."""
     try:
-        return json.loads(p.read_text())
+        return json.loads(p.read_bytes()) if stat.S_ISREG(p.lstat().st_mode) else None
     except (OSError, ValueError):
         return None
 
@@ -103,11 +104,14 @@ def claims_markdown(root: str | Path) -> str:
 
 def _fits(folder: Path) -> list[dict]:
     """The scaling fits of a phase folder (fits.csv), formatted for the report."""
+    data = _embeddable(folder / "fits.csv", folder)
     try:
+        import io
+
         import pandas as pd
 
-        t = pd.read_csv(folder / "fits.csv")
-    except (OSError, ValueError):
+        t = pd.read_csv(io.BytesIO(data))
+    except (OSError, ValueError, TypeError):  # TypeError: not embeddable (absent, a link, too large)
         return []
 
     def f(v) -> str:
