@@ -84,12 +84,12 @@ def check_data(loss: Loss, shape: tuple, split, name: str) -> None:
         rule = "binary labels must be -1 or +1" if out.ndim == 1 else f"class labels must be in 0..{out.shape[1] - 1}"
         hint = "; map {0, 1} labels with y = 2 y - 1" if out.ndim == 1 and bool(((y == 0) | (y == 1)).all()) else ""
         raise BadData(f"{loss.name}: {rule}; {where} has {int(bad.sum())} of {len(y)} outside it (e.g. "
-                         f"{y[bad][0].item()!r}){hint}")
+                      f"{y[bad][0].item()!r}){hint}")
 
 
 class Loss:
     """Base class: ``loss(out, y)`` returns per-example losses of shape (n,). ``labels = True``: the loss reads
-    labels (binary -1/+1 or class indices), checked by :func:`check_labels` before training."""
+    labels (binary -1/+1 or class indices), checked by :func:`check_data` before training."""
 
     name = "loss"
     labels = False
