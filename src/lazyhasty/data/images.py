@@ -14,6 +14,7 @@ and how to get the data.
 from __future__ import annotations
 
 import codecs
+import functools
 import gzip
 import os
 import pickle
@@ -36,6 +37,7 @@ class DatasetError(UsageError):
     """A dataset that is missing, truncated or corrupt (a usage error: the CLI exits with code 2)."""
 
 
+@functools.cache
 def _numpy_globals() -> dict[tuple[str, str], object]:
     try:
         from numpy._core import multiarray, numeric
@@ -54,10 +56,8 @@ class _DataUnpickler(pickle.Unpickler):
     """Reads a pickle that holds data only: dicts, lists, bytes, strings, numbers and numpy arrays / scalars. Any
     other global (a function, a class: what a crafted file needs to run code) is refused, never looked up."""
 
-    allowed: dict | None = None
-
     def find_class(self, module, name):
-        allowed = _DataUnpickler.allowed = _DataUnpickler.allowed or _numpy_globals()
+        allowed = _numpy_globals()
         if (module, name) not in allowed:
             raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a data file never needs (refused: "
                                          "loading it could run code)")

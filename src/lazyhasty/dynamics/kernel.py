@@ -70,10 +70,10 @@ def kernel_regime(model: nn.Module, train_set: Split, *, loss: Loss | str, lr: f
     schedule = schedule or Schedule()
     splits = {"train": train_set, **(splits or {})}
     run_id = run_id or f"run-{uuid.uuid4().hex[:8]}"
-    eta = lr / regime_alpha(model) ** 2
-    user = kernel
-    kernel = (lambda x1, x2: ntk_gram(model, x1, x2, outputs="full")) if user is None else \
-        (lambda x1, x2: regime_alpha(model) ** 2 * user(x1, x2))
+    alpha2 = regime_alpha(model) ** 2
+    eta = lr / alpha2
+    gram = (lambda x1, x2: ntk_gram(model, x1, x2, outputs="full")) if kernel is None else \
+        (lambda x1, x2: alpha2 * kernel(x1, x2))  # the wrapper's kernel
     rows, trace, t0 = [], [], time.perf_counter()
     status, reason, step = "complete", f"reached steps = {steps}", 0
     try:
@@ -85,7 +85,7 @@ def kernel_regime(model: nn.Module, train_set: Split, *, loss: Loss | str, lr: f
         C = f["train"][0].numel()
         n = len(train_set)
         u = {name: out.reshape(out.shape[0], C).clone() for name, out in f.items()}  # (m, C)
-        K = {name: _full(kernel(s.x, train_set.x).detach(), len(s), n, C).to(u["train"].dtype)
+        K = {name: _full(gram(s.x, train_set.x).detach(), len(s), n, C).to(u["train"].dtype)
              for name, s in splits.items()}  # (m, C, n, C)
         milestones = None
         for step in range(int(steps) + 1):

@@ -56,6 +56,7 @@ from ..config import MAX_INT, changed_fields, check_machine, override, split_ass
 from ..dynamics.checkpoint import checkpointing
 from ..dynamics.checkpoint import current as current_checkpointing
 from ..errors import UsageError, stopped_by
+from .output import RECORD_FILES, records_in
 from .records import (
     FINAL_STATUSES,
     FolderInUse,
@@ -582,12 +583,12 @@ def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int 
     lock = FolderLock(out, "sweep folder")
     try:
         old = {"jobs": read_plan(out) if (out / "sweep.json").exists() else []}
-        mine = {j["id"] for j in old["jobs"]}
-        other = next((f for f in out.rglob("*.json") if f.name in ("experiment.json", "status.json", "job.json")
-                      and f.relative_to(out).parts[0] not in mine), None)
+        mine = {"sweep.json", *(j["id"] for j in old["jobs"])}
+        other = next((p for p in out.iterdir() if p.name not in mine and (p.name in RECORD_FILES or records_in(p))),
+                     None)
         if other is not None:
-            raise FolderInUse(f"{out} holds records that are not this sweep's jobs ({other.relative_to(out)}); a "
-                              "sweep folder holds its own jobs only: choose another --out")
+            raise FolderInUse(f"{out} holds records that are not this sweep's jobs ({other.name}); a sweep folder "
+                              "holds its own jobs only: choose another --out")
         names = {j.experiment for j in jobs} | {j["experiment"] for j in old["jobs"]}
         if len(names) > 1:
             raise FolderInUse(f"{out} holds a sweep of {', '.join(sorted(names - {jobs[0].experiment}))}; a sweep "
