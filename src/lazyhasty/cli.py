@@ -374,8 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder, which must hold no records (default: runs/EXPERIMENT, or "
                    "runs/EXPERIMENT.2, ... when that holds an earlier run)")
     s.add_argument("--resume", action="store_true", help="continue an earlier, interrupted run in --out (same "
-                   "experiment, preset and --set) from its checkpoints: finished runs are kept, the others continue "
-                   "where they stopped")
+                   "experiment, preset and --set; another config is refused and nothing is written) from its "
+                   "checkpoints: finished runs are kept, the others continue where they stopped")
     s.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS", help="write each training "
                    "run's whole state this often (default 60; 0: never), and on SIGTERM / SIGUSR2")
     s.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files in every run's "
