@@ -213,15 +213,22 @@ def _mode_free(ens) -> bool:
     return all(free(m, isinstance(member, _Regime)) for member in ens.members for m in member.modules())
 
 
-def _compiled(objective, ens: Ensemble, stepper: Stepper):
+def _compiled(ens: Ensemble, loss: Loss, weights: torch.Tensor | None, stepper: Stepper):
     """``train(compile=True)``: one torch.compile'd function of the stacked parameters P giving the gradient and value
-    of ``objective`` and, for a stepper with a :meth:`~Stepper.proposal` and more than one member, writing the
-    parameters after its step into Q (the step fused with the gradient computation; the engine's parameters move
-    only when the stepper installs them, after the stopping rule has seen this point)."""
+    of the objective (:func:`member_losses`, as the eager step) and, for a stepper with a :meth:`~Stepper.proposal`
+    and more than one member, writing the parameters after its step into Q (the step fused with the gradient
+    computation; the engine's parameters move only when the stepper installs them, after the stopping rule has seen
+    this point)."""
     if ens.linear:
         raise ValueError("compile=True needs plain or AlphaScaled members: a Linearized model's jvp and cached "
                          "linearisation are not compiled")
     fuse = len(ens) > 1 and type(stepper).proposal is not Stepper.proposal  # one member: params are views
+
+    def objective(P, f0, x, y, weight, index):
+        """sum_k L_k / alpha_k^2 over the live members k, as a pure function of the stacked parameters P."""
+        out = ens.outputs(P, f0, (x,), {})  # (E, m, ...)
+        mean, per = member_losses(loss, out, y, weights, index)
+        return mean @ weight, (mean, out, per)
 
     def step(P, Q, live, *args):
         g, aux = torch.func.grad_and_value(objective, has_aux=True)(P, *args)
@@ -318,8 +325,27 @@ def train(
     """
     single = not isinstance(model, Ensemble)
     ens = Ensemble([model]) if single else model
-    E, n = len(ens), len(train_set)
-    named = run_id is not None
+    ids, sinks = _ids_and_sinks(ens, single, run_id, record, weights, len(train_set))
+    engine = None
+    try:
+        engine = _Engine(ens, train_set, get_loss(loss), stepper, stop, {"train": train_set, **(splits or {})},
+                         probes, schedule or Schedule(), data_seed, weights, compile)
+        engine.start(ids, sinks)
+        ckpt = _Checkpoint.of(engine, checkpoint, checkpoint_every_s, named=run_id is not None)
+        engine.loop(ckpt, Progress(ids[0] if single else f"ensemble of {len(ens)}", progress), on_step,
+                    flush_every_s)
+    except BaseException as e:  # every run still open gets a final status saying why, and keeps what it measured
+        _close_on_error(e, sinks, [] if engine is None else engine.runs)
+        raise
+    results = [TrainResult(r.status, r.reason, r.converged, r.step, r.t, *r.tables(), r.wall_s, r.probe_s, r.info)
+               for r in engine.runs]
+    return results[0] if single else results
+
+
+def _ids_and_sinks(ens: Ensemble, single: bool, run_id, record, weights, n: int) -> tuple[list[str], list]:
+    """One run id and one record sink (or None) per member, checked; the example weights' shape and the precision
+    are checked here too, before anything runs."""
+    E = len(ens)
     if run_id is None:
         uid = f"run-{uuid.uuid4().hex[:8]}"
         run_id = uid if single else [f"{uid}-member{k}" for k in range(E)]
@@ -335,351 +361,432 @@ def train(
     if low is not None and float(ens.alphas.max()) > 1:
         warnings.warn(f"training in {low} at alpha up to {float(ens.alphas.max()):g}: alpha (f - f0) multiplies the "
                       f"rounding of f - f0 ({torch.finfo(low).eps:.1g} of f in {low}) by alpha, so the lazy run is "
-                      "much less accurate than in float32; use float32 or float64 for alpha > 1", stacklevel=2)
-    runs: list[_Run] = []
-    try:
-        loss = get_loss(loss)
-        schedule = schedule or Schedule()
-        splits = {"train": train_set, **(splits or {})}
-        params = ens.params
-        inv_alpha2 = 1.0 / ens.alphas**2  # (E,): eta / alpha^2, the one place the rule lives (see evaluate)
-        live = torch.ones(E, dtype=torch.bool, device=inv_alpha2.device)
-        weight = inv_alpha2.clone()  # 1 / alpha_k^2 for a member still training, 0 once it has stopped
-        state = stepper.init_state(params)
+                      "much less accurate than in float32; use float32 or float64 for alpha > 1", stacklevel=3)
+    return ids, sinks
 
-        def batch_stream(skip: int):  # the batch order is a function of data_seed: replayed up to a position
-            stream = stepper.batches(n, torch.Generator().manual_seed(int(data_seed)))
-            for _ in range(skip):
-                next(stream)
-            return stream
 
-        batches, consumed = batch_stream(0), 0
-        smooth = schedule.smoothing if schedule.smoothing is not None else (0.0 if stepper.full_batch else 0.9)
+def _close_on_error(e: BaseException, sinks: list, runs: list[_Run]) -> None:
+    """``train`` stopped by an exception: every run whose record is still open gets the status saying why
+    (``interrupted`` or ``failed``) and keeps the tables it measured."""
+    stopped, why = stopped_by(e)
+    for k, sink in enumerate(sinks):
+        r = runs[k] if k < len(runs) else None
+        if sink is None or (r is not None and r.closed):
+            continue
+        reason = why if r is None else f"{why} (at step {r.step}, t = {r.t:.4g})"
+        try:
+            if r is not None:
+                r.flush()
+        except Exception as f:  # e.g. a full disk: the status still says what happened
+            reason += f"; writing its tables failed too: {type(f).__name__}: {f}"
+        try:
+            sink.set_status(stopped, reason, **({} if r is None else {"steps": r.step, "t": r.t}))
+        except Exception:
+            pass  # nowhere left to write; the exception still reaches the caller
 
-        def per_example(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            """(E, m, ...) outputs and (m, ...) targets -> (E m,) losses, member by member."""
-            m = y.shape[0]
-            per = loss(out.flatten(0, 1), y if E == 1 else y.expand(E, *y.shape).flatten(0, 1))
-            if per.shape != (E * m,):
-                raise ValueError(f"loss {type(loss).__name__} returned shape {tuple(per.shape)} for {m} examples; a "
-                                 "loss must return one value per example")
-            return per
 
-        def mean_loss(per: torch.Tensor, index) -> torch.Tensor:
-            """(E m,) -> (E,): each member's mean loss over the batch (weighted: sum w_i l_i / sum w_i)."""
-            if weights is None:
-                return per.mean()[None] if E == 1 else per.view(E, -1).mean(1)
-            w = weights if index is None else weights[:, index]
-            return (per.view(E, -1) * w).sum(1) / w.sum(1).clamp_min(1e-12)
+def member_losses(loss: Loss, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None,
+                  index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objective's terms, a pure function shared by the eager and the compiled step: (E, m, ...) outputs and
+    (m, ...) targets -> each member's mean loss (E,) and every example's loss (E m,), member by member.
+    With ``weights`` (E, n) (and the batch's ``index`` (m,), None for the full set) a member's mean is
+    sum_i w_i l_i / sum_i w_i."""
+    E, m = out.shape[0], y.shape[0]
+    per = loss(out.flatten(0, 1), y if E == 1 else y.expand(E, *y.shape).flatten(0, 1))
+    if per.shape != (E * m,):
+        raise ValueError(f"loss {type(loss).__name__} returned shape {tuple(per.shape)} for {m} examples; a loss "
+                         "must return one value per example")
+    return _means(per, E, weights, index), per
 
-        def objective(P, f0, x, y, weight, index):
-            """sum_k L_k / alpha_k^2 over the live members k, as a pure function of the stacked parameters P."""
-            out = ens.outputs(P, f0, (x,), {})  # (E, m, ...)
-            per = per_example(out, y)  # (E m,)
-            mean = mean_loss(per, index)  # (E,)
-            return mean @ weight, (mean, out, per)
 
-        compiled, fused = _compiled(objective, ens, stepper) if compile else (None, False)
-        scratch = {k: torch.empty_like(p) for k, p in zip(ens._names, params)} if fused else {}
-        f0_full: dict[bool, torch.Tensor | None] = {}  # f_theta0 on the whole training set, per mode
+def _means(per: torch.Tensor, E: int, weights: torch.Tensor | None, index: torch.Tensor | None) -> torch.Tensor:
+    """(E m,) -> (E,): each member's mean loss over the batch (weighted: sum w_i l_i / sum w_i)."""
+    if weights is None:
+        return per.mean()[None] if E == 1 else per.view(E, -1).mean(1)
+    w = weights if index is None else weights[:, index]
+    return (per.view(E, -1) * w).sum(1) / w.sum(1).clamp_min(1e-12)
 
-        def evaluate(index: torch.Tensor | None = None) -> Evaluation:
-            """Every member at once. Stopped or diverged members are masked out of everything a stepper sees (loss,
-            gradients, outputs), so that one member's NaN never reaches another's update."""
-            x, y = (train_set.x, train_set.y) if index is None else (take(train_set.x, index), train_set.y[index])
-            if compiled is not None:
-                P = {k: p.detach() for k, p in zip(ens._names, params)}  # leaves that require grad would make the
-                with ens.evaluating():  # compiled graph a training graph, saving activations for nothing
-                    f0 = f0_full.get(ens.training) if index is None else None
-                    if f0 is None:
-                        f0 = ens.f0(x)
-                        if index is None:
-                            f0_full[ens.training] = f0
-                    g, (_, (mean, out, per)) = compiled(P, scratch, live, f0, x, y, weight, index)
-                grads = [g[k] for k in ens._names]
-                proposal = [scratch[k] for k in ens._names] if fused else None
-            else:
-                out = ens(x)  # (E, m, ...)
-                per = per_example(out, y)  # (E m,)
-                mean = mean_loss(per, index)  # (E,)
-                grads = ens.gradients(mean @ weight)  # d/dtheta of sum_k L_k / alpha_k^2 over the live members k
-                proposal = None
-            out = out.detach()
-            if not all_live:
-                grads = [torch.where(per_member(live, g), g, 0.0) for g in grads]
-                out = torch.where(per_member(live, out), out, 0.0)
-            return Evaluation(mean.detach(), grads, out, per.detach().view(E, -1), live, index, proposal)
 
-        with torch.no_grad():
-            out0 = torch.cat([ens(xb) for xb in chunks(train_set.x, 4096)], dim=1)
-            for name, split in splits.items():
-                check_data(loss, tuple(out0.shape[2:]), split, name)
-            loss0 = mean_loss(per_example(out0, train_set.y).double(), None).cpu().numpy()
-        runs = [_Run(rid, sink, schedule.milestones(float(l0)), float(l0)) for rid, sink, l0 in zip(ids, sinks, loss0)]
-        all_live, probe_s, wall0, elapsed0 = True, 0.0, time.perf_counter(), 0.0
-        cur: Evaluation | None = None
-        new = list(range(E))  # members at a point not yet recorded
+def stop_rule(stop: Stop, r: _Run, margins: Callable[[], torch.Tensor | None], measured: bool
+              ) -> tuple[str, bool | None]:
+    """Why run ``r`` stops at its current point ("" if it goes on) and whether it met a target (None: a budget
+    ended it). ``margins()``: its training margins (None where none are at hand); ``measured``: the probes
+    recorded this point (its rows are the last of ``r.rows``)."""
+    if stop.loss_below is not None and r.smoothed < stop.loss_below:
+        return f"training loss {r.smoothed:.4g} < {stop.loss_below:g}", True
+    if stop.reach and measured:
+        now = {}
+        for row in reversed(r.rows):  # this point's rows are the last ones
+            if row[1] != r.step:
+                break
+            now.setdefault(row[4:7], row[7])
+        missing = [key for *key, _ in stop.reach if tuple(key) not in now]
+        if missing:
+            raise ValueError(f"Stop.reach targets {', '.join('/'.join(k) for k in missing)}, which no probe "
+                             f"recorded (recorded: {', '.join(sorted({'/'.join(k) for k in now}))})")
+        if all(now[(s, g, m)] >= v if rises(m) else now[(s, g, m)] <= v for s, g, m, v in stop.reach):
+            return "reached " + ", ".join(f"{s}/{g}/{m} {now[(s, g, m)]:.4g} ({'>=' if rises(m) else '<='} {v:g})"
+                                          for s, g, m, v in stop.reach), True
+    if stop.min_margin is not None:
+        margin = margins()
+        if margin is not None and float(margin.min()) >= stop.min_margin:
+            return f"every training margin >= {stop.min_margin:g}", True
+    if stop.max_steps is not None and r.step >= stop.max_steps:
+        return f"reached max_steps = {stop.max_steps}", None
+    if stop.max_time is not None and r.t >= stop.max_time:
+        return f"reached max_time = {stop.max_time:g}", None
+    return "", None
 
-        ctx = checkpoints.current()
-        ckpt_path = Path(checkpoint) if checkpoint is not None else ctx.next_path() if ctx is not None else None
-        every = checkpoint_every_s if checkpoint_every_s is not None else ctx.every_s if ctx is not None and \
-            checkpoint is None else 60.0
-        fingerprint = None if ckpt_path is None else {
-            "members": E, "examples": n, "stepper": repr(stepper), "stop": repr(stop), "schedule": repr(schedule),
-            "loss": type(loss).__name__, "data_seed": int(data_seed), "splits": {k: len(v) for k, v in splits.items()},
-            "probes": [getattr(p, "__qualname__", type(p).__qualname__) for p in probes],
-            "data": checkpoints.digest(*leaves(train_set.x), train_set.y, weights),
-            "run_ids": ids if named else None}
-        saved = None if ckpt_path is None or (checkpoint is None and not ctx.resume) else \
-            checkpoints.load(ckpt_path)
 
-        def snapshot(done: bool = False) -> None:
-            """Write the whole state (at the top of the loop, where it is whole) atomically."""
-            checkpoints.save(ckpt_path, {
-                "fingerprint": fingerprint, "done": done, "ensemble": ens.state_dict(),
-                "numbers": {k: torch.from_numpy(v) for k, v in state.items() if isinstance(v, np.ndarray)},
-                "tensors": {k: v for k, v in state.items() if isinstance(v, list)},
-                "cur": None if cur is None else vars(cur), "batches": consumed, "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-                "runs": [r.state() for r in runs], "new": new, "probe_s": probe_s,
-                "elapsed_s": elapsed0 + time.perf_counter() - wall0})
+class _Engine:
+    """One ``train`` call: the ensemble and its stepper's state, one :class:`_Run` per member, and the parts of a
+    step as methods: ``evaluate`` (loss and gradients), ``observe`` (record the new points, decide what to
+    measure), ``measure`` (probes), ``decide`` (the stop rule), ``finish`` (a run's final status), ``advance`` (the
+    stepper's update and the clocks). ``loop`` joins them; ``saved``/``restore`` are its checkpoint as data."""
 
-        if saved is not None:  # continue from the checkpoint: every piece of state, then each run's record
-            checkpoints.check(saved["fingerprint"], fingerprint, ckpt_path)
-            now = ens.state_dict()
-            fixed = [k for k in now if k.startswith("theta0_") or k == "alphas"]
-            if any(not torch.equal(now[k].cpu(), saved["ensemble"][k]) for k in fixed):
-                raise checkpoints.CheckpointMismatch(f"checkpoint {ckpt_path} was written for another theta0 or "
-                                                     "alpha; delete it to start that run again")
-            ens.load_state_dict(saved["ensemble"])
-            for k, v in saved["numbers"].items():
-                state[k] = v.numpy()
-            for k, vs in saved["tensors"].items():
-                torch._foreach_copy_(state[k], vs)
-            dev = params[0].device
-            cur = None if saved["cur"] is None else Evaluation(**{
-                k: v if k == "index" or v is None else [g.to(dev) for g in v] if isinstance(v, list) else v.to(dev)
-                for k, v in saved["cur"].items()})
-            batches, consumed = batch_stream(saved["batches"]), saved["batches"]
-            torch.set_rng_state(saved["rng"])
-            if saved["cuda_rng"]:
-                torch.cuda.set_rng_state_all(saved["cuda_rng"])
-            new, probe_s, elapsed0 = saved["new"], saved["probe_s"], saved["elapsed_s"]
-            for k, (r, s) in enumerate(zip(runs, saved["runs"])):
-                r.restore(s)
-                if not r.live:
-                    live[k], weight[k] = False, 0.0
-            all_live = all(r.live for r in runs)
-
-        mode_free = _mode_free(ens)  # the same outputs in train and eval mode: no switching, the step's outputs reused
-        group_cache: dict = {}
-        whole = any(not hasattr(p, "batched") for p in probes)  # a probe needs each member as a module (a copy)
-
-        def measure(todo: dict[int, int | None]) -> dict[int, ProbeContext]:
-            """Run the probes for each member k in ``todo`` (k -> milestone). Outputs are computed once for all
-            members (or, for a full-batch step of a network that computes the same in eval mode, taken from the
-            step's own forward pass); probes with a ``batched`` form run once for all members in ``todo``."""
-            nonlocal probe_s
-            t0 = time.perf_counter()
-            was = ens.training
-            switch = was and not mode_free
-            if switch:
-                ens.eval()
-            stacked: dict[str, torch.Tensor] = {}
-            reuse = mode_free and stepper.full_batch and cur is not None and cur.index is None
-
-            def source(name: str) -> torch.Tensor:
-                if name not in stacked:
-                    if reuse and name == "train":
-                        stacked[name] = cur.out
-                    else:
-                        with torch.no_grad():
-                            stacked[name] = torch.cat([ens(xb) for xb in chunks(splits[name].x, 4096)], dim=1)
-                return stacked[name]
-
-            ks = list(todo)
-            ix = torch.tensor(ks, device=params[0].device)
-            ctxs = {}
-            try:
-                batch = BatchContext(ks, splits, loss, lambda name: source(name)[ix],
-                                     [q.detach()[ix] for q in params], [q[ix] for q in ens.stacked_params0().values()],
-                                     group_cache, None if weights is None else weights[ix])
-                done = {id(probe): probe.batched(batch) for probe in probes if hasattr(probe, "batched")}
-                for pos, (k, milestone) in enumerate(todo.items()):
-                    r = runs[k]
-                    ctx = ProbeContext(ens.member(k) if whole else None, splits, loss, r.step, r.t,
-                                       ens.params0(k) if whole else {}, milestone, r.run_id,
-                                       source=lambda name, k=k: source(name)[k])
-                    for probe in probes:
-                        rows = done[id(probe)][pos] if id(probe) in done else probe(ctx)
-                        for split, group, metric, value in rows:
-                            r.rows.append((r.run_id, r.step, r.t, milestone, split, group, metric, float(value)))
-                    ctxs[k] = ctx
-            finally:
-                if switch:
-                    ens.train(was)
-            probe_s += time.perf_counter() - t0
-            return ctxs
-
-        def finish(k: int, cur: Evaluation | None) -> None:
-            """Run k has ended: freeze its member (zero gradient and stepper state), write its tables and status."""
-            nonlocal all_live
-            r = runs[k]
-            r.live, all_live = False, False
-            live[k], weight[k] = False, 0.0
-            with torch.no_grad():
-                for t in [*(cur.grads if cur is not None else []), *(v for vs in state.values() if isinstance(vs, list)
-                                                                      for v in vs)]:
-                    t[k].zero_()
-                for p, q in zip(params, cur.proposal if cur is not None and cur.proposal is not None else []):
-                    q[k].copy_(p[k])  # its proposed step is not taken
-            if r.converged is None and r.status == "complete" and stop.targets:
-                r.converged = False
-            r.info = {key: v[k].item() for key, v in state.items() if isinstance(v, np.ndarray)}
-            r.wall_s, r.probe_s = elapsed0 + time.perf_counter() - wall0, probe_s
-            r.final = dict(converged=r.converged, steps=r.step, t=r.t, wall_s=round(r.wall_s, 3),
-                           probe_s=round(probe_s, 3), alpha=float(ens.alphas[k]), loss0=r.loss0, ensemble_size=E,
-                           **r.info)
-            r.flush()
-            if r.sink is not None:
-                r.sink.set_status(r.status, r.reason, **r.final)
-                r.closed = True
-
-        def stop_reason(r: _Run, outputs: Callable[[], torch.Tensor | None],
-                        measured: bool) -> tuple[str, bool | None]:
-            if stop.loss_below is not None and r.smoothed < stop.loss_below:
-                return f"training loss {r.smoothed:.4g} < {stop.loss_below:g}", True
-            if stop.reach and measured:
-                now = {}
-                for row in reversed(r.rows):  # this point's rows are the last ones
-                    if row[1] != r.step:
-                        break
-                    now.setdefault(row[4:7], row[7])
-                missing = [key for *key, _ in stop.reach if tuple(key) not in now]
-                if missing:
-                    raise ValueError(f"Stop.reach targets {', '.join('/'.join(k) for k in missing)}, which no probe "
-                                     f"recorded (recorded: {', '.join(sorted({'/'.join(k) for k in now}))})")
-                if all(now[(s, g, m)] >= v if rises(m) else now[(s, g, m)] <= v for s, g, m, v in stop.reach):
-                    return "reached " + ", ".join(f"{s}/{g}/{m} {now[(s, g, m)]:.4g} ({'>=' if rises(m) else '<='} "
-                                                  f"{v:g})" for s, g, m, v in stop.reach), True
-            if stop.min_margin is not None:
-                out = outputs()
-                if out is not None and float(loss.margin(out, train_set.y).min()) >= stop.min_margin:
-                    return f"every training margin >= {stop.min_margin:g}", True
-            if stop.max_steps is not None and r.step >= stop.max_steps:
-                return f"reached max_steps = {stop.max_steps}", None
-            if stop.max_time is not None and r.t >= stop.max_time:
-                return f"reached max_time = {stop.max_time:g}", None
-            return "", None
-
+    def __init__(self, ens: Ensemble, train_set: Split, loss: Loss, stepper: Stepper, stop: Stop,
+                 splits: dict[str, Split], probes: Sequence[Probe], schedule: Schedule, data_seed: int,
+                 weights: torch.Tensor | None, compile: bool):
+        self.ens, self.train_set, self.loss, self.stepper, self.stop = ens, train_set, loss, stepper, stop
+        self.splits, self.probes, self.schedule, self.data_seed, self.weights = splits, probes, schedule, \
+            data_seed, weights
+        self.params = ens.params
+        # eta / alpha^2, the one place the rule lives: the objective is sum_k L_k / alpha_k^2 over the live members
+        self.weight = 1.0 / ens.alphas**2  # (E,): 1 / alpha_k^2 for a member still training, 0 once it has stopped
+        self.live = torch.ones(len(ens), dtype=torch.bool, device=self.weight.device)
+        self.state = stepper.init_state(self.params)
+        self.batches, self.consumed = self.batch_stream(0), 0
+        self.smooth = schedule.smoothing if schedule.smoothing is not None else (0.0 if stepper.full_batch else 0.9)
+        self.compiled, fused = _compiled(ens, loss, weights, stepper) if compile else (None, False)
+        self.fused = fused
+        self.scratch = {k: torch.empty_like(p) for k, p in zip(ens._names, self.params)} if fused else {}
+        self.f0_full: dict[bool, torch.Tensor | None] = {}  # f_theta0 on the whole training set, per mode
+        self.mode_free = _mode_free(ens)  # the same outputs in train and eval mode: the step's outputs are reused
+        self.whole = any(not hasattr(p, "batched") for p in probes)  # a probe needs each member as a module
+        self.group_cache: dict = {}
+        self.runs: list[_Run] = []
+        self.cur: Evaluation | None = None
+        self.new = list(range(len(ens)))  # members at a point not yet recorded
+        self.probe_s, self.elapsed0, self.wall0 = 0.0, 0.0, time.perf_counter()
         # a full-batch step's loss is the training loss: once it has reached a Stop.reach target on it, measure at
         # every step, so that the run stops where the measured value reaches the target, not at a later point
-        near = next((v for s_, g_, m_, v in stop.reach if (s_, g_, m_) == ("train", "all", "loss")), None) \
+        self.near = next((v for s, g, m, v in stop.reach if (s, g, m) == ("train", "all", "loss")), None) \
             if stepper.full_batch else None
-        last_flush = last_checkpoint = time.perf_counter()
-        shown = Progress(ids[0] if single else f"ensemble of {E}", progress)
-        last_shown = 0.0
-        done = saved is not None and saved["done"]  # a call that had finished: nothing left to train
-        signals = Deferred()
+
+    def batch_stream(self, skip: int):
+        """The batch order, a function of data_seed: replayed up to a position."""
+        stream = self.stepper.batches(len(self.train_set), torch.Generator().manual_seed(int(self.data_seed)))
+        for _ in range(skip):
+            next(stream)
+        return stream
+
+    def start(self, ids: list[str], sinks: list) -> None:
+        """Check the data against the loss on every split and open one run per member at its initial loss."""
+        with torch.no_grad():
+            out0 = torch.cat([self.ens(xb) for xb in chunks(self.train_set.x, 4096)], dim=1)
+            for name, split in self.splits.items():
+                check_data(self.loss, tuple(out0.shape[2:]), split, name)
+            per = member_losses(self.loss, out0, self.train_set.y)[1].double()
+            loss0 = _means(per, len(self.ens), self.weights, None).cpu().numpy()
+        self.runs = [_Run(rid, sink, self.schedule.milestones(float(l0)), float(l0))
+                     for rid, sink, l0 in zip(ids, sinks, loss0)]
+
+    @property
+    def all_live(self) -> bool:
+        return all(r.live for r in self.runs)
+
+    def evaluate(self, index: torch.Tensor | None = None) -> Evaluation:
+        """Every member at once on the batch ``index`` (None: the whole training set). Stopped or diverged
+        members are masked out of everything a stepper sees (loss, gradients, outputs), so that one member's NaN
+        never reaches another's update."""
+        ens, ts = self.ens, self.train_set
+        x, y = (ts.x, ts.y) if index is None else (take(ts.x, index), ts.y[index])
+        proposal = None
+        if self.compiled is not None:
+            P = {k: p.detach() for k, p in zip(ens._names, self.params)}  # leaves that require grad would make the
+            with ens.evaluating():  # compiled graph a training graph, saving activations for nothing
+                f0 = self.f0_full.get(ens.training) if index is None else None
+                if f0 is None:
+                    f0 = ens.f0(x)
+                    if index is None:
+                        self.f0_full[ens.training] = f0
+                g, (_, (mean, out, per)) = self.compiled(P, self.scratch, self.live, f0, x, y, self.weight,
+                                                         index)
+            grads = [g[k] for k in ens._names]
+            if self.fused:
+                proposal = [self.scratch[k] for k in ens._names]
+        else:
+            out = ens(x)  # (E, m, ...)
+            mean, per = member_losses(self.loss, out, y, self.weights, index)
+            grads = ens.gradients(mean @ self.weight)  # d/dtheta of sum_k L_k / alpha_k^2 over the live members k
+        out = out.detach()
+        if not self.all_live:
+            grads = [torch.where(per_member(self.live, g), g, 0.0) for g in grads]
+            out = torch.where(per_member(self.live, out), out, 0.0)
+        return Evaluation(mean.detach(), grads, out, per.detach().view(len(ens), -1), self.live, index, proposal)
+
+    def observe(self) -> tuple[dict[int, int | None], list[int]]:
+        """Record the point each member has newly reached (its trace row, smoothed loss, milestone). Returns the
+        members to measure there (member -> milestone) and those that diverged."""
+        losses = self.cur.loss.tolist()  # one host sync per step
+        todo, ending = {}, []
+        for k in self.new:
+            r, value = self.runs[k], losses[k]
+            r.trace.append((r.step, r.t, value, r.dt))
+            if not math.isfinite(value):
+                r.status, r.reason = "diverged", f"non-finite training loss at step {r.step} (t = {r.t:.4g})"
+                todo[k] = None
+                ending.append(k)
+                continue
+            r.smoothed = value if self.smooth == 0 else self.smooth * r.smoothed + (1 - self.smooth) * value
+            m = r.milestones.update(r.smoothed) if r.milestones is not None else None
+            if m is not None or self.schedule.log_step(r.step) or (self.near is not None and r.smoothed <= self.near):
+                todo[k] = m
+        return todo, ending
+
+    def outputs(self, stacked: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+        """Every member's outputs on a split (E, n, ...), computed once per point; for a full-batch step of a
+        network that computes the same in eval mode, the training outputs are the step's own."""
+        if name not in stacked:
+            cur = self.cur
+            if name == "train" and self.mode_free and self.stepper.full_batch and cur is not None \
+                    and cur.index is None:
+                stacked[name] = cur.out
+            else:
+                with torch.no_grad():
+                    stacked[name] = torch.cat([self.ens(xb) for xb in chunks(self.splits[name].x, 4096)], dim=1)
+        return stacked[name]
+
+    def measure(self, todo: dict[int, int | None]) -> dict[int, ProbeContext]:
+        """Run the probes for each member k in ``todo`` (k -> milestone); probes with a ``batched`` form run once
+        for all of them. Their rows go to each run's table."""
+        t0, ens, runs = time.perf_counter(), self.ens, self.runs
+        was = ens.training
+        switch = was and not self.mode_free
+        if switch:
+            ens.eval()
+        stacked: dict[str, torch.Tensor] = {}
+        ix = torch.tensor(list(todo), device=self.params[0].device)
+        ctxs = {}
+        try:
+            batch = BatchContext(list(todo), self.splits, self.loss, lambda name: self.outputs(stacked, name)[ix],
+                                 [q.detach()[ix] for q in self.params],
+                                 [q[ix] for q in ens.stacked_params0().values()], self.group_cache,
+                                 None if self.weights is None else self.weights[ix])
+            done = {id(probe): probe.batched(batch) for probe in self.probes if hasattr(probe, "batched")}
+            for pos, (k, milestone) in enumerate(todo.items()):
+                r = runs[k]
+                ctx = ProbeContext(ens.member(k) if self.whole else None, self.splits, self.loss, r.step, r.t,
+                                   ens.params0(k) if self.whole else {}, milestone, r.run_id,
+                                   source=lambda name, k=k: self.outputs(stacked, name)[k])
+                for probe in self.probes:
+                    rows = done[id(probe)][pos] if id(probe) in done else probe(ctx)
+                    r.rows += [(r.run_id, r.step, r.t, milestone, split, group, metric, float(value))
+                               for split, group, metric, value in rows]
+                ctxs[k] = ctx
+        finally:
+            if switch:
+                ens.train(was)
+        self.probe_s += time.perf_counter() - t0
+        return ctxs
+
+    def decide(self, todo: dict[int, int | None], ending: list[int]) -> list[int]:
+        """Measure the members in ``todo``, apply the stop rule to every member at a new point; returns those that
+        end here (measured at their last point)."""
+        ctxs = self.measure(todo) if todo else {}
+        if ctxs:  # parameters are checked at measurement points (of the members measured)
+            ix = torch.tensor(list(ctxs), device=self.params[0].device)
+            finite = dict(zip(ctxs, torch.stack([torch.isfinite(p.detach()[ix]).flatten(1).all(1)
+                                                 for p in self.params]).all(0).tolist()))
+        full, out, y = self.stepper.full_batch, self.cur.out, self.train_set.y
+        for k in [k for k in self.new if k not in ending]:
+            r, ctx = self.runs[k], ctxs.get(k)
+            if ctx is not None and not finite[k]:
+                r.status, r.reason = "diverged", f"non-finite parameters at step {r.step} (t = {r.t:.4g})"
+            else:  # a minibatch run's margins are checked on the full training set, at measurement points
+                margins = lambda k=k, ctx=ctx: self.loss.margin(  # noqa: E731
+                    out[k] if full else ctx.outputs("train"), y) if full or ctx is not None else None
+                r.reason, r.converged = stop_rule(self.stop, r, margins, ctx is not None)
+            if r.reason:
+                ending.append(k)
+        last = {k: None for k in ending if k not in ctxs}
+        if last:
+            self.measure(last)  # every run is measured at its last point
+        return ending
+
+    def finish(self, k: int) -> None:
+        """Run k has ended: freeze its member (zero gradient and stepper state), write its tables and status."""
+        r, cur = self.runs[k], self.cur
+        r.live = False
+        self.live[k], self.weight[k] = False, 0.0
+        with torch.no_grad():
+            for t in [*(cur.grads if cur is not None else []),
+                      *(v for vs in self.state.values() if isinstance(vs, list) for v in vs)]:
+                t[k].zero_()
+            for p, q in zip(self.params, cur.proposal if cur is not None and cur.proposal is not None else []):
+                q[k].copy_(p[k])  # its proposed step is not taken
+        if r.converged is None and r.status == "complete" and self.stop.targets:
+            r.converged = False
+        r.info = {key: v[k].item() for key, v in self.state.items() if isinstance(v, np.ndarray)}
+        r.wall_s, r.probe_s = self.elapsed0 + time.perf_counter() - self.wall0, self.probe_s
+        r.final = dict(converged=r.converged, steps=r.step, t=r.t, wall_s=round(r.wall_s, 3),
+                       probe_s=round(self.probe_s, 3), alpha=float(self.ens.alphas[k]), loss0=r.loss0,
+                       ensemble_size=len(self.ens), **r.info)
+        r.flush()
+        if r.sink is not None:
+            r.sink.set_status(r.status, r.reason, **r.final)
+            r.closed = True
+
+    def advance(self) -> None:
+        """The stepper's update from the current point; every member it moved advances its clock."""
+        dt, self.cur = self.stepper.step(self.params, self.cur, self.evaluate, self.state)
+        if np.isscalar(dt):  # a discrete step: every live member moved by dt
+            self.new = [k for k, r in enumerate(self.runs) if r.live]
+            steps = [dt] * len(self.runs)
+        else:  # one dt per member, 0 where a trial was rejected
+            steps = [float(d) for d in dt.tolist()]
+            self.new = [k for k, (d, r) in enumerate(zip(steps, self.runs)) if d > 0 and r.live]
+        for k in self.new:
+            r = self.runs[k]
+            r.step, r.t, r.dt = r.step + 1, r.t + steps[k], steps[k]
+
+    def show(self, shown: Progress) -> None:
+        """How far towards the stopping rule the slowest run still training is."""
+        stop = self.stop
+        fractions = [(run_fraction(r.step, r.t, r.smoothed, r.loss0, stop), r) for r in self.runs if r.live]
+        if fractions:
+            f, r = min(fractions, key=lambda fr: fr[0])
+            shown.update(f, f"step {r.step}, t {r.t:.4g}, loss {r.smoothed:.4g}"
+                         + (f" (target {stop.loss_below:g})" if stop.loss_below is not None else "")
+                         + ("" if len(self.runs) == 1 else f", {len(fractions)} of {len(self.runs)} runs training"))
+
+    def loop(self, ckpt: _Checkpoint | None, shown: Progress, on_step, flush_every_s: float) -> None:
+        """Step until every run has ended: observe, measure, decide, finish, advance; flush the records, show
+        progress and write checkpoints (also when a signal arrives) on the way."""
+        done = ckpt is not None and ckpt.resume(self)  # a call that had finished: nothing left to train
+        last_flush, last_shown, signals = time.perf_counter(), 0.0, Deferred()
         try:
             while not done:
-                if ckpt_path is not None and every and (signals.pending is not None
-                                                        or time.perf_counter() - last_checkpoint > every):
-                    snapshot()
-                    last_checkpoint = time.perf_counter()
+                if ckpt is not None:
+                    ckpt.maybe_save(self, signals.pending is not None)
                 if signals.pending is not None:
                     signals.act()  # SIGINT / SIGTERM / SIGHUP stop here, at a whole state, with its checkpoint
-                if cur is None:
-                    cur = evaluate(next(batches))
-                    consumed += 1
-                if on_step is not None and new:
-                    on_step(cur)
-                losses = cur.loss.tolist()  # one host sync per step
-                todo, ending = {}, []
-                for k in new:
-                    r, value = runs[k], losses[k]
-                    r.trace.append((r.step, r.t, value, r.dt))
-                    if not math.isfinite(value):
-                        r.status, r.reason = "diverged", f"non-finite training loss at step {r.step} (t = {r.t:.4g})"
-                        todo[k] = None
-                        ending.append(k)
-                        continue
-                    r.smoothed = value if smooth == 0 else smooth * r.smoothed + (1 - smooth) * value
-                    m = r.milestones.update(r.smoothed) if r.milestones is not None else None
-                    if m is not None or schedule.log_step(r.step) or (near is not None and r.smoothed <= near):
-                        todo[k] = m
-                ctxs = measure(todo) if todo else {}
-                if ctxs:  # parameters are checked at measurement points (of the members measured)
-                    ix = torch.tensor(list(ctxs), device=params[0].device)
-                    finite = dict(zip(ctxs, torch.stack([torch.isfinite(p.detach()[ix]).flatten(1).all(1)
-                                                         for p in params]).all(0).tolist()))
-                for k in [k for k in new if k not in ending]:
-                    r, ctx = runs[k], ctxs.get(k)
-                    if ctx is not None and not finite[k]:
-                        r.status, r.reason = "diverged", f"non-finite parameters at step {r.step} (t = {r.t:.4g})"
-                    else:  # a minibatch run's margins are checked on the full training set, at measurement points
-                        r.reason, r.converged = stop_reason(r, lambda k=k, out=cur.out, ctx=ctx: (
-                            out[k] if stepper.full_batch else ctx.outputs("train") if ctx else None), ctx is not None)
-                    if r.reason:
-                        ending.append(k)
-                last = {k: None for k in ending if k not in ctxs}
-                if last:
-                    measure(last)  # every run is measured at its last point
-                for k in ending:
-                    finish(k, cur)
-                if all_live is False and not any(r.live for r in runs):
+                if self.cur is None:
+                    self.cur = self.evaluate(next(self.batches))
+                    self.consumed += 1
+                if on_step is not None and self.new:
+                    on_step(self.cur)
+                for k in self.decide(*self.observe()):
+                    self.finish(k)
+                if not any(r.live for r in self.runs):
                     break
-                dt, cur = stepper.step(params, cur, evaluate, state)
-                if np.isscalar(dt):  # a discrete step: every live member moved by dt
-                    new = [k for k, r in enumerate(runs) if r.live]
-                    for k in new:
-                        r = runs[k]
-                        r.step, r.t, r.dt = r.step + 1, r.t + dt, dt
-                else:  # one dt per member, 0 where a trial was rejected
-                    new = [k for k, (d, r) in enumerate(zip(dt.tolist(), runs)) if d > 0 and r.live]
-                    for k in new:
-                        r = runs[k]
-                        r.step, r.t, r.dt = r.step + 1, r.t + float(dt[k]), float(dt[k])
-                if shown.on and time.perf_counter() - last_shown > 0.5:  # how far towards the stopping rule
+                self.advance()
+                if shown.on and time.perf_counter() - last_shown > 0.5:
                     last_shown = time.perf_counter()
-                    fractions = [(run_fraction(r.step, r.t, r.smoothed, r.loss0, stop), r) for r in runs if r.live]
-                    if fractions:
-                        f, r = min(fractions, key=lambda fr: fr[0])
-                        shown.update(f, f"step {r.step}, t {r.t:.4g}, loss {r.smoothed:.4g}"
-                                     + (f" (target {stop.loss_below:g})" if stop.loss_below is not None else "")
-                                     + ("" if single else f", {len(fractions)} of {E} runs training"))
+                    self.show(shown)
                 if time.perf_counter() - last_flush > flush_every_s:
-                    for r in runs:
+                    for r in self.runs:
                         if r.live:
                             r.flush()
                     last_flush = time.perf_counter()
         finally:
             shown.close()
-            for k in range(E):
-                ens.member(k)  # every member's module holds its final parameters
+            for k in range(len(self.ens)):
+                self.ens.member(k)  # every member's module holds its final parameters
             signals.restore()
-        if ckpt_path is not None and not done:
-            if checkpoint is None and every:  # in a checkpointing block: kept, so that a resumed experiment skips it
-                snapshot(done=True)
-            elif checkpoint is not None:
-                ckpt_path.unlink(missing_ok=True)
-    except BaseException as e:  # every run still open gets a final status saying why, and keeps what it measured
-        stopped, why = stopped_by(e)
-        for k, sink in enumerate(sinks):
-            r = runs[k] if k < len(runs) else None
-            if sink is None or (r is not None and r.closed):
-                continue
-            reason = why if r is None else f"{why} (at step {r.step}, t = {r.t:.4g})"
-            try:
-                if r is not None:
-                    r.flush()
-            except Exception as f:  # e.g. a full disk: the status still says what happened
-                reason += f"; writing its tables failed too: {type(f).__name__}: {f}"
-            try:
-                sink.set_status(stopped, reason, **({} if r is None else {"steps": r.step, "t": r.t}))
-            except Exception:
-                pass  # nowhere left to write; the exception below still reaches the caller
-        raise
-    results = [TrainResult(r.status, r.reason, r.converged, r.step, r.t, *r.tables(), r.wall_s, r.probe_s, r.info)
-               for r in runs]
-    return results[0] if single else results
+        if ckpt is not None and not done:
+            ckpt.end(self)
+
+    def saved(self, done: bool) -> dict:
+        """The whole state, at the top of the loop where it is whole, as data (tensors, numbers, lists)."""
+        return {"done": done, "ensemble": self.ens.state_dict(),
+                "numbers": {k: torch.from_numpy(v) for k, v in self.state.items() if isinstance(v, np.ndarray)},
+                "tensors": {k: v for k, v in self.state.items() if isinstance(v, list)},
+                "cur": None if self.cur is None else vars(self.cur), "batches": self.consumed,
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+                "runs": [r.state() for r in self.runs], "new": self.new, "probe_s": self.probe_s,
+                "elapsed_s": self.elapsed0 + time.perf_counter() - self.wall0}
+
+    def restore(self, saved: dict, path: Path) -> None:
+        """Continue from :meth:`saved`'s state: every piece of it, then each run's record."""
+        now = self.ens.state_dict()
+        fixed = [k for k in now if k.startswith("theta0_") or k == "alphas"]
+        if any(not torch.equal(now[k].cpu(), saved["ensemble"][k]) for k in fixed):
+            raise checkpoints.CheckpointMismatch(f"checkpoint {path} was written for another theta0 or alpha; "
+                                                 "delete it to start that run again")
+        self.ens.load_state_dict(saved["ensemble"])
+        for k, v in saved["numbers"].items():
+            self.state[k] = v.numpy()
+        for k, vs in saved["tensors"].items():
+            torch._foreach_copy_(self.state[k], vs)
+        dev = self.params[0].device
+        self.cur = None if saved["cur"] is None else Evaluation(**{
+            k: v if k == "index" or v is None else [g.to(dev) for g in v] if isinstance(v, list) else v.to(dev)
+            for k, v in saved["cur"].items()})
+        self.batches, self.consumed = self.batch_stream(saved["batches"]), saved["batches"]
+        torch.set_rng_state(saved["rng"])
+        if saved["cuda_rng"]:
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        self.new, self.probe_s, self.elapsed0 = saved["new"], saved["probe_s"], saved["elapsed_s"]
+        for k, (r, s) in enumerate(zip(self.runs, saved["runs"])):
+            r.restore(s)
+            if not r.live:
+                self.live[k], self.weight[k] = False, 0.0
+
+
+@dataclass
+class _Checkpoint:
+    """Where and how often one ``train`` call is checkpointed (:mod:`lazyhasty.dynamics.checkpoint`), and the
+    fingerprint a checkpoint must match to be resumed from."""
+
+    path: Path
+    every_s: float
+    resumable: bool  # continue from a checkpoint at ``path`` (always for an explicit file; in a block, on resume)
+    explicit: bool  # ``train(checkpoint=PATH)``: deleted when the run ends (a block's is kept, marked done)
+    fingerprint: dict
+    last: float = 0.0
+
+    @classmethod
+    def of(cls, engine: _Engine, checkpoint, every_s: float | None, named: bool) -> _Checkpoint | None:
+        ctx = checkpoints.current()
+        if checkpoint is None and ctx is None:
+            return None
+        path = Path(checkpoint) if checkpoint is not None else ctx.next_path()
+        every = every_s if every_s is not None else ctx.every_s if ctx is not None and checkpoint is None else 60.0
+        e = engine
+        fingerprint = {
+            "members": len(e.ens), "examples": len(e.train_set), "stepper": repr(e.stepper), "stop": repr(e.stop),
+            "schedule": repr(e.schedule), "loss": type(e.loss).__name__, "data_seed": int(e.data_seed),
+            "splits": {k: len(v) for k, v in e.splits.items()},
+            "probes": [getattr(p, "__qualname__", type(p).__qualname__) for p in e.probes],
+            "data": checkpoints.digest(*leaves(e.train_set.x), e.train_set.y, e.weights),
+            "run_ids": [r.run_id for r in e.runs] if named else None}
+        return cls(path, every, checkpoint is not None or ctx.resume, checkpoint is not None, fingerprint,
+                   time.perf_counter())
+
+    def resume(self, engine: _Engine) -> bool:
+        """Continue from the checkpoint if there is one to resume from; returns whether that call had finished."""
+        saved = checkpoints.load(self.path) if self.resumable else None
+        if saved is None:
+            return False
+        checkpoints.check(saved["fingerprint"], self.fingerprint, self.path)
+        engine.restore(saved, self.path)
+        return saved["done"]
+
+    def save(self, engine: _Engine, done: bool = False) -> None:
+        checkpoints.save(self.path, {"fingerprint": self.fingerprint, **engine.saved(done)})
+        self.last = time.perf_counter()
+
+    def maybe_save(self, engine: _Engine, signalled: bool) -> None:
+        """At the top of the loop: every ``every_s`` seconds (0: never), and when a signal is pending."""
+        if self.every_s and (signalled or time.perf_counter() - self.last > self.every_s):
+            self.save(engine)
+
+    def end(self, engine: _Engine) -> None:
+        """The call finished: an explicit file is deleted; in a block, its final state is kept (marked done) so
+        that a resumed experiment skips the call."""
+        if self.explicit:
+            self.path.unlink(missing_ok=True)
+        elif self.every_s:
+            self.save(engine, done=True)
