@@ -22,7 +22,8 @@ import time
 
 import torch
 
-from lazyhasty import GD, MLP, AlphaScaled, Ensemble, Schedule, Stop, seeded, train, yinyang
+from lazyhasty import GD, MLP, AlphaScaled, Ensemble, Schedule, Stop, seeded, train
+from lazyhasty.data import yinyang
 from lazyhasty.dynamics.probes import DEFAULT_PROBES
 
 WIDTHS = [2, 64, 64, 64, 1]

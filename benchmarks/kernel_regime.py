@@ -27,7 +27,7 @@ def main(steps: int = 200, n: int = 100) -> None:
     for h in (64, 256, 1024):
         net = lh.seeded(lambda h=h: lh.MLP([10, h, h, 1], activation="tanh", parametrization="ntk"), 0)
         P = sum(p.numel() for p in net.parameters())
-        lin = timed(lambda net=net: lh.train(lh.Linearized(lh.fork(net)), data, loss="mse", stepper=lh.GD(0.1),
+        lin = timed(lambda net=net: lh.train(lh.Linearized(lh.same_init(net)), data, loss="mse", stepper=lh.GD(0.1),
                                              stop=lh.Stop(max_steps=steps), probes=(lh.loss_probe,), progress=False))
         ker = timed(lambda net=net: lh.kernel_regime(net, data, loss="mse", lr=0.1, steps=steps))
         print(f"{P:>10} {n:>5} {lin:>13.2f} {ker:>9.2f} {lin / ker:>6.1f}x")

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from lazyhasty import GD, MLP, AlphaScaled, Linearized, Schedule, Split, Stop, fork, seeded, train
+from lazyhasty import GD, MLP, AlphaScaled, Linearized, Schedule, Split, Stop, same_init, seeded, train
 
 
 def main() -> None:
@@ -31,8 +31,8 @@ def main() -> None:
     x = torch.rand(args.n, 2) * 2 - 1
     data = Split(x, torch.where(x[:, 1] <= 0, 1.0, -1.0))
     base = seeded(lambda: MLP([2, 256, 256, 256, 1]), 0)
-    makers = {"plain": lambda: fork(base), "AlphaScaled": lambda: AlphaScaled(fork(base), 100.0),
-              "Linearized": lambda: Linearized(fork(base))}
+    makers = {"plain": lambda: same_init(base), "AlphaScaled": lambda: AlphaScaled(same_init(base), 100.0),
+              "Linearized": lambda: Linearized(same_init(base))}
     schedule = Schedule(points_per_decade=0, milestone_ratio=None)
 
     def one(make) -> float:

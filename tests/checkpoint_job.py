@@ -21,12 +21,12 @@ from lazyhasty import (
     RunRecord,
     Schedule,
     Stop,
-    checkpointing,
     loss_probe,
     seeded,
     train,
-    yinyang,
 )
+from lazyhasty.data import yinyang
+from lazyhasty.runs import checkpointing
 
 CASES = ("gd", "sgd_momentum", "gradient_flow", "momentum_flow", "ensemble")
 

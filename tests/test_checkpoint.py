@@ -16,7 +16,8 @@ import torch
 
 import lazyhasty as lh
 from checkpoint_job import CASES, build
-from lazyhasty import CheckpointMismatch, RunRecord, Schedule, checkpointing, loss_probe, train
+from lazyhasty import RunRecord, Schedule, loss_probe, train
+from lazyhasty.runs import CheckpointMismatch, checkpointing
 
 HERE = Path(__file__).parent
 SCHEDULE = Schedule(points_per_decade=8, milestone_ratio=0.8, every=50)

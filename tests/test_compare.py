@@ -20,8 +20,8 @@ def factory():
     return lh.MLP([2, 16, 16, 1]).double()
 
 
-DATA = lh.yinyang(60, seed=0, dtype=torch.float64)
-TEST = lh.yinyang(40, seed=1, dtype=torch.float64)
+DATA = lh.data.yinyang(60, seed=0, dtype=torch.float64)
+TEST = lh.data.yinyang(40, seed=1, dtype=torch.float64)
 KW = dict(loss="bce", stepper=lh.SGD(0.5, momentum=0.5, batch_size=20), stop=lh.Stop(max_steps=80),
           show_progress=False, probe_size=16)
 
@@ -166,7 +166,7 @@ def net():
     return lh.MLP([2, 16, 16, 1]).double()
 
 def data():
-    return lh.yinyang(60, seed=0, dtype=torch.float64), lh.yinyang(30, seed=1, dtype=torch.float64)
+    return lh.data.yinyang(60, seed=0, dtype=torch.float64), lh.data.yinyang(30, seed=1, dtype=torch.float64)
 
 def not_a_model():
     return 3
@@ -316,7 +316,7 @@ def test_the_kernel_regime_at_two_rates_agrees_at_equal_progress():
         assert r.converged
         runs.append(r.metrics)
     m = pd.concat(runs)
-    t = lh.at_equal_progress(m, grid=np.geomspace(0.68, 0.45, 10))
+    t = lh.metrics.at_equal_progress(m, grid=np.geomspace(0.68, 0.45, 10))
     t = t[(t.metric == "loss") & (t.split == "train") & (t.group != "all")]
     piv = t.pivot_table(index=["group", "progress"], columns="run_id", values="value")
     rate = (piv.lin - piv.lin_half).abs().max()

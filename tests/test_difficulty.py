@@ -6,9 +6,10 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from lazyhasty import MLP, at_equal_progress
+from lazyhasty import MLP
 from lazyhasty.data.groups import Split
 from lazyhasty.dynamics.cscores import estimate_cscores, learning_speed
+from lazyhasty.metrics import at_equal_progress
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ from lazyhasty import (
     Stop,
     seeded,
     train,
-    yinyang,
 )
+from lazyhasty.data import yinyang
 
 
 def factory():
@@ -192,8 +192,8 @@ def test_batched_probes_and_reused_outputs_equal_the_per_member_path():
     import lazyhasty as lh
     from lazyhasty.dynamics.train import _mode_free
 
-    data = lh.yinyang(40, seed=0, dtype=torch.float64)
-    test = lh.yinyang(30, seed=1, dtype=torch.float64)
+    data = lh.data.yinyang(40, seed=0, dtype=torch.float64)
+    test = lh.data.yinyang(30, seed=1, dtype=torch.float64)
 
     def plain():
         return lh.MLP([2, 16, 16, 1]).double()

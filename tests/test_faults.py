@@ -226,11 +226,11 @@ def test_train_ids_are_unique_and_load_runs_keeps_folders_apart(tmp_path, gen):
     x = torch.randn(10, 2, generator=gen, dtype=torch.float64)
     data = lh.Split(x, torch.sign(x[:, 0]))
     model = lh.MLP([2, 4, 1]).double()
-    a, b = (lh.train(lh.fork(model), data, loss="bce", stepper=lh.GD(0.1), stop=lh.Stop(max_steps=2))
+    a, b = (lh.train(lh.same_init(model), data, loss="bce", stepper=lh.GD(0.1), stop=lh.Stop(max_steps=2))
             for _ in range(2))
     assert a.metrics.run_id.iloc[0] != b.metrics.run_id.iloc[0]
     for parent in ("x", "y"):  # two runs called "same" in two folders
-        lh.train(lh.fork(model), data, loss="bce", stepper=lh.GD(0.1), stop=lh.Stop(max_steps=2),
+        lh.train(lh.same_init(model), data, loss="bce", stepper=lh.GD(0.1), stop=lh.Stop(max_steps=2),
                  record=lh.RunRecord(tmp_path / parent / "same").start({"parent": parent}))
     table = lh.load_runs(tmp_path)
     assert set(table.run_id) == {"x/same", "y/same"} and set(table.path) == {str(tmp_path / p / "same") for p in "xy"}

@@ -24,7 +24,7 @@ def test_equals_training_the_linearized_model(gen, loss, outputs):
     if loss == "bce":
         train = lh.Split(train.x, torch.sign(train.y[:, 0]))
     test = lh.Split(test.x, train.y[:7])
-    ref = lh.train(lh.Linearized(lh.fork(net)), train, loss=loss, stepper=lh.GD(0.3), stop=lh.Stop(max_steps=60),
+    ref = lh.train(lh.Linearized(lh.same_init(net)), train, loss=loss, stepper=lh.GD(0.3), stop=lh.Stop(max_steps=60),
                    splits={"test": test}, probes=(lh.loss_probe,))
     got = lh.kernel_regime(net, train, loss=loss, lr=0.3, steps=60, splits={"test": test})
     assert got.status == ref.status == "complete" and got.steps == ref.steps == 60
@@ -41,13 +41,13 @@ def test_alpha_scaled_training_approaches_it_like_one_over_alpha(gen):
     kr = lh.kernel_regime(net, train, loss="mse", lr=0.1, steps=40)  # 2 / lambda_max(K / n) = 0.44
     gaps = []
     for alpha in (10.0, 100.0, 1000.0):
-        run = lh.train(lh.AlphaScaled(lh.fork(net), alpha), train, loss="mse", stepper=lh.GD(0.1),
+        run = lh.train(lh.AlphaScaled(lh.same_init(net), alpha), train, loss="mse", stepper=lh.GD(0.1),
                        stop=lh.Stop(max_steps=40), probes=(lh.loss_probe,))
         gaps.append(float(np.abs(run.trace.loss.to_numpy() - kr.trace.loss.to_numpy()).max()))
     slope = np.polyfit(np.log10([10, 100, 1000]), np.log10(gaps), 1)[0]
     assert -1.2 < slope < -0.75 and 7 < gaps[1] / gaps[2] < 13, gaps  # 1/alpha, cleanest at large alpha
     # the prediction does not depend on the wrapper's alpha
-    kr100 = lh.kernel_regime(lh.AlphaScaled(lh.fork(net), 100.0), train, loss="mse", lr=0.1, steps=40)
+    kr100 = lh.kernel_regime(lh.AlphaScaled(lh.same_init(net), 100.0), train, loss="mse", lr=0.1, steps=40)
     np.testing.assert_allclose(kr100.trace.loss, kr.trace.loss, rtol=1e-10)
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from lazyhasty import BCE, MSE, CrossEntropy, Hinge, QuadraticHinge, SoftHinge, get_loss
-from lazyhasty.dynamics.losses import correct, margins
+from lazyhasty import BCE, MSE, CrossEntropy, Hinge, QuadraticHinge, SoftHinge
+from lazyhasty.dynamics.losses import correct, get_loss, margins
 
 
 @pytest.fixture

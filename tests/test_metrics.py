@@ -7,24 +7,14 @@ import torch
 from torch import nn
 
 from conftest import small_mlp
-from lazyhasty import (
-    CNN,
-    GD,
-    AlphaScaled,
-    LinearityProbe,
-    Linearized,
-    Split,
-    Stop,
-    fork,
+from lazyhasty import CNN, GD, AlphaScaled, LinearityProbe, Linearized, Split, Stop, ntk_gram, same_init, seeded, train
+from lazyhasty.metrics import (
     kernel_alignment,
     kernel_distance,
     kernel_target_alignment,
-    ntk_gram,
     parameter_distance,
     representation_alignment,
-    seeded,
     sign_similarity,
-    train,
 )
 from lazyhasty.metrics.alignment import center
 
@@ -129,8 +119,8 @@ def test_regime_kernels(gen):
     base = small_mlp(widths=(3, 8, 2))
     x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
     K_base = ntk_gram(base, x)
-    torch.testing.assert_close(ntk_gram(AlphaScaled(fork(base), 4.0), x), 16.0 * K_base)
-    lin = Linearized(fork(base))
+    torch.testing.assert_close(ntk_gram(AlphaScaled(same_init(base), 4.0), x), 16.0 * K_base)
+    lin = Linearized(same_init(base))
     with torch.no_grad():
         for p in lin.model.parameters():
             p.add_(0.5)
@@ -183,7 +173,7 @@ def test_kernel_distance_and_target_alignment(gen):
 def test_sign_similarity_and_representation_alignment(gen):
     base = small_mlp(widths=(3, 32, 32, 1), activation="relu")
     x = torch.randn(50, 3, generator=gen, dtype=torch.float64)
-    model = AlphaScaled(fork(base), 1.0)
+    model = AlphaScaled(same_init(base), 1.0)
     assert sign_similarity(model, model.params0(), x) == 1.0
     assert sign_similarity(model, base, x) == 1.0
     assert representation_alignment(model, model.params0(), x) == pytest.approx(1.0, abs=1e-14)
@@ -223,7 +213,7 @@ def test_linearity_probe_in_training(gen):
     x = torch.randn(40, 2, generator=gen, dtype=torch.float64)
     data = Split(x, torch.sign(x[:, 0] * x[:, 1]))
     res = {}
-    for name, model in {"1": AlphaScaled(fork(base), 1.0), "lin": Linearized(fork(base))}.items():
+    for name, model in {"1": AlphaScaled(same_init(base), 1.0), "lin": Linearized(same_init(base))}.items():
         r = train(model, data, loss="bce", stepper=GD(2.0), stop=Stop(max_steps=150), probes=(LinearityProbe(x[:20]),))
         m = r.metrics
         res[name] = m[m.step == m.step.max()].set_index("metric")["value"]

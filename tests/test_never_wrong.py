@@ -70,7 +70,7 @@ def test_writes_refuse_links_devices_fifos_and_folders(tmp_path, capsys):
     (tmp_path / "lk" / ".lock").symlink_to(real)  # a planted lock link: never opened, so never truncated
     assert main(["run", "fig4", "--out", str(tmp_path / "lk"), "--set", "points=20"]) == 2
     assert "is a link" in capsys.readouterr().err and "old" in real.read_text()
-    lh.atomic_write(real, "replaced\n")  # a regular file is replaced as before
+    lh.runs.atomic_write(real, "replaced\n")  # a regular file is replaced as before
     assert real.read_text() == "replaced\n"
 
 
@@ -176,7 +176,7 @@ def test_kernel_regime_with_a_given_kernel_does_not_depend_on_alpha(gen):
     net = lh.seeded(lambda: lh.MLP([3, 16, 1], parametrization="ntk").double(), 0)
     default = lh.kernel_regime(net, train, loss="mse", lr=0.2, steps=30)
     for alpha in (1.0, 10.0, 100.0):  # the network's own kernel, given: the same trajectory as the default
-        run = lh.kernel_regime(lh.AlphaScaled(lh.fork(net), alpha), train, loss="mse", lr=0.2, steps=30,
+        run = lh.kernel_regime(lh.AlphaScaled(lh.same_init(net), alpha), train, loss="mse", lr=0.2, steps=30,
                                kernel=lambda a, b: lh.ntk_gram(net, a, b))
         np.testing.assert_allclose(run.trace.loss, default.trace.loss, rtol=1e-10)
 

@@ -43,7 +43,7 @@ def test_a_loss_target_sets_the_progress_of_a_training_call(monkeypatch):
     monkeypatch.setattr(progress, "EVERY_S", 0.0)
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    data = lh.yinyang(50, seed=0, dtype=torch.float64)
+    data = lh.data.yinyang(50, seed=0, dtype=torch.float64)
     net = lh.AlphaScaled(lh.seeded(lambda: lh.MLP([2, 32, 1]).double(), 0), 1.0)
     res = lh.train(net, data, loss="bce", stepper=lh.GD(0.5), stop=lh.Stop(max_steps=10**6, loss_below=0.2),
                    probes=(lh.loss_probe,), progress=True, on_step=lambda ev: __import__("time").sleep(0.003))

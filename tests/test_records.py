@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from lazyhasty import RunRecord, atomic_write, load_runs
+from lazyhasty import RunRecord, load_runs
+from lazyhasty.runs import atomic_write
 from lazyhasty.runs.output import prepare_output
 
 
@@ -80,7 +81,8 @@ def test_tensorboard_sink_has_every_scalar_of_the_parquet_record(tmp_path):
     """The second record sink: the same run written as Parquet and as TensorBoard events, compared value by value."""
     import torch
 
-    from lazyhasty import GD, MLP, LinearityProbe, Schedule, Stop, loss_probe, seeded, train, yinyang
+    from lazyhasty import GD, MLP, LinearityProbe, Schedule, Stop, loss_probe, seeded, train
+    from lazyhasty.data import yinyang
 
     data = yinyang(40, seed=1, dtype=torch.float64)
     rec = RunRecord(tmp_path / "run", tensorboard=True).start({"lr": 0.3})

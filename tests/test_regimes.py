@@ -7,7 +7,7 @@ import torch
 from torch.func import functional_call, jacrev
 
 from conftest import small_mlp
-from lazyhasty import GD, AlphaScaled, Linearized, Split, Stop, fork, train
+from lazyhasty import GD, AlphaScaled, Linearized, Split, Stop, same_init, train
 
 
 def perturb(model, gen, scale=0.1):
@@ -29,9 +29,9 @@ def test_wrappers_equal_model_at_init(gen, bias):
     model = small_mlp(bias=bias)
     x = torch.randn(7, 3, generator=gen, dtype=torch.float64)
     f = model(x)
-    torch.testing.assert_close(AlphaScaled(fork(model), 37.0)(x), f, rtol=0, atol=1e-14)
-    torch.testing.assert_close(Linearized(fork(model))(x), f, rtol=0, atol=1e-14)
-    assert torch.equal(AlphaScaled(fork(model), 5.0, center="zero")(x), torch.zeros_like(f))
+    torch.testing.assert_close(AlphaScaled(same_init(model), 37.0)(x), f, rtol=0, atol=1e-14)
+    torch.testing.assert_close(Linearized(same_init(model))(x), f, rtol=0, atol=1e-14)
+    assert torch.equal(AlphaScaled(same_init(model), 5.0, center="zero")(x), torch.zeros_like(f))
 
 
 def test_alpha_scaled_formula_and_gradients(gen):
@@ -40,7 +40,7 @@ def test_alpha_scaled_formula_and_gradients(gen):
     f0 = model(x).detach()
     alpha = 7.5
     for center, c in (("keep", 1.0), ("zero", 0.0)):
-        wrapped = AlphaScaled(fork(model), alpha, center=center)
+        wrapped = AlphaScaled(same_init(model), alpha, center=center)
         perturb(wrapped.model, torch.Generator().manual_seed(3))
         plain = copy.deepcopy(wrapped.model)
         out = wrapped(x)
@@ -60,7 +60,7 @@ def test_linearized_equals_explicit_taylor_model(gen, path):
     params0 = {k: v.detach().clone() for k, v in model.named_parameters()}
     J, names = explicit_jacobian(model, params0, x := torch.randn(6, 3, generator=gen, dtype=torch.float64))
     f0 = model(x).detach()
-    lin = Linearized(fork(model))
+    lin = Linearized(same_init(model))
     perturb(lin.model, gen, 0.3)
     delta = torch.cat([(dict(lin.model.named_parameters())[k] - params0[k]).reshape(-1) for k in names]).detach()
     expected = f0 + torch.einsum("ncp,p->nc", J, delta)
@@ -85,8 +85,8 @@ def test_linearized_is_first_order_taylor(gen):
     direction = [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in model.parameters()]
     errors = []
     for eps in (1e-2, 5e-3, 2.5e-3):
-        lin = Linearized(fork(model))
-        moved = fork(model)
+        lin = Linearized(same_init(model))
+        moved = same_init(model)
         with torch.no_grad():
             for p, q, d in zip(lin.model.parameters(), moved.parameters(), direction):
                 p.add_(eps * d)
@@ -109,11 +109,11 @@ def test_alpha_scaled_tracks_linearized_as_alpha_grows(gen):
         with torch.no_grad():
             return model(x)
 
-    f_lin = final_outputs(Linearized(fork(base)))
+    f_lin = final_outputs(Linearized(same_init(base)))
     with torch.no_grad():
         moved = float((f_lin - base(x)).norm())
     assert moved > 0.1  # training did move the function
-    dist = {a: float((final_outputs(AlphaScaled(fork(base), a)) - f_lin).norm()) for a in (1e2, 1e4)}
+    dist = {a: float((final_outputs(AlphaScaled(same_init(base), a)) - f_lin).norm()) for a in (1e2, 1e4)}
     assert dist[1e4] < dist[1e2] / 30  # ~1/alpha
     assert dist[1e4] < 1e-3 * moved
 
@@ -121,7 +121,7 @@ def test_alpha_scaled_tracks_linearized_as_alpha_grows(gen):
 def test_f0_cache_is_keyed_on_identity_and_version(gen):
     model = small_mlp()
     x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
-    for wrapped in (AlphaScaled(fork(model), 3.0), Linearized(fork(model))):
+    for wrapped in (AlphaScaled(same_init(model), 3.0), Linearized(same_init(model))):
         wrapped(x)
         wrapped(x)
         with torch.no_grad():

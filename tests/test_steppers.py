@@ -8,7 +8,7 @@ from scipy.linalg import expm
 from torch import nn
 
 from conftest import small_mlp
-from lazyhasty import GD, SGD, AlphaScaled, GradientFlow, MomentumFlow, Split, Stop, fork, train
+from lazyhasty import GD, SGD, AlphaScaled, GradientFlow, MomentumFlow, Split, Stop, same_init, train
 
 
 def least_squares(gen, n=12, d=5):
@@ -37,7 +37,7 @@ def test_lr_rule_lives_in_the_trainer(gen):
     X, y, model = least_squares(gen)
     outs, times = [], []
     for alpha in (1.0, 10.0, 1000.0):
-        wrapped = AlphaScaled(fork(model), alpha)
+        wrapped = AlphaScaled(same_init(model), alpha)
         res = train(wrapped, Split(X, y), loss="mse", stepper=GD(0.2), stop=Stop(max_steps=30), probes=())
         with torch.no_grad():
             outs.append(wrapped(X))
@@ -147,11 +147,11 @@ def test_sgd_matches_torch_optim(gen, alpha):
     base = small_mlp(widths=(3, 8, 1))
     x = torch.randn(40, 3, generator=gen, dtype=torch.float64)
     data = Split(x, torch.sign(x[:, 1]))
-    ours = AlphaScaled(fork(base), alpha)
+    ours = AlphaScaled(same_init(base), alpha)
     seen = []
     train(ours, data, loss="bce", stepper=SGD(0.3, momentum=0.9, batch_size=16), stop=Stop(max_steps=12),
           probes=(), data_seed=5, on_step=lambda ev: seen.append(ev.index.clone()))
-    ref = AlphaScaled(fork(base), alpha)
+    ref = AlphaScaled(same_init(base), alpha)
     opt = torch.optim.SGD(ref.parameters(), lr=0.3 / alpha**2, momentum=0.9)
     from lazyhasty import BCE
 

@@ -19,12 +19,12 @@ from lazyhasty import (
     Schedule,
     Split,
     Stop,
-    fork,
     load_runs,
+    same_init,
     seeded,
     train,
-    yinyang,
 )
+from lazyhasty.data import yinyang
 
 
 @pytest.fixture
@@ -40,7 +40,8 @@ def test_forked_runs_share_theta0_and_minibatches(data):
     """Runs that differ only in alpha (or regime) start bit-identical and see the same minibatch sequence."""
     a, b = base_model(7), base_model(7)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # same seed, same theta0
-    runs = {"1": AlphaScaled(fork(a), 1.0), "100": AlphaScaled(fork(a), 100.0), "lin": Linearized(fork(a))}
+    runs = {"1": AlphaScaled(same_init(a), 1.0), "100": AlphaScaled(same_init(a), 100.0),
+            "lin": Linearized(same_init(a))}
     for w in runs.values():
         assert all(torch.equal(p, q) for p, q in zip(w.params0().values(), a.parameters()))
     batches = {}
@@ -52,7 +53,7 @@ def test_forked_runs_share_theta0_and_minibatches(data):
         batches[name] = seen
     assert batches["1"] == batches["100"] == batches["lin"]
     other = []
-    train(AlphaScaled(fork(a), 1.0), data, loss="bce", stepper=SGD(0.1, batch_size=10), stop=Stop(max_steps=20),
+    train(AlphaScaled(same_init(a), 1.0), data, loss="bce", stepper=SGD(0.1, batch_size=10), stop=Stop(max_steps=20),
           data_seed=4, probes=(), on_step=lambda ev: other.append(ev.index.tolist()))
     assert other != batches["1"]  # the data seed, not the model, decides the order
 
@@ -227,7 +228,7 @@ def test_gradient_flow_run_in_theory_time_is_alpha_independent_when_lazy(data):
     """t is shared across alpha: at large alpha the loss curve vs t converges to the linearized one."""
     base = base_model()
     curves = {}
-    for name, model in {"lin": Linearized(fork(base)), "a": AlphaScaled(fork(base), 1e3)}.items():
+    for name, model in {"lin": Linearized(same_init(base)), "a": AlphaScaled(same_init(base), 1e3)}.items():
         r = train(model, data, loss="mse", stepper=GradientFlow(dt=1e-2), stop=Stop(max_time=1.0), probes=())
         curves[name] = (r.trace["t"].to_numpy(), r.trace["loss"].to_numpy())
     t_lin, l_lin = curves["lin"]

@@ -26,13 +26,13 @@ from lazyhasty import (
     Schedule,
     Split,
     Stop,
-    UnsupportedModule,
-    fork,
-    kernel_alignment,
     ntk_gram,
+    same_init,
     seeded,
     train,
 )
+from lazyhasty.metrics import kernel_alignment
+from lazyhasty.models.regimes import UnsupportedModule
 
 T, D = 4, 6  # tokens, model width of the sequence models
 
@@ -231,7 +231,7 @@ def test_end_to_end(name, gen):
     data = Split(x, y)
     buffers0 = {k: v.clone() for k, v in base.named_buffers()}
 
-    lin = Linearized(fork(base))
+    lin = Linearized(same_init(base))
     out0 = lin(x)
     assert (out0 - lin(x)).abs().max() == 0  # the cached linearisation gives the same numbers
     res = train(lin, data, loss="mse", stepper=GD(0.05), stop=Stop(max_steps=3),
@@ -241,13 +241,13 @@ def test_end_to_end(name, gen):
     assert len(ka) >= 2 and (ka - 1).abs().max() < 1e-9  # a linearized model's kernel never moves
     assert res.status == "complete"
 
-    members = [AlphaScaled(fork(base), a) for a in (1.0, 100.0)]
+    members = [AlphaScaled(same_init(base), a) for a in (1.0, 100.0)]
     ens = Ensemble(members)
     res = train(ens, data, loss="mse", stepper=SGD(0.05, batch_size=4), stop=Stop(max_steps=3),
                 probes=(LinearityProbe(xp),), schedule=Schedule(points_per_decade=1, milestone_ratio=None),
                 progress=False)
     assert [r.status for r in res] == ["complete", "complete"]
-    single = AlphaScaled(fork(base), 100.0)
+    single = AlphaScaled(same_init(base), 100.0)
     train(single, data, loss="mse", stepper=SGD(0.05, batch_size=4), stop=Stop(max_steps=3), probes=(),
           schedule=Schedule(points_per_decade=0, milestone_ratio=None))
     with torch.no_grad():
@@ -278,13 +278,13 @@ def test_batch_norm_lazy_limit_gap_shrinks_like_one_over_alpha(gen):
         with torch.no_grad():
             return model.eval()(xt), model.train()(xt)
 
-    lin_eval, lin_train = fit(Linearized(fork(base)))
+    lin_eval, lin_train = fit(Linearized(same_init(base)))
     with torch.no_grad():
         moved = float((lin_eval - base.eval()(xt)).norm())
     assert torch.equal(lin_eval, lin_train)
     gaps = []
     for alpha in (10.0, 100.0, 1000.0):
-        wrapped = AlphaScaled(fork(base), alpha)
+        wrapped = AlphaScaled(same_init(base), alpha)
         f_eval, f_train = fit(wrapped)
         assert torch.equal(f_eval, f_train)  # one function in both modes
         for k, b in wrapped.model.named_buffers():
@@ -340,7 +340,7 @@ def test_dict_inputs_everywhere(gen):
         Split({"a": torch.zeros(3, 2), "b": torch.zeros(4)}, torch.zeros(3))
     with pytest.raises(ValueError, match="dimension 0"):
         ntk_gram(base, {**x, "extra": x["extra"][:4]})
-    lin = Linearized(fork(base))
+    lin = Linearized(same_init(base))
     lin(x)
     lin(x)
     entry = lin._cache.entry((x,), {}, lin.training)
@@ -348,10 +348,10 @@ def test_dict_inputs_everywhere(gen):
     x2 = {k: v.clone() for k, v in x.items()}
     with torch.no_grad():
         torch.testing.assert_close(lin(x2), lin(x), rtol=0, atol=1e-12)
-    ens = Ensemble([Linearized(fork(base)), Linearized(fork(base))])
+    ens = Ensemble([Linearized(same_init(base)), Linearized(same_init(base))])
     res = train(ens, data, loss="mse", stepper=SGD(0.1, batch_size=4), stop=Stop(max_steps=5), probes=(),
                 schedule=Schedule(points_per_decade=0, milestone_ratio=None), progress=False)
-    single = Linearized(fork(base))
+    single = Linearized(same_init(base))
     done = train(single, data, loss="mse", stepper=SGD(0.1, batch_size=4), stop=Stop(max_steps=5), probes=(),
                  schedule=Schedule(points_per_decade=0, milestone_ratio=None))
     assert [r.status for r in res] == ["complete"] * 2 and done.status == "complete"
@@ -457,7 +457,7 @@ def test_kernel_regime_of_a_batch_norm_network_equals_its_linearized_training(ge
     before = {k: v.clone() for k, v in net.state_dict().items()}
     data = Split(torch.randn(10, 1, 6, 6, generator=gen, dtype=torch.float64),
                  torch.randint(0, 2, (10,), generator=gen))
-    ref = train(Linearized(fork(net)), data, loss="cross_entropy", stepper=GD(0.3), stop=Stop(max_steps=30),
+    ref = train(Linearized(same_init(net)), data, loss="cross_entropy", stepper=GD(0.3), stop=Stop(max_steps=30),
                 probes=(loss_probe,))
     got = kernel_regime(net, data, loss="cross_entropy", lr=0.3, steps=30)
     torch.testing.assert_close(torch.tensor(got.trace.loss.to_numpy()), torch.tensor(ref.trace.loss.to_numpy()),

@@ -38,7 +38,7 @@ from .dynamics.checkpoint import current as current_checkpointing
 from .dynamics.losses import MSE, Loss, check_data, get_loss
 from .dynamics.probes import LinearityProbe, Schedule, loss_probe, parameter_distance_probe
 from .dynamics.steppers import Stepper
-from .dynamics.train import Stop, TrainResult, fork, seeded, train
+from .dynamics.train import Stop, TrainResult, same_init, seeded, train
 from .errors import UsageError
 from .files import atomic_write, make_folder
 from .metrics.linearity import LINEAR_LEVEL
@@ -483,7 +483,7 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
         for todo in ([[(s, r) for s in seeds] for r in members] if full else [[(s, r) for r in members]
                                                                                for s in seeds]):
             ids = [f"{r.label}-seed={s}" for s, r in todo]
-            nets = [Linearized(fork(bases[s])) if r.alpha is None else AlphaScaled(fork(bases[s]), r.alpha)
+            nets = [Linearized(same_init(bases[s])) if r.alpha is None else AlphaScaled(same_init(bases[s]), r.alpha)
                     for s, r in todo]
             alphas_ = [np.inf if r.alpha is None else r.alpha for _, r in todo]
             recs = None if out is None else [RunRecord(out / "runs" / rid).start(settings, seed=s, regime=r.label,

@@ -126,7 +126,7 @@ class TrainResult:
     stepper_state: dict  # the stepper's numbers for this run (dt, accepted, rejected for the flows)
 
 
-def fork(model: nn.Module) -> nn.Module:
+def same_init(model: nn.Module) -> nn.Module:
     """An independent, bit-identical copy of ``model`` (same theta0) for a run in another regime."""
     return copy.deepcopy(model)
 

@@ -55,7 +55,7 @@ PRESETS = {
 
 def main(cfg: Config, out: Path) -> dict:
     dtype = getattr(torch, cfg.dtype)
-    data = lh.yinyang(cfg.n_train, seed=cfg.data_seed, dtype=dtype).to(cfg.device)
+    data = lh.data.yinyang(cfg.n_train, seed=cfg.data_seed, dtype=dtype).to(cfg.device)
     print(f"[demo] alpha in {cfg.alphas}, {cfg.seeds} seeds: GD, lr = {cfg.lr:g} / alpha^2, until the training loss "
           f"is {cfg.loss_threshold:g} (budget {cfg.max_steps} steps)", flush=True)
     comp = lh.compare_regimes(lambda: lh.MLP([2, *cfg.widths, 1]).to(device=cfg.device, dtype=dtype), data,

@@ -94,7 +94,7 @@ class GridMaps:
                     np.save(f, loss)
 
             self.folder.mkdir(parents=True, exist_ok=True)
-            lh.atomic_write(self.folder / f"{ctx.run_id}-{ctx.milestone}.npy", write)
+            lh.runs.atomic_write(self.folder / f"{ctx.run_id}-{ctx.milestone}.npy", write)
         return []
 
 

@@ -26,9 +26,10 @@ import torch
 from scipy.stats import spearmanr
 
 import lazyhasty as lh
-from lazyhasty import Split, atomic_write, estimate_cscores, learning_speed
+from lazyhasty import Split, estimate_cscores, learning_speed
 from lazyhasty.claims import bootstrap_interval
 from lazyhasty.data import FASHION_CLASSES, cifar10, cscores, fashion_mnist, quantile_groups
+from lazyhasty.runs import atomic_write
 
 from . import Experiment
 from ._difficulty import RegimeConfig, compare, load_fmnist, model_factory

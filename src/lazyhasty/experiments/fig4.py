@@ -189,7 +189,7 @@ def example_lines(claims: list[dict]) -> list[str]:
 
 def main(cfg: Config, out: Path) -> dict:
     metrics, runs = closed_form_runs(cfg)
-    lh.atomic_write(out / "curves.parquet", metrics.merge(runs, on="run_id"))
+    lh.runs.atomic_write(out / "curves.parquet", metrics.merge(runs, on="run_id"))
     df = pd.read_parquet(out / "curves.parquet")  # the figure and the claims read what was written
     comps = comparisons(df, runs, "nonlinear", "linear", exact=True)
     claims = example_claims(comps, "George et al. 2022, Fig. 4, Examples 1-3 (eqs. 16-19)")

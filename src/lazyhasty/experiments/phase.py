@@ -229,7 +229,7 @@ def run_row(run_dir: Path) -> dict:
            "min_margin_end": _value(last, "min_margin", "train"), "test_err_end": 1 - _value(last, "accuracy"),
            "kernel_change_end": _value(last, "ntk_distance", "probe"),
            "param_change_end": _value(last, "param_distance", "-"), "f_change_end": _value(last, "f_change"),
-           "t_half": lh.crossing_time(tr.t, tr.loss, 0.5 * float(st.get("loss0", nan)))}
+           "t_half": lh.metrics.crossing_time(tr.t, tr.loss, 0.5 * float(st.get("loss0", nan)))}
     for k, name in PROGRESS_POINTS.items():
         at = m[m.milestone == k]
         reached = len(at) > 0
@@ -281,7 +281,7 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
         with open(path, "wb") as f:
             np.savez_compressed(f, f_end=np.stack(f_end), f_progress=np.stack(f_prog), y=y, seeds=np.array(seeds))
 
-    lh.atomic_write(out / "outputs.npz", write_npz)
+    lh.runs.atomic_write(out / "outputs.npz", write_npz)
     return [run_row(r.path) for r in recs]
 
 
@@ -295,7 +295,7 @@ def cell_configs(cfg: Config) -> list[Config]:
 
 def cell_jobs(cfg: Config, out: Path) -> list:
     """The sweep runner's jobs, one per cell, in ``out/cells/<id>`` (the id hashes the cell's config)."""
-    return lh.config_jobs(REGISTRY, "phase", "quick", cell_configs(cfg), out / "cells")
+    return lh.runs.config_jobs(REGISTRY, "phase", "quick", cell_configs(cfg), out / "cells")
 
 
 def run_cells(cfg: Config, out: Path) -> dict:
@@ -356,11 +356,11 @@ def main(cfg: Config, out: Path) -> dict:
     runs, cells = collect(cfg, out)
     if runs.empty:
         raise lh.UsageError(f"no cell finished; see the worker logs under {out / 'cells'}")
-    lh.atomic_write(out / "phase_runs.parquet", runs)
-    lh.atomic_write(out / "phase_cells.parquet", cells)
+    lh.runs.atomic_write(out / "phase_runs.parquet", runs)
+    lh.runs.atomic_write(out / "phase_cells.parquet", cells)
     widest = [j.dir / "runs" for j in cell_jobs(cfg, out) if j.config["widths"] == [int(runs.h.max())]]
     claims, text, extra = analyse(out, cfg, [d for d in widest if d.is_dir()])
-    lh.atomic_write(out / "analysis.json", {**extra, "cells_failed": counts["failed"],
+    lh.runs.atomic_write(out / "analysis.json", {**extra, "cells_failed": counts["failed"],
                                             "wall_s": round(time.perf_counter() - wall0, 1)})
     return lh.claims.write(out, "phase", claims, text + f"\nwall time: {time.perf_counter() - wall0:.0f} s",
                         out / "phase.png")

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lazyhasty import broken_power_law, consistent, load_runs, power_law, seed_bootstrap
+from lazyhasty import load_runs
 from lazyhasty.claims import claim
+from lazyhasty.metrics import broken_power_law, consistent, power_law, seed_bootstrap
 from lazyhasty.plotting import phase_figure, save_figure
 
 HALF_DECADE = math.sqrt(10.0)

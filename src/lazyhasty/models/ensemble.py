@@ -52,7 +52,7 @@ class Ensemble(nn.Module):
         members: modules of the same structure (class, parameter and buffer names, shapes, dtypes, devices):
             plain modules, :class:`AlphaScaled` with any alpha and centre per member, or all :class:`Linearized`
             (a linearized member's output is computed differently, so it cannot share an ensemble with others).
-            Build paired members with ``seeded`` and ``fork``: member k then starts from exactly the theta0 of the
+            Build paired members with ``seeded`` and ``same_init``: member k then starts from exactly the theta0 of the
             single run with the same seed.
     Attributes:
         alphas: (E,) each member's alpha (1 for plain and Linearized members).
