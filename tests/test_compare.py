@@ -178,7 +178,7 @@ def cli(tmp_path, *args):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_the_command_line_compares_a_users_model(tmp_path):
+def test_the_command_line_compares_a_users_model(tmp_path, monkeypatch, capsys):
     (tmp_path / "mymodels.py").write_text(USER_MODULE)
     common = ["--alphas", "1,10", "--seeds", "0-1", "--loss", "bce", "--stepper", "gd", "--lr", "0.5",
               "--max-steps", "50", "--target", "0.6"]
@@ -187,13 +187,24 @@ def test_the_command_line_compares_a_users_model(tmp_path):
     assert "train/disk: gap" in r.stdout and "test/near_boundary" in r.stdout
     assert (tmp_path / "out" / "verdict.csv").exists()
     assert lh.load_runs(tmp_path / "out" / "runs").run_id.nunique() == 4
-    for args, msg in ((["--model", "mymodels:nothing", "--data", "mymodels:data"], "has no 'nothing'"),
-                      (["--model", "nosuchmodule:net", "--data", "mymodels:data"], "cannot import 'nosuchmodule'"),
-                      (["--model", "mymodels", "--data", "mymodels:data"], "expects package.module:name"),
-                      (["--model", "mymodels:not_a_model", "--data", "mymodels:data"], "must return a torch.nn.Module"),
-                      (["--model", "mymodels:net", "--data", "mymodels:net"], "must return a lazyhasty.Split")):
-        r = cli(tmp_path, *args, *common, "--out", "bad")
-        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    bad = [(["--model", "mymodels:nothing", "--data", "mymodels:data"], "has no 'nothing'"),
+           (["--model", "nosuchmodule:net", "--data", "mymodels:data"], "cannot import 'nosuchmodule'"),
+           (["--model", "mymodels", "--data", "mymodels:data"], "expects package.module:name"),
+           (["--model", "mymodels:not_a_model", "--data", "mymodels:data"], "must return a torch.nn.Module"),
+           (["--model", "mymodels:net", "--data", "mymodels:net"], "must return a lazyhasty.Split")]
+    r = cli(tmp_path, *bad[0][0], *common, "--out", "bad")  # one refusal from a real process: exit code 2, no trace
+    assert r.returncode == 2 and bad[0][1] in r.stderr and "Traceback" not in r.stderr, r.stderr
+    from lazyhasty.cli import main  # the others in this process (each started a process and imported torch: 3 s)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # what `import_object(cwd=True)` adds, undone after the test
+    try:
+        for args, msg in bad[1:]:
+            code, err = main(["compare", *args, *common, "--out", "bad"]), capsys.readouterr().err
+            assert code == 2 and msg in err and "Traceback" not in err, (args, err)
+    finally:
+        sys.modules.pop("mymodels", None)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_claims_are_not_measured_without_the_regimes_or_the_targets(comp):

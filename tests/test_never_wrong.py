@@ -259,7 +259,7 @@ def test_records_of_the_wrong_json_type_are_unreadable_with_a_warning(tmp_path, 
 def test_phase_claims_are_not_measured_when_no_run_progressed(tmp_path, capsys):
     out = tmp_path / "p"
     assert main(["run", "phase", "--preset", "tiny", "--out", str(out), "--set", "max_steps=20",
-                 "--set", "sqrt_h_alphas=0.1,100", "--set", "widths=16,32", "--set", "workers=1"]) == 0
+                 "--set", "sqrt_h_alphas=0.1,100", "--set", "widths=16,32", "--set", "workers=2"]) == 0
     claims = json.loads((out / "claims.json").read_text())["claims"]
     assert claims and all(c["held"] is None for c in claims), [(c["id"], c["held"]) for c in claims]
     assert all("did not reach" in c["numbers"]["note"] for c in claims if "runs_reached" in c["numbers"])
