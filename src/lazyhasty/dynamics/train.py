@@ -458,7 +458,7 @@ class _Engine:
         self.batches, self.consumed = self.batch_stream(0), 0
         self.smooth = schedule.smoothing if schedule.smoothing is not None else (0.0 if stepper.full_batch else 0.9)
         self.compiled, fused = _compiled(ens, loss, weights, stepper) if compile else (None, False)
-        self.fused = fused
+        # where a fused step writes its proposal; empty when the step is not fused
         self.scratch = {k: torch.empty_like(p) for k, p in zip(ens._names, self.params)} if fused else {}
         self.f0_full: dict[bool, torch.Tensor | None] = {}  # f_theta0 on the whole training set, per mode
         self.mode_free = _mode_free(ens)  # the same outputs in train and eval mode: the step's outputs are reused
@@ -513,7 +513,7 @@ class _Engine:
                 g, (_, (mean, out, per)) = self.compiled(P, self.scratch, self.live, f0, x, y, self.weight,
                                                          index)
             grads = [g[k] for k in ens._names]
-            if self.fused:
+            if self.scratch:
                 proposal = [self.scratch[k] for k in ens._names]
         else:
             out = ens(x)  # (E, m, ...)
