@@ -6,13 +6,22 @@
 3. ``train(compile=True)`` on the same cell, its compilation included.
 Both on one cell of the quick preset (Fashion-MNIST parity if installed, else the teacher task), with a fixed
 step budget so that every variant does the same number of updates. Usage: ``python benchmarks/phase.py``.
+
+``--grid [WIDTHS]``: instead, the whole quick preset (or its grid at the given widths) as ``lazyhasty run phase``
+runs it, then ``benchmarks/phase_plain.py`` (an independent plain-PyTorch script: the same grid, members of one
+width batched, one thread per process, two processes), one after the other, and their ratio (issue 33's target:
+lazyhasty / plain <= 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -30,7 +39,29 @@ def one(cfg, h, sa, seeds, steps, train_set, compile=False) -> float:
     return time.perf_counter() - t0
 
 
+def grid(widths: str) -> None:
+    """``lazyhasty run phase`` (quick preset) and the plain script on the same grid, one after the other."""
+    here = Path(__file__).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "lazyhasty.cli", "run", "phase", "--preset", "quick", "--set",
+                        f"widths={widths}", "--out", f"{tmp}/phase"], check=True, stdout=subprocess.DEVNULL)
+        ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, str(here / "phase_plain.py"), "--widths", widths], check=True)
+    plain = time.perf_counter() - t0
+    print(f"phase quick preset, widths {widths}, 10 sqrt(h) alpha x 3 seeds per width, 2 processes:")
+    print(f"  lazyhasty run phase {ours:.0f} s (training, probes, records, analysis, figure); plain script "
+          f"{plain:.0f} s (training and the final test error only)")
+    print(f"  {'lazyhasty / plain script':<40} {ours / plain:6.2f}x   target <= 1   "
+          f"{'met' if ours <= plain else 'NOT MET'}")
+
+
 def main():
+    if "--grid" in sys.argv:
+        i = sys.argv.index("--grid")
+        given = sys.argv[i + 1] if len(sys.argv) > i + 1 and not sys.argv[i + 1].startswith("-") else None
+        return grid(given or ",".join(map(str, PRESETS["quick"].widths)))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--steps", type=int, default=400)

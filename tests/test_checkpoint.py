@@ -70,6 +70,21 @@ def test_stopped_anywhere_then_resumed_is_bit_identical(tmp_path, case):
         assert not ckpt.exists()  # a finished run deletes its checkpoint
 
 
+def test_the_default_compile_switch_is_where_it_was_after_a_resume(tmp_path, monkeypatch):
+    """The default rule compiles after COMPILE_AFTER member-steps (here 150: step 50 of 3 members). A run stopped
+    before the switch and resumed switches at the same step, one stopped after it compiles again at once: both end
+    bit-identical to the run that never stopped."""
+    import lazyhasty.dynamics.train as engine
+
+    monkeypatch.setattr(engine, "COMPILE_AFTER", 150)
+    ref = run("ensemble", steps=120)
+    for stop_at in (30, 80):
+        ckpt = tmp_path / f"{stop_at}.pt"
+        with pytest.raises(Stopped):
+            run("ensemble", steps=120, stop_at=stop_at, checkpoint=ckpt, checkpoint_every_s=1e-9)
+        assert_same(run("ensemble", steps=120, checkpoint=ckpt), ref)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_writes_the_checkpoint_and_stops_at_a_whole_state(tmp_path, sig):
     ref, ckpt = run("sgd_momentum"), tmp_path / "c.pt"

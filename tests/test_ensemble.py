@@ -241,6 +241,32 @@ def test_compiled_steps_follow_the_single_runs(data, stepper):
               stop=Stop(max_steps=2), compile=True)
 
 
+def test_by_default_a_run_is_compiled_once_its_members_took_compile_after_steps(data, monkeypatch):
+    """compile=None (the default): eager steps until the members together have taken COMPILE_AFTER steps, compiled
+    ones from the next point on (GD on an ensemble: its step fused, so the evaluation carries a proposal); the same
+    parameters as an eager run (float64); a Linearized ensemble is never compiled and never refused."""
+    import lazyhasty.dynamics.train as engine
+
+    monkeypatch.setattr(engine, "COMPILE_AFTER", 60)  # 3 members: the switch after 20 steps
+    fused = []
+
+    def ens():
+        return Ensemble([KINDS["alpha"](s, k) for k, s in enumerate(SEEDS)])
+
+    auto, eager = ens(), ens()
+    train(auto, data, loss="bce", stepper=GD(0.3), stop=Stop(max_steps=40), progress=False,
+          on_step=lambda ev: fused.append(ev.proposal is not None))
+    train(eager, data, loss="bce", stepper=GD(0.3), stop=Stop(max_steps=40), progress=False, compile=False)
+    assert fused == [False] * 20 + [True] * 21  # points 0 .. 19 eager, point 20 (60 member-steps taken) on compiled
+    for p, q in zip(auto.parameters(), eager.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+    lin = Ensemble([KINDS["linearized"](s, k) for k, s in enumerate(SEEDS)])
+    fused.clear()
+    train(lin, data, loss="bce", stepper=GD(0.3), stop=Stop(max_steps=40), progress=False,
+          on_step=lambda ev: fused.append(ev.proposal is not None))
+    assert fused == [False] * 41
+
+
 def test_a_proposal_of_the_wrong_shape_is_refused(data):
     """A stepper whose fused step (Stepper.proposal) returns tensors of another shape than the parameters is refused
     instead of broadcast into them."""

@@ -16,7 +16,7 @@ import torch
 from lazyhasty.cli import main
 from lazyhasty.errors import UsageError
 from lazyhasty.experiments import REGISTRY
-from lazyhasty.runs.sweep import job_state, load_sweep_file, parse_seeds, plan, run_sweep
+from lazyhasty.runs.sweep import cores, job_state, load_sweep_file, parse_seeds, plan, run_sweep, share_cores
 
 FAST = ["n_train=30", "widths=8,8", "max_steps=60", "seeds=1", "dtype=float64"]
 
@@ -69,12 +69,25 @@ def test_sweep_runs_once_and_skips_completed(tmp_path, capsys, monkeypatch):
     for a in FAST:
         args += ["--set", a]
     assert main([*args, "--tensorboard"]) == 0
-    assert "4 complete, 0 diverged, 0 failed" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    workers, threads = share_cores(2, cores())
+    assert "4 complete, 0 diverged, 0 failed" in said
+    assert f"4 to run; {workers} worker{'s' * (workers > 1)} x {threads} torch thread" in said
     events = list(tmp_path.glob("*/runs/alpha=*/tensorboard/events.out.tfevents.*"))  # written by the worker processes
     assert len(events) == 8
     assert main(args) == 0
     assert "4 already done, 0 to run" in capsys.readouterr().out
     assert set(completes_per_job(tmp_path).values()) == {1} and len(completes_per_job(tmp_path)) == 4
+
+
+def test_workers_times_threads_never_exceed_the_cores():
+    for available in (1, 2, 3, 8, 64):
+        for asked in (1, 2, 3, 4, 7, 100):
+            workers, threads = share_cores(asked, available)
+            assert 1 <= workers <= min(asked, available) and threads >= 1
+            assert workers * threads <= available and (workers == min(asked, available))
+            assert workers * (threads + 1) > available  # no core left idle that a thread could use
+    assert share_cores(4, 2) == (2, 1) and share_cores(1, 2) == (1, 2) and share_cores(3, 8) == (3, 2)
 
 
 def _start_sweep(out: Path, extra=()) -> subprocess.Popen:

@@ -350,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="sweep folder (re-use it to finish an interrupted sweep)")
     s.add_argument("--status", metavar="DIR", help="print the jobs of the sweep in DIR and their verified state "
                    "(complete, diverged, failed, interrupted, corrupt, missing); starts nothing")
-    s.add_argument("--workers", type=int, help="parallel jobs (default: number of cores)")
+    s.add_argument("--workers", type=int, help="parallel jobs (default and at most, locally: the cores this process "
+                   "may use; torch threads are shared out so that workers x threads <= cores)")
     s.add_argument("--executor", default="local", choices=["local", "slurm", "submitit-local"],
                    help="local process pool (default), SLURM through submitit, or submitit's local executor")
     s.add_argument("--partition", help="SLURM partition")

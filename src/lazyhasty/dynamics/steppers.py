@@ -49,9 +49,11 @@ def per_member(values, like: torch.Tensor) -> torch.Tensor:
     return (t if t.dtype == torch.bool else t.to(like.dtype)).view(-1, *([1] * (like.ndim - 1)))
 
 
-def _flat(ts: list[torch.Tensor]) -> torch.Tensor:
-    """A list of stacked tensors as one (E, P) matrix: member k's row holds all of its numbers."""
-    return torch.cat([t.detach().flatten(1) for t in ts], dim=1)
+def _norms(*lists: list[torch.Tensor]) -> torch.Tensor:
+    """(len(lists), E) float64: each member's Euclidean norm over all of its numbers in each list of stacked (E, ...)
+    tensors, accumulated in float64 tensor by tensor (no (E, P) copy of the parameters is made)."""
+    return torch.stack([sum(torch.linalg.vector_norm(t.detach(), dim=tuple(range(1, t.dim())), dtype=torch.float64)
+                            .square() for t in ts).sqrt() for ts in lists])
 
 
 def _axpy(ys: list[torch.Tensor], xs: list[torch.Tensor], a) -> None:
@@ -214,8 +216,7 @@ class _AdaptiveFlow(Stepper):
         saved_v = [v.clone() for v in state.get("v", [])]
         self._propose(params, cur.grads, dt, state)
         new = evaluate()
-        G0, G1 = _flat(cur.grads), _flat(new.grads)  # (E, P)
-        norms = torch.linalg.vector_norm(torch.stack([G0, G1, G1 - G0]), dim=2, dtype=torch.float64)  # (3, E)
+        norms = _norms(cur.grads, new.grads, torch._foreach_sub(new.grads, cur.grads))  # (3, E): g0, g1, g1 - g0
         dout = (new.out - cur.out).flatten(1).abs().amax(1) if new.out[0].numel() else torch.zeros_like(new.loss)
         checks = torch.cat([norms, torch.stack([dout.double(), torch.isfinite(new.loss).double(),
                                                 cur.live.double()])]).cpu().numpy()  # one host sync per trial

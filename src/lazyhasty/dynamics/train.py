@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 import uuid
 import warnings
@@ -260,6 +261,19 @@ def can_compile(device: str = "cpu") -> tuple[bool, str]:
     return _CAN_COMPILE[device]
 
 
+COMPILE_AFTER = 20_000  # member-steps: the default rule compiles a run once it has taken this many (benchmarks/)
+
+
+def _note(message: str) -> None:
+    """One line on stderr, once per process."""
+    if message not in _NOTED:
+        _NOTED.add(message)
+        print(f"[lazyhasty] {message}", file=sys.stderr, flush=True)
+
+
+_NOTED: set[str] = set()
+
+
 def train(
     model: nn.Module,
     train_set: Split,
@@ -279,7 +293,7 @@ def train(
     weights: torch.Tensor | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every_s: float | None = None,
-    compile: bool = False,
+    compile: bool | None = None,
 ) -> TrainResult | list[TrainResult]:
     """Train a model, or every member of an :class:`Ensemble` at once, on ``train_set`` and measure it.
 
@@ -318,6 +332,13 @@ def train(
             has seen the point): a one-off compilation (5-20 s; a C++ compiler is needed on the CPU), then about
             1.8x the speed of eager steps on small networks, whose element-wise work it fuses
             (``benchmarks/ensemble.py``). The same numbers as eager up to rounding (tested in float64).
+            None (default): eager steps first; once the members together have taken :data:`COMPILE_AFTER` (20,000)
+            steps (200 steps of 100 members, 20,000 of one run), plain and AlphaScaled members are compiled from the
+            next step on. Compiling costs 5-20 s once and saves a fixed part of every step, so a run pays for it
+            only if it goes on long enough; deciding on steps taken (not on the budget, which a run that stops
+            on a target never uses) bounds what the rule can lose, and being a count of steps, not of seconds, a
+            rerun or a resumed run switches at the same step (``benchmarks/speed.py``). Where torch.compile does
+            not work, or fails on this model, one line on stderr says so and the run stays eager.
 
     Returns:
         A :class:`TrainResult` for a model (which then holds its final parameters), a list of them (one per
@@ -446,7 +467,7 @@ class _Engine:
 
     def __init__(self, ens: Ensemble, train_set: Split, loss: Loss, stepper: Stepper, stop: Stop,
                  splits: dict[str, Split], probes: Sequence[Probe], schedule: Schedule, data_seed: int,
-                 weights: torch.Tensor | None, compile: bool):
+                 weights: torch.Tensor | None, compile: bool | None):
         self.ens, self.train_set, self.loss, self.stepper, self.stop = ens, train_set, loss, stepper, stop
         self.splits, self.probes, self.schedule, self.data_seed, self.weights = splits, probes, schedule, \
             data_seed, weights
@@ -457,9 +478,12 @@ class _Engine:
         self.state = stepper.init_state(self.params)
         self.batches, self.consumed = self.batch_stream(0), 0
         self.smooth = schedule.smoothing if schedule.smoothing is not None else (0.0 if stepper.full_batch else 0.9)
-        self.compiled, fused = _compiled(ens, loss, weights, stepper) if compile else (None, False)
-        # where a fused step writes its proposal; empty when the step is not fused
-        self.scratch = {k: torch.empty_like(p) for k, p in zip(ens._names, self.params)} if fused else {}
+        self.compiled, self.scratch = None, {}  # where a fused step writes its proposal; empty when not fused
+        # compile=None: compile after COMPILE_AFTER member-steps (plain / AlphaScaled members), falling back to eager
+        self.compile_at = 0 if compile else COMPILE_AFTER if compile is None and not ens.linear else None
+        self.fallback = compile is None
+        if compile:
+            self.compile()
         self.f0_full: dict[bool, torch.Tensor | None] = {}  # f_theta0 on the whole training set, per mode
         self.mode_free = _mode_free(ens)  # the same outputs in train and eval mode: the step's outputs are reused
         self.whole = any(not hasattr(p, "batched") for p in probes)  # a probe needs each member as a module
@@ -502,6 +526,8 @@ class _Engine:
         ens, ts = self.ens, self.train_set
         x, y = (ts.x, ts.y) if index is None else (take(ts.x, index), ts.y[index])
         proposal = None
+        if self.compile_at is not None and sum(r.step for r in self.runs) >= self.compile_at:
+            self.compile()  # the default rule's switch: by steps taken, so a resumed run evaluates each point as before
         if self.compiled is not None:
             P = {k: p.detach() for k, p in zip(ens._names, self.params)}  # leaves that require grad would make the
             with ens.evaluating():  # compiled graph a training graph, saving activations for nothing
@@ -510,8 +536,17 @@ class _Engine:
                     f0 = ens.f0(x)
                     if index is None:
                         self.f0_full[ens.training] = f0
-                g, (_, (mean, out, per)) = self.compiled(P, self.scratch, self.live, f0, x, y, self.weight,
-                                                         index)
+                try:
+                    g, (_, (mean, out, per)) = self.compiled(P, self.scratch, self.live, f0, x, y, self.weight,
+                                                             index)
+                except Exception as e:  # this model does not compile (the rule asked, not the caller): go eager
+                    if not self.fallback:
+                        raise
+                    _note(f"compiling the training step failed ({type(e).__name__}: "
+                          f"{(str(e).splitlines() or [''])[0][:200]}): training eagerly")
+                    self.compiled, self.scratch, self.fallback = None, {}, False
+                    return self.evaluate(index)
+                self.fallback = False
             grads = [g[k] for k in ens._names]
             if self.scratch:
                 proposal = [self.scratch[k] for k in ens._names]
@@ -637,6 +672,16 @@ class _Engine:
             r.sink.set_status(r.status, r.reason, **r.final)
             r.closed = True
 
+    def compile(self) -> None:
+        """From now on, loss and gradients (and a fused stepper's proposal) by one compiled function."""
+        self.compile_at = None
+        device = self.params[0].device.type
+        ok, why = (True, "") if not self.fallback else can_compile(device)
+        if not ok:
+            return _note(f"torch.compile does not work on {device} here ({why}): training eagerly")
+        self.compiled, fused = _compiled(self.ens, self.loss, self.weights, self.stepper)
+        self.scratch = {k: torch.empty_like(p) for k, p in zip(self.ens._names, self.params)} if fused else {}
+
     def advance(self) -> None:
         """The stepper's update from the current point; every member it moved advances its clock."""
         dt, self.cur = self.stepper.step(self.params, self.cur, self.evaluate, self.state)
@@ -761,6 +806,7 @@ class _Checkpoint:
             "splits": {k: len(v) for k, v in e.splits.items()},
             "probes": [getattr(p, "__qualname__", type(p).__qualname__) for p in e.probes],
             "data": checkpoints.digest(*leaves(e.train_set.x), e.train_set.y, e.weights),
+            "compile": e.compile_at if e.compiled is None else 0,  # paths round differently: a resume takes the same
             "run_ids": [r.run_id for r in e.runs] if named else None}
         return cls(path, every, checkpoint is not None or ctx.resume, checkpoint is not None, fingerprint,
                    time.perf_counter())

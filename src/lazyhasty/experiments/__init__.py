@@ -34,11 +34,23 @@ class Experiment:
         return self.presets[name]
 
 
-def registry() -> dict[str, Experiment]:
-    """Every registered experiment by name."""
-    exps = {}
-    for mod in _MODULES:
-        e = importlib.import_module(f"{__name__}.{mod}").EXPERIMENT
-        exps[e.name] = e
-    return exps
+class _Registry(Mapping):
+    """Experiments by name, each module imported when it is first asked for: a sweep worker that runs one cell of
+    phase does not import the other experiments (matplotlib, scipy, ...), about 2 s per worker process."""
+
+    def __getitem__(self, name: str) -> Experiment:
+        if name not in _MODULES:
+            raise KeyError(name)
+        return importlib.import_module(f"{__name__}.{name}").EXPERIMENT
+
+    def __iter__(self):
+        return iter(_MODULES)
+
+    def __len__(self) -> int:
+        return len(_MODULES)
+
+
+def registry() -> Mapping[str, Experiment]:
+    """Every registered experiment by name (a module's name is its experiment's)."""
+    return _Registry()
 

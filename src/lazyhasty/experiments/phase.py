@@ -45,7 +45,6 @@ import lazyhasty as lh
 from lazyhasty.data import SOURCES, binary_task, kriener_yinyang
 
 from . import REGISTRY, Experiment
-from .phase_analysis import analyse
 
 HALF_DECADES = tuple(float(f"{10 ** (k / 2):.6g}") for k in range(-4, 6))  # 0.01 ... 316
 
@@ -358,6 +357,8 @@ def main(cfg: Config, out: Path) -> dict:
         raise lh.UsageError(f"no cell finished; see the worker logs under {out / 'cells'}")
     lh.runs.atomic_write(out / "phase_runs.parquet", runs)
     lh.runs.atomic_write(out / "phase_cells.parquet", cells)
+    from .phase_analysis import analyse  # scipy and matplotlib: the aggregation needs them, a cell's worker does not
+
     widest = [j.dir / "runs" for j in cell_jobs(cfg, out) if j.config["widths"] == [int(runs.h.max())]]
     claims, text, extra = analyse(out, cfg, [d for d in widest if d.is_dir()])
     lh.runs.atomic_write(out / "analysis.json", {**extra, "cells_failed": counts["failed"],

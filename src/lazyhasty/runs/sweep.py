@@ -462,9 +462,26 @@ class _Lines:
                 self.say(ev["job"], ev.get("event", "?"), detail)
 
 
-def _run_local(todo: list[Job], workers: int, lines: _Lines) -> None:
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    env = {**os.environ, "LAZYHASTY_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity: a SLURM allocation or a container's share), not the
+    machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+def share_cores(workers: int, available: int) -> tuple[int, int]:
+    """(workers, torch threads per worker) for local workers on ``available`` cores: never more workers than cores,
+    and workers x threads <= cores (two threads per process on a shared 2-core machine can run tens of times
+    slower than one)."""
+    workers = max(1, min(workers, available))
+    return workers, max(1, available // workers)
+
+
+def _run_local(todo: list[Job], workers: int, threads: int, lines: _Lines) -> None:
+    env = {**os.environ, "LAZYHASTY_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     queue = list(todo)
     running: dict[subprocess.Popen, Job] = {}
     try:
@@ -610,11 +627,17 @@ def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int 
             todo.append(job)
         for n in notes:
             print(f"[sweep] {n}", flush=True)
-        print(f"[sweep] {len(jobs)} jobs: {skipped} already done, {len(todo)} to run", flush=True)
-        workers = max(1, workers or (os.cpu_count() or 1))
+        have = cores()
+        asked = max(1, workers or have)
+        workers, threads = share_cores(asked, have) if executor == "local" else (asked, 0)
+        how = (f"; {workers} worker{'s' * (workers > 1)} x {threads} torch thread{'s' * (threads > 1)} on {have} "
+               f"cores" + (f" ({asked} workers asked: at most one per core)" if asked > workers else "")
+               if executor == "local" else f"; {executor}, up to {workers} at a time")
+        print(f"[sweep] {len(jobs)} jobs: {skipped} already done, {len(todo)} to run{how if todo else ''}",
+              flush=True)
         lines = _Lines(out, todo, quiet=progress is False)
         if todo and executor == "local":
-            _run_local(todo, workers, lines)
+            _run_local(todo, workers, threads, lines)
         elif todo:
             _run_submitit(todo, executor, out, lines, {**(slurm or {}), "workers": workers})
         lines.poll()
