@@ -7,7 +7,8 @@ and batched matmuls; the NTK parametrisation with the normalised softplus (beta 
 F = α (f − f0); soft hinge (beta 20) on y F; gradient flow with Geiger et al.'s adaptive step decided per member
 (reject above ``max_dgrad`` or when an output moves by more than 0.1, dt / 2; dt x 1.1 below ``min_dgrad``);
 a member stops when every training margin is >= 1 or after ``max_steps`` accepted steps. It measures the test
-error at the end and nothing else. Widths are shared out over ``--workers`` processes of one thread each.
+error at the end and nothing else. Widths are shared out over ``--workers`` processes of one thread each; with
+``--split K`` the widest width's alphas are split into K jobs, so that the two processes finish together.
 
 Usage: python benchmarks/phase_plain.py [--widths 32,64,128,256] [--workers 2]; prints one line per width and
 ``plain: <seconds> s``.
@@ -36,13 +37,13 @@ def softplus_scale(beta: float) -> float:
 
 
 def width_job(job: tuple) -> tuple[int, float, float, int]:
-    h, args = job
+    h, part, args = job
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     t0 = time.perf_counter()
     (xtr, ytr), (xte, yte) = [(s.x.float(), s.y.float()) for s in binary_task("fashion_mnist", ptr=args.ptr,
                                                                                    pte=args.pte, d=args.pca, seed=0)]
-    sas = [(sa, s) for sa in HALF_DECADES for s in range(args.seeds)]
+    sas = [(sa, s) for sa in HALF_DECADES[part] for s in range(args.seeds)]
     M, d = len(sas), xtr.shape[1]
     alpha = torch.tensor([sa / math.sqrt(h) for sa, _ in sas])
     g = torch.Generator().manual_seed(h)
@@ -117,11 +118,15 @@ def main():
     ap.add_argument("--max-steps", type=int, default=2500)
     ap.add_argument("--max-dgrad", type=float, default=1e-2)
     ap.add_argument("--min-dgrad", type=float, default=1e-4)
+    ap.add_argument("--split", type=int, default=1, help="the widest width's alphas as this many jobs (balance)")
     args = ap.parse_args()
     widths = sorted((int(w) for w in args.widths.split(",")), reverse=True)
+    k = len(HALF_DECADES)
+    jobs = [(widths[0], slice(i * k // args.split, (i + 1) * k // args.split), args) for i in range(args.split)]
+    jobs += [(h, slice(None), args) for h in widths[1:]]
     t0 = time.perf_counter()
     with mp.get_context("spawn").Pool(args.workers) as pool:
-        for h, wall, err, calls in pool.imap_unordered(width_job, [(h, args) for h in widths]):
+        for h, wall, err, calls in pool.imap_unordered(width_job, jobs):
             print(f"  width {h}: {wall:.1f} s, {calls} trial steps, mean test error {err:.3f}", flush=True)
     print(f"plain: {time.perf_counter() - t0:.1f} s")
 
