@@ -261,7 +261,7 @@ def can_compile(device: str = "cpu") -> tuple[bool, str]:
     return _CAN_COMPILE[device]
 
 
-COMPILE_AFTER = 20_000  # member-steps: the default rule compiles a run once it has taken this many (benchmarks/)
+COMPILE_AFTER = 20_000  # member-steps: the default rule compiles a run once it has taken this many
 
 
 def _note(message: str) -> None:
@@ -337,7 +337,7 @@ def train(
             next step on. Compiling costs 5-20 s once and saves a fixed part of every step, so a run pays for it
             only if it goes on long enough; deciding on steps taken (not on the budget, which a run that stops
             on a target never uses) bounds what the rule can lose, and being a count of steps, not of seconds, a
-            rerun or a resumed run switches at the same step (``benchmarks/speed.py``). Where torch.compile does
+            rerun or a resumed run switches at the same step (``benchmarks/ensemble.py``). Where torch.compile does
             not work, or fails on this model, one line on stderr says so and the run stays eager.
 
     Returns:

@@ -128,6 +128,7 @@ def git_sha() -> str | None:
 
 
 def _version(dist: str) -> str | None:
+    """An installed distribution's version, None when it is not installed."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -139,12 +140,8 @@ def environment(seed: int | None = None, device: str = "cpu") -> dict:
     their installed metadata, without importing them (matplotlib alone takes about a second to import)."""
     import torch
 
-    try:
-        version = metadata.version("lazyhasty")
-    except metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
-        version = None
     env = {
-        "lazyhasty": version,
+        "lazyhasty": _version("lazyhasty"),  # None for a source tree on sys.path, not installed
         "git_sha": git_sha(),
         "python": platform.python_version(),
         "torch": torch.__version__,
