@@ -30,9 +30,10 @@ demo: $(STAMP)
 	fi
 	$(BIN)/lazyhasty demo
 
+# One test process per core (pytest-xdist); tests/conftest.py pins each to its own core.
 test: $(STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $$(nproc) --maxschedchunk 1
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/regimes.py

@@ -1,8 +1,26 @@
+import os
+
 import pytest
 import torch
 
 torch.use_deterministic_algorithms(True)
-torch.set_num_threads(2)
+
+
+def _own_cores() -> None:
+    """Under pytest-xdist (``make test`` runs one test process per core), pin each test process to its own cores.
+    What it starts (CLI runs, sweep workers, the notebook's kernel) inherits the pinning, so the sweep runner sees
+    one core and starts one single-threaded worker: no two processes fight over a core."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    have = sorted(os.sched_getaffinity(0))
+    if worker and 1 < count <= len(have):
+        k = int(worker.removeprefix("gw"))
+        os.sched_setaffinity(0, have[k::count])
+    threads = str(len(os.sched_getaffinity(0)))
+    os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    torch.set_num_threads(int(threads))
+
+
+_own_cores()
 
 
 @pytest.fixture
@@ -36,3 +54,13 @@ def read_claims(folder, experiment, ids=()):
     missing = set(ids) - set(by_id)
     assert not missing, f"missing claims {missing}; got {sorted(by_id)}"
     return by_id
+
+
+# Files whose tests run for tens of seconds (whole presets, sweeps with subprocesses, the notebook): collected
+# first, so that under pytest-xdist the test processes finish together instead of one waiting for the last long one.
+LONG_FIRST = ("test_verdicts.py", "test_notebook.py", "test_sweep.py", "test_phase.py", "test_faults.py",
+              "test_checkpoint.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: LONG_FIRST.index(item.path.name) if item.path.name in LONG_FIRST else len(LONG_FIRST))

@@ -193,3 +193,29 @@ def test_sweep_bad_input(tmp_path, capsys):
     assert main(["sweep", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "cannot write to output folder" in err and "--seeds expects" in err and "Traceback" not in err
+
+
+def test_one_worker_runs_its_jobs_in_turn_and_goes_on_after_a_failed_one(tmp_path, monkeypatch):
+    """A local worker is one process for many jobs (Python and torch are imported once): each job's output goes to
+    its own worker.log, and a job that fails is recorded as failed while the next one still runs."""
+    (tmp_path / "lab.py").write_text(
+        "import dataclasses\n"
+        "from lazyhasty.experiments import registry as builtin\n\n\n"
+        "def registry():\n"
+        "    demo = builtin()['demo']\n\n"
+        "    def main(cfg, out):\n"
+        "        if cfg.lr == 0.3:\n"
+        "            raise RuntimeError('this job fails on purpose')\n"
+        "        return demo.main(cfg, out)\n\n"
+        "    return {'demo': dataclasses.replace(demo, main=main)}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # the worker imports the registry by name too
+    jobs = plan("lab:registry", "demo", "quick", FAST, ["lr=0.2,0.3,0.4"], None, tmp_path / "s")
+    result = run_sweep(jobs, tmp_path / "s", workers=1, progress=False)
+    assert result["counts"] == {"complete": 2, "diverged": 0, "failed": 1, "interrupted": 0}
+    spec = {j.config["lr"]: json.loads((j.dir / "job.json").read_text()) for j in jobs}
+    log = {j.config["lr"]: (j.dir / "worker.log").read_text() for j in jobs}
+    assert [spec[lr]["status"] for lr in (0.2, 0.3, 0.4)] == ["complete", "failed", "complete"]
+    assert len({s["pid"] for s in spec.values()}) == 1  # one process ran the three jobs, in turn
+    assert "this job fails on purpose" in log[0.3] and "Traceback" in log[0.3]
+    assert not any("fails on purpose" in log[lr] for lr in (0.2, 0.4))

@@ -480,39 +480,65 @@ def share_cores(workers: int, available: int) -> tuple[int, int]:
 
 
 def _run_local(todo: list[Job], workers: int, threads: int, lines: _Lines) -> None:
+    """The jobs on ``workers`` local worker processes (:mod:`lazyhasty.runs.worker`), each running one job after
+    another. A worker that dies fails only the job it was running; a new one takes the rest."""
     env = {**os.environ, "LAZYHASTY_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     queue = list(todo)
-    running: dict[subprocess.Popen, Job] = {}
+    running: dict[subprocess.Popen, tuple[int, Job | None]] = {}  # worker -> (its status pipe, its job)
+
+    def start() -> subprocess.Popen:
+        r, w = os.pipe()  # the worker writes a job's status here when it ends; its stderr between jobs is ours
+        proc = subprocess.Popen([sys.executable, "-m", "lazyhasty.runs.worker", str(w)], env=env, pass_fds=(w,),
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        os.close(w)
+        os.set_blocking(r, False)
+        running[proc] = (r, None)
+        return proc
+
+    def give(proc: subprocess.Popen) -> None:  # the next job, or end of input: the worker exits
+        r, _ = running[proc]
+        job = queue.pop(0) if queue else None
+        running[proc] = (r, job)
+        with contextlib.suppress(BrokenPipeError):
+            if job is None:
+                proc.stdin.close()
+            else:
+                proc.stdin.write(f"{job.dir}\n".encode())
+                proc.stdin.flush()
+
     try:
         while queue or running:
-            while queue and len(running) < workers:
-                job = queue.pop(0)
-                with os.fdopen(os.open(job.dir / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
-                                       0o644), "wb") as log:  # never through a link; the child keeps its own fd
-                    proc = subprocess.Popen([sys.executable, "-m", "lazyhasty.runs.worker", str(job.dir)], env=env,
-                                            stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-                running[proc] = job
+            while queue and sum(job is not None for _, job in running.values()) == len(running) < workers:
+                give(start())
             time.sleep(0.05)
-            for proc in [p for p in running if p.poll() is not None]:
-                job = running.pop(proc)
-                if proc.returncode != 0:
-                    _fail_if_unfinished(job, f"worker killed by signal {-proc.returncode}" if proc.returncode < 0
-                                        else f"worker exited with code {proc.returncode}")
+            for proc in list(running):
+                r, job = running[proc]
+                with contextlib.suppress(BlockingIOError):
+                    if job is not None and os.read(r, 4096):  # the job is done: the next one
+                        give(proc)
+                if proc.poll() is not None:  # the job it holds (if any) was not done: it gets a final status
+                    r, job = running.pop(proc)
+                    os.close(r)
+                    if job is not None:
+                        _fail_if_unfinished(job, f"worker killed by signal {-proc.returncode}" if proc.returncode < 0
+                                            else f"worker exited with code {proc.returncode}")
             lines.poll()
     finally:  # Ctrl-C, SIGTERM or an error here: stop every worker (and what it started), then mark its job
         for proc in running:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
-        for proc, job in running.items():
+        for proc, (r, job) in running.items():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-            _fail_if_unfinished(job, "the sweep was stopped", "interrupted")
+            os.close(r)
+            if job is not None:
+                _fail_if_unfinished(job, "the sweep was stopped", "interrupted")
 
 
 def _run_submitit(todo: list[Job], executor_name: str, out: Path, lines: _Lines, slurm: dict) -> None:

@@ -1,19 +1,56 @@
-"""Worker process of a local sweep: ``python -m lazyhasty.runs.worker JOB_DIR`` runs one prepared job."""
+"""Worker process of a local sweep: ``python -m lazyhasty.runs.worker FD`` runs prepared jobs one after another.
 
+It reads one job folder per line on stdin and, after each job, writes the job's final status as one line to file
+descriptor FD (a pipe to the sweep). Its stdout and stderr go to the running job's ``worker.log``. One process runs
+many jobs, so a sweep of small cells pays for Python and torch's import once per worker, not once per cell; between
+jobs torch.compile's caches are reset, so every job compiles (or not) as it would in a process of its own.
+A job that fails is recorded as failed and the worker goes on; a signal ends the worker (its job says interrupted).
+"""
+
+import os
 import sys
 
 from ..errors import signals_interrupt
 from .sweep import run_job
 
+
+def _into(fd: int) -> None:
+    """Point stdout and stderr (the file descriptors, so that C code's output follows too) at ``fd``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+
+
+def serve(done_fd: int) -> int:
+    between = os.dup(2)  # the sweep's stderr: what the worker says between jobs
+    for line in sys.stdin:
+        job_dir = line.strip()
+        log = os.open(os.path.join(job_dir, "worker.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                      0o644)  # never through a link
+        _into(log)
+        os.close(log)
+        try:
+            status = run_job(job_dir)
+        except KeyboardInterrupt as e:  # job.json already says interrupted
+            print(f"interrupted: {str(e) or 'SIGINT'}", file=sys.stderr)
+            return 130
+        except Exception:
+            import traceback
+
+            traceback.print_exc()  # into the job's worker.log; job.json already says failed
+            status = "failed"
+        _into(between)
+        if "torch._dynamo" in sys.modules:  # the next job compiles as a fresh process would (no cache limit reached)
+            sys.modules["torch._dynamo"].reset()
+        os.write(done_fd, f"{status}\n".encode())
+    return 0
+
+
 if __name__ == "__main__":
     try:
         with signals_interrupt():
-            run_job(sys.argv[1])
-    except KeyboardInterrupt as e:  # job.json already says interrupted
-        print(f"interrupted: {str(e) or 'SIGINT'}", file=sys.stderr)
-        sys.exit(130)
-    except Exception:
-        import traceback
-
-        traceback.print_exc()  # into the job's worker.log; job.json already says failed
-        sys.exit(1)
+            code = serve(int(sys.argv[1]))
+    except KeyboardInterrupt:  # a signal between two jobs: nothing is running
+        code = 130
+    sys.exit(code)
