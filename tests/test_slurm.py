@@ -1,6 +1,7 @@
 """The SLURM back end against a real cluster (``scripts/slurm-local.sh start``; `.ci/run` starts one when it runs as
 root with apt). Skipped, with the reason, where no SLURM controller answers."""
 
+import fcntl
 import json
 import shutil
 import subprocess
@@ -35,22 +36,25 @@ STARTED: list[subprocess.Popen] = []
 
 
 @pytest.fixture(autouse=True)
-def an_empty_queue():
+def an_empty_queue(tmp_path_factory):
     """Jobs left on the cluster by an earlier, killed session would hold its CPUs and leave ours pending: say so at
     once instead of timing out (scripts/slurm-local.sh start cancels them on a cluster it started). A test that
-    fails leaves no sweep process running behind it."""
-    t0 = time.monotonic()  # a job cancelled by the test before may still be completing
-    while subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split():
-        assert time.monotonic() - t0 < 30, f"the SLURM queue is not empty before the test: {queue()}"
-        time.sleep(0.5)
-    yield
-    while STARTED:
-        p = STARTED.pop()
-        if p.poll() is None:
-            p.kill()
-        p.communicate()
-    if subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split():
-        subprocess.run(["scancel", "--full", "--name", "SubmititJob"], check=False)  # the queue was empty before
+    fails leaves no sweep process running behind it. One cluster, one test at a time: under pytest-xdist the test
+    processes take turns through a lock in their shared temporary folder."""
+    with open(tmp_path_factory.getbasetemp().parent / "lazyhasty-slurm-tests.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, after the test
+        t0 = time.monotonic()  # a job cancelled by the test before may still be completing
+        while subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split():
+            assert time.monotonic() - t0 < 30, f"the SLURM queue is not empty before the test: {queue()}"
+            time.sleep(0.5)
+        yield
+        while STARTED:
+            p = STARTED.pop()
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+        if subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split():
+            subprocess.run(["scancel", "--full", "--name", "SubmititJob"], check=False)  # the queue was empty before
 
 
 FAST = ["n_train=30", "widths=8,8", "max_steps=60", "seeds=1", "dtype=float64"]
