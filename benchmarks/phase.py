@@ -7,9 +7,10 @@
 Both on one cell of the quick preset (Fashion-MNIST parity if installed, else the teacher task), with a fixed
 step budget so that every variant does the same number of updates. Usage: ``python benchmarks/phase.py``.
 
-``--grid [WIDTHS]``: instead, the whole quick preset (or its grid at the given widths) as ``lazyhasty run phase``
-runs it, then ``benchmarks/phase_plain.py`` (an independent plain-PyTorch script: the same grid, members of one
-width batched, one thread per process, two processes), one after the other, and their ratio (issue 33's target:
+``--grid [WIDTHS] [--splits 1,2]``: instead, the whole quick preset (or its grid at the given widths) as
+``lazyhasty run phase`` runs it, then ``benchmarks/phase_plain.py`` (an independent plain-PyTorch script: the same
+grid, members of one width batched, one thread per process, two processes; ``--splits``: its widest width in 1 and
+in 2 jobs), one after the other, and their ratio (issue 33's target:
 lazyhasty / plain <= 1).
 """
 
@@ -39,7 +40,7 @@ def one(cfg, h, sa, seeds, steps, train_set, compile=False) -> float:
     return time.perf_counter() - t0
 
 
-def grid(widths: str) -> None:
+def grid(widths: str, splits: tuple[int, ...] = (1, 2)) -> None:
     """``lazyhasty run phase`` (quick preset) and the plain script on the same grid, one after the other."""
     here = Path(__file__).parent
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,16 +49,18 @@ def grid(widths: str) -> None:
                         f"widths={widths}", "--out", f"{tmp}/phase"], check=True, stdout=subprocess.DEVNULL)
         ours = time.perf_counter() - t0
     plain = {}
-    for split in (1, 2):  # one job per width (the issue's reference), then the widest split in two (balanced)
+    for split in splits:  # 1: one job per width (the issue's reference); 2: the widest split in two (balanced)
         t0 = time.perf_counter()
         subprocess.run([sys.executable, str(here / "phase_plain.py"), "--widths", widths, "--split", str(split)],
                        check=True)
         plain[split] = time.perf_counter() - t0
     print(f"phase quick preset, widths {widths}, 10 sqrt(h) alpha x 3 seeds per width, 2 processes:")
+    labels = {1: "one job per width", 2: "widest split in two"}
     print(f"  lazyhasty run phase {ours:.0f} s (training, probes, records, analysis, figure); plain script "
-          f"{plain[1]:.0f} s one job per width, {plain[2]:.0f} s with the widest width in two jobs (training and "
-          "the final test error only)")
-    for split, label in ((1, "one job per width"), (2, "widest split in two")):
+          + ", ".join(f"{plain[k]:.0f} s {labels.get(k, f'widest split in {k}')}" for k in splits)
+          + " (training and the final test error only)")
+    for split in splits:
+        label = labels.get(split, f"widest split in {split}")
         print(f"  {'lazyhasty / plain script, ' + label:<52} {ours / plain[split]:6.2f}x   target <= 1   "
               f"{'met' if ours <= plain[split] else 'NOT MET'}")
 
@@ -66,7 +69,8 @@ def main():
     if "--grid" in sys.argv:
         i = sys.argv.index("--grid")
         given = sys.argv[i + 1] if len(sys.argv) > i + 1 and not sys.argv[i + 1].startswith("-") else None
-        return grid(given or ",".join(map(str, PRESETS["quick"].widths)))
+        splits = sys.argv[sys.argv.index("--splits") + 1] if "--splits" in sys.argv else "1,2"
+        return grid(given or ",".join(map(str, PRESETS["quick"].widths)), tuple(map(int, splits.split(","))))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--steps", type=int, default=400)

@@ -9,13 +9,15 @@ torch.use_deterministic_algorithms(True)
 def _own_cores() -> None:
     """Under pytest-xdist (``make test`` runs one test process per core), pin each test process to its own cores.
     What it starts (CLI runs, sweep workers, the notebook's kernel) inherits the pinning, so the sweep runner sees
-    one core and starts one single-threaded worker: no two processes fight over a core."""
+    one core and starts one single-threaded worker: no two processes fight over a core. One test process (plain
+    ``pytest``) uses two threads, as before."""
     worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     have = sorted(os.sched_getaffinity(0))
-    if worker and 1 < count <= len(have):
-        k = int(worker.removeprefix("gw"))
-        os.sched_setaffinity(0, have[k::count])
-    threads = str(len(os.sched_getaffinity(0)))
+    if worker and count <= len(have):
+        os.sched_setaffinity(0, have[int(worker.removeprefix("gw"))::count])
+        threads = str(len(os.sched_getaffinity(0)))
+    else:  # one test process, or more test processes than cores
+        threads = str(1 if worker else min(2, len(have)))
     os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     torch.set_num_threads(int(threads))
 

@@ -516,7 +516,8 @@ def _run_local(todo: list[Job], workers: int, threads: int, lines: _Lines) -> No
                 r, job = running[proc]
                 with contextlib.suppress(BlockingIOError):
                     if job is not None and os.read(r, 4096):  # the job is done: the next one
-                        give(proc)
+                        _fail_if_unfinished(job, "its worker ended it without a final status")  # (a job.json it
+                        give(proc)  # could not read, say); a no-op for a job that has one
                 if proc.poll() is not None:  # the job it holds (if any) was not done: it gets a final status
                     r, job = running.pop(proc)
                     os.close(r)
