@@ -69,8 +69,15 @@ def main():
     if "--grid" in sys.argv:
         i = sys.argv.index("--grid")
         given = sys.argv[i + 1] if len(sys.argv) > i + 1 and not sys.argv[i + 1].startswith("-") else None
-        splits = sys.argv[sys.argv.index("--splits") + 1] if "--splits" in sys.argv else "1,2"
-        return grid(given or ",".join(map(str, PRESETS["quick"].widths)), tuple(map(int, splits.split(","))))
+        splits = sys.argv[sys.argv.index("--splits") + 1:][:1] if "--splits" in sys.argv else ["1,2"]
+        try:
+            parts = tuple(int(k) for k in splits[0].split(","))
+        except (IndexError, ValueError):
+            parts = ()
+        if not parts or min(parts) < 1:
+            print(f"--splits expects jobs for the widest width, e.g. 1,2 (each >= 1); got {splits}", file=sys.stderr)
+            sys.exit(2)
+        return grid(given or ",".join(map(str, PRESETS["quick"].widths)), parts)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--steps", type=int, default=400)

@@ -351,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--status", metavar="DIR", help="print the jobs of the sweep in DIR and their verified state "
                    "(complete, diverged, failed, interrupted, corrupt, missing); starts nothing")
     s.add_argument("--workers", type=int, help="parallel jobs (default and at most, locally: the cores this process "
-                   "may use; torch threads are shared out so that workers x threads <= cores)")
+                   "may use; torch threads are shared out so that workers x threads <= cores); a local worker process "
+                   "runs one job after another")
     s.add_argument("--executor", default="local", choices=["local", "slurm", "submitit-local"],
                    help="local process pool (default), SLURM through submitit, or submitit's local executor")
     s.add_argument("--partition", help="SLURM partition")

@@ -485,42 +485,33 @@ def _run_local(todo: list[Job], workers: int, threads: int, lines: _Lines) -> No
     env = {**os.environ, "LAZYHASTY_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     queue = list(todo)
-    running: dict[subprocess.Popen, tuple[int, Job | None]] = {}  # worker -> (its status pipe, its job)
-
-    def start() -> subprocess.Popen:
-        r, w = os.pipe()  # the worker writes a job's status here when it ends; its stderr between jobs is ours
-        proc = subprocess.Popen([sys.executable, "-m", "lazyhasty.runs.worker", str(w)], env=env, pass_fds=(w,),
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-        os.close(w)
-        os.set_blocking(r, False)
-        running[proc] = (r, None)
-        return proc
+    running: dict[subprocess.Popen, Job | None] = {}  # worker -> the job it runs (None: it is ending)
 
     def give(proc: subprocess.Popen) -> None:  # the next job, or end of input: the worker exits
-        r, _ = running[proc]
-        job = queue.pop(0) if queue else None
-        running[proc] = (r, job)
+        running[proc] = queue.pop(0) if queue else None
         with contextlib.suppress(BrokenPipeError):
-            if job is None:
+            if running[proc] is None:
                 proc.stdin.close()
             else:
-                proc.stdin.write(f"{job.dir}\n".encode())
+                proc.stdin.write(f"{running[proc].dir}\n".encode())
                 proc.stdin.flush()
 
     try:
         while queue or running:
-            while queue and sum(job is not None for _, job in running.values()) == len(running) < workers:
-                give(start())
+            while queue and len(running) < workers and all(job is not None for job in running.values()):
+                proc = subprocess.Popen([sys.executable, "-m", "lazyhasty.runs.worker"], env=env, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, preexec_fn=_die_with_parent)  # stdout: job statuses
+                os.set_blocking(proc.stdout.fileno(), False)
+                give(proc)
             time.sleep(0.05)
             for proc in list(running):
-                r, job = running[proc]
                 with contextlib.suppress(BlockingIOError):
-                    if job is not None and os.read(r, 4096):  # the job is done: the next one
-                        _fail_if_unfinished(job, "its worker ended it without a final status")  # (a job.json it
-                        give(proc)  # could not read, say); a no-op for a job that has one
+                    if running[proc] is not None and os.read(proc.stdout.fileno(), 4096):  # done: the next one
+                        _fail_if_unfinished(running[proc], "its worker ended it without a final status")  # (a
+                        give(proc)  # job.json it could not read, say); a no-op for a job that has one
                 if proc.poll() is not None:  # the job it holds (if any) was not done: it gets a final status
-                    r, job = running.pop(proc)
-                    os.close(r)
+                    job = running.pop(proc)
+                    proc.stdout.close()
                     if job is not None:
                         _fail_if_unfinished(job, f"worker killed by signal {-proc.returncode}" if proc.returncode < 0
                                             else f"worker exited with code {proc.returncode}")
@@ -530,14 +521,14 @@ def _run_local(todo: list[Job], workers: int, threads: int, lines: _Lines) -> No
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
-        for proc, (r, job) in running.items():
+        for proc, job in running.items():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-            os.close(r)
+            proc.stdout.close()
             if job is not None:
                 _fail_if_unfinished(job, "the sweep was stopped", "interrupted")
 

@@ -1,10 +1,11 @@
-"""Worker process of a local sweep: ``python -m lazyhasty.runs.worker FD`` runs prepared jobs one after another.
+"""Worker process of a local sweep: ``python -m lazyhasty.runs.worker`` runs prepared jobs one after another.
 
-It reads one job folder per line on stdin and, after each job, writes the job's final status as one line to file
-descriptor FD (a pipe to the sweep). Its stdout and stderr go to the running job's ``worker.log``. One process runs
-many jobs, so a sweep of small cells pays for Python and torch's import once per worker, not once per cell; between
-jobs torch.compile's caches are reset, so every job compiles (or not) as it would in a process of its own.
-A job that fails is recorded as failed and the worker goes on; a signal ends the worker (its job says interrupted).
+It reads one job folder per line on stdin and, after each job, writes the job's final status as one line to the
+stdout it was started with (a pipe to the sweep). While a job runs, stdout and stderr go to its ``worker.log``.
+One process runs many jobs, so a sweep of small cells pays for Python and torch's import once per worker, not once
+per cell; between jobs torch.compile's caches are reset, so every job compiles (or not) as it would in a process of
+its own. A job that fails is recorded as failed and the worker goes on; a signal ends the worker (its job says
+interrupted).
 """
 
 import os
@@ -22,8 +23,8 @@ def _into(fd: int) -> None:
     os.dup2(fd, 2)
 
 
-def serve(done_fd: int) -> int:
-    between = os.dup(2)  # the sweep's stderr: what the worker says between jobs
+def serve() -> int:
+    done, between = os.dup(1), os.dup(2)  # the pipe to the sweep; the sweep's stderr (what is said between jobs)
     for line in sys.stdin:
         job_dir = line.strip()
         log = os.open(os.path.join(job_dir, "worker.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
@@ -43,14 +44,14 @@ def serve(done_fd: int) -> int:
         _into(between)
         if "torch._dynamo" in sys.modules:  # the next job compiles as a fresh process would (no cache limit reached)
             sys.modules["torch._dynamo"].reset()
-        os.write(done_fd, f"{status}\n".encode())
+        os.write(done, f"{status}\n".encode())
     return 0
 
 
 if __name__ == "__main__":
     try:
         with signals_interrupt():
-            code = serve(int(sys.argv[1]))
+            code = serve()
     except KeyboardInterrupt:  # a signal between two jobs: nothing is running
         code = 130
     sys.exit(code)
