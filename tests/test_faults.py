@@ -434,3 +434,18 @@ def test_sweep_status_reads_without_running(tmp_path, capsys):
     assert not victim.exists()  # nothing was re-run
     code = main(["sweep", "--status", str(tmp_path)])
     assert code == 2 and "not a readable sweep folder" in capsys.readouterr().err
+
+
+def test_a_signal_that_c_code_turned_into_another_error_still_reads_interrupted():
+    """SIGTERM during an extension module's import reaches Python as ImportError('initialization failed') raised
+    from the signal's exception (seen in CI: scipy's HiGHS wrapper): the job is interrupted, not failed."""
+    from lazyhasty.errors import Interrupted, stopped_by
+
+    try:
+        try:
+            raise Interrupted("SIGTERM")
+        except Interrupted as signal_error:
+            raise ImportError("initialization failed") from signal_error
+    except ImportError as e:
+        assert stopped_by(e) == ("interrupted", "interrupted by SIGTERM")
+    assert stopped_by(ValueError("bad")) == ("failed", "ValueError: bad")

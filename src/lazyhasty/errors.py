@@ -88,7 +88,14 @@ class Deferred:
 def stopped_by(e: BaseException) -> tuple[str, str]:
     """(final status, reason) of a run or job that the exception ``e`` ended: ``interrupted`` for Ctrl-C, the
     signals above and an exit of the process (e.g. submitit's after requeueing a pre-empted job), ``failed`` for
-    anything else."""
+    anything else. A signal that C code turned into another error (an extension module's import raising
+    ImportError from it) still reads ``interrupted``."""
+    cause = e
+    for _ in range(20):  # the chain of causes, bounded
+        if cause is None or isinstance(cause, KeyboardInterrupt):
+            break
+        cause = cause.__cause__ or cause.__context__
+    e = cause if isinstance(cause, KeyboardInterrupt) else e
     if isinstance(e, KeyboardInterrupt):
         return "interrupted", f"interrupted by {e}" if str(e) else "interrupted by SIGINT (Ctrl-C)"
     if isinstance(e, SystemExit):

@@ -11,7 +11,7 @@ interrupted).
 import os
 import sys
 
-from ..errors import signals_interrupt
+from ..errors import signals_interrupt, stopped_by
 from .sweep import run_job
 
 
@@ -36,11 +36,13 @@ def serve() -> int:
         except KeyboardInterrupt as e:  # job.json already says interrupted
             print(f"interrupted: {str(e) or 'SIGINT'}", file=sys.stderr)
             return 130
-        except Exception:
+        except Exception as e:
             import traceback
 
-            traceback.print_exc()  # into the job's worker.log; job.json already says failed
-            status = "failed"
+            traceback.print_exc()  # into the job's worker.log; job.json already says failed (or interrupted)
+            status = stopped_by(e)[0]
+            if status == "interrupted":  # a signal that C code turned into another error: end as for a signal
+                return 130
         _into(between)
         if "torch._dynamo" in sys.modules:  # the next job compiles as a fresh process would (no cache limit reached)
             sys.modules["torch._dynamo"].reset()
