@@ -277,3 +277,70 @@ def test_a_proposal_of_the_wrong_shape_is_refused(data):
     ens = Ensemble([KINDS["alpha"](s, k) for k, s in enumerate(SEEDS)])
     with pytest.raises(ValueError, match=r"Broken.proposal gave .* the shape"):
         train(ens, data, loss="bce", stepper=Broken(0.1), stop=Stop(max_steps=2), compile=True, progress=False)
+
+
+def own_sets(n=40):
+    """One training set per member (its own draw), each with its own groups (yin-yang regions) and a group that is
+    empty in one of them."""
+    from lazyhasty import Split
+    sets = [yinyang(n, seed=20 + k, dtype=torch.float64) for k in range(len(SEEDS))]
+    return [Split(d.x, d.y, {**d.groups, "some": torch.arange(k)}) for k, d in enumerate(sets)]
+
+
+def own_probe(ctx):
+    """An unbatched probe: what a run sees as its training split (its own set's targets)."""
+    return [("train", "all", "y_sum", float(ctx.splits["train"].y.sum()))]
+
+
+@pytest.mark.parametrize("kind,compiled", [("plain", False), ("alpha", False), ("alpha", True),
+                                           ("linearized", False)])
+@pytest.mark.parametrize("stepper", [GD(0.3), SGD(0.1, momentum=0.9, batch_size=16)], ids=["gd", "sgd-momentum"])
+def test_members_on_their_own_training_sets_follow_their_single_runs(kind, compiled, stepper):
+    """train(ensemble, [set_0, ..., set_E-1]): member k trains on its own set, evaluated as one computation, exactly
+    as its single run on that set does (float64): parameters, losses, steps (a loss target stops members at
+    different steps), and every probe row, the batched loss probe with groups and an unbatched probe reading
+    ctx.splits["train"] included; eager and compiled."""
+    from lazyhasty import loss_probe, parameter_distance_probe
+
+    sets, test = own_sets(), yinyang(30, seed=9, dtype=torch.float64)
+    stop, probes = Stop(max_steps=80, loss_below=0.55), (loss_probe, parameter_distance_probe, own_probe)
+    kw = dict(loss="bce", stepper=stepper, stop=stop, data_seed=7, splits={"test": test}, probes=probes,
+              progress=False)
+    ens = Ensemble([KINDS[kind](s, k) for k, s in enumerate(SEEDS)])
+    results = train(ens, sets, compile=compiled, **kw)
+    if isinstance(stepper, GD):
+        assert 0 < min(r.steps for r in results) < max(r.steps for r in results)
+    for k, s in enumerate(SEEDS):
+        single = KINDS[kind](s, k)
+        theta0 = torch.cat([p.detach().flatten() for p in network(single).parameters()])
+        r = train(single, sets[k], compile=False, **kw)
+        assert results[k].steps == r.steps
+        assert_follows(ens.member(k), single, theta0, tol=1e-9)
+        np.testing.assert_allclose(results[k].trace["loss"], r.trace["loss"], rtol=1e-10)
+        m_ens, m_one = results[k].metrics, r.metrics
+        assert m_ens[["step", "split", "group", "metric"]].equals(m_one[["step", "split", "group", "metric"]])
+        assert {"disk", "all"} <= set(m_ens.group) and "y_sum" in set(m_ens.metric)
+        assert ("some" in set(m_ens.group)) == (k > 0)  # an empty group has no rows
+        np.testing.assert_allclose(m_ens["value"], m_one["value"], rtol=1e-9, atol=1e-12)
+    assert len({float(r.metrics.query("metric == 'y_sum'").value.iloc[0]) for r in results}) == len(SEEDS)
+
+
+def test_own_training_sets_are_checked():
+    """A list of training sets must hold one Split per member with one length, shapes and group names; the batched
+    probes' view of them refuses to be read as one split."""
+    from lazyhasty import Split
+    from lazyhasty.dynamics.probes import OwnSets
+
+    sets = own_sets()
+    ens = Ensemble([KINDS["alpha"](s, k) for k, s in enumerate(SEEDS)])
+    kw = dict(loss="bce", stepper=GD(0.1), stop=Stop(max_steps=2), progress=False)
+    with pytest.raises(ValueError, match="one Split per member"):
+        train(ens, sets[:2], **kw)
+    with pytest.raises(ValueError, match="set 2 differs"):
+        train(ens, [*sets[:2], yinyang(41, seed=1, dtype=torch.float64)], **kw)
+    with pytest.raises(ValueError, match="set 1 differs"):
+        train(ens, [sets[0], Split(sets[1].x, sets[1].y, {"other": torch.arange(9)}), sets[2]], **kw)
+    with pytest.raises(ValueError, match="one block per member"):
+        ens.own(sets[0].x)
+    with pytest.raises(TypeError, match="its own set"):
+        OwnSets(tuple(sets)).y

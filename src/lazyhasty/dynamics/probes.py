@@ -153,26 +153,29 @@ def _group_means(split: Split) -> tuple[list[str], torch.Tensor]:
 
 def _loss_probe_batched(batch: BatchContext) -> list[list[Row]]:
     """:func:`loss_probe` for several members at once: one loss evaluation and one matrix product per split and
-    metric instead of one per member and group."""
+    metric instead of one per member and group (one per member for per-member training sets, whose groups are each
+    member's own)."""
     T = len(batch.members)
     rows: list[list[Row]] = [[] for _ in range(T)]
     for name, split in batch.splits.items():
         out = batch.outputs(name)  # (T, n, ...)
         n = out.shape[1]
-        flat, y = out.flatten(0, 1), split.y.expand(T, *split.y.shape).flatten(0, 1)
-        groups, W = batch.group_means(name, split)
-        W = W.to(out.device)
+        flat, y = out.flatten(0, 1), batch.targets(name).flatten(0, 1)
         w = batch.weights if name == "train" else None  # (T, n): each member's own training examples
-        if w is not None:  # group means over the member's own examples: sum_i w_i l_i 1[i in g] / sum_i w_i 1[i in g]
-            mask = (W > 0).double()  # (G + 1, n)
-            w = w.double()
-            own = w @ mask.T  # (T, G + 1)
+        blocks = [(list(range(T)), *batch.group_means(name, split))] if not isinstance(split, OwnSets) else \
+            [([t], *batch.group_means(name, split.sets[k], k)) for t, k in enumerate(batch.members)]
         for metric, per in (("loss", batch.loss(flat, y)), ("accuracy", batch.loss.correct(flat, y)),
                             ("margin", batch.loss.margin(flat, y))):
             per = per.reshape(T, n).double()
-            means = (per @ W.T if w is None else ((per * w) @ mask.T) / own).tolist()  # (T, G + 1)
-            for t in range(T):
-                rows[t] += [(name, g, metric, v) for g, v in zip(groups, means[t])]
+            for ts, groups, W in blocks:
+                W = W.to(out.device)
+                if w is None:
+                    means = (per[ts] @ W.T).tolist()  # (t, G + 1)
+                else:  # over the member's own examples: sum_i w_i l_i 1[i in g] / sum_i w_i 1[i in g]
+                    mask, ww = (W > 0).double(), w[ts].double()
+                    means = (((per[ts] * ww) @ mask.T) / (ww @ mask.T)).tolist()
+                for t, m in zip(ts, means):
+                    rows[t] += [(name, g, metric, v) for g, v in zip(groups, m)]
     return rows
 
 
@@ -214,10 +217,38 @@ class BatchContext:
     cache: dict = field(default_factory=dict, repr=False)
     weights: torch.Tensor | None = None  # (T, n) example weights of the training split (``train(weights=)``)
 
-    def group_means(self, name: str, split: Split) -> tuple[list[str], torch.Tensor]:
-        if name not in self.cache:
-            self.cache[name] = _group_means(split)
-        return self.cache[name]
+    def group_means(self, name: str, split: Split, member: int | None = None) -> tuple[list[str], torch.Tensor]:
+        """:func:`_group_means` of a split (of a member's own training set), computed once per engine."""
+        key = name if member is None else (name, member)
+        if key not in self.cache:
+            self.cache[key] = _group_means(split)
+        return self.cache[key]
+
+    def targets(self, name: str) -> torch.Tensor:
+        """Each member's targets on a split, (T, n, ...): its own for per-member training sets (:class:`OwnSets`)."""
+        split = self.splits[name]
+        if isinstance(split, OwnSets):
+            return torch.stack([split.sets[k].y for k in self.members])
+        return split.y.expand(len(self.members), *split.y.shape)
+
+
+@dataclass(frozen=True)
+class OwnSets:
+    """The ``"train"`` split a batched probe sees when each member of an ensemble trains on its own set
+    (``train(ensemble, [set_0, ..., set_E-1])``): member k's set is ``sets[k]`` (one length and group names).
+    Its inputs, targets and groups differ per member, so they are read per member (``sets[k]``, ``batch.targets``,
+    ``batch.outputs``), never as one split's."""
+
+    sets: tuple[Split, ...]
+
+    def __len__(self) -> int:
+        return len(self.sets[0])
+
+    def __getattr__(self, name):
+        if name in ("x", "y", "groups"):
+            raise TypeError(f"each member trains on its own set: read member k's {name} from sets[k] (or "
+                            "batch.targets / batch.outputs), not from one split")
+        raise AttributeError(name)
 
 
 loss_probe.batched = _loss_probe_batched  # the engine calls these for the members measured at one point

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map, tree_structure
 
 from ..data.groups import Split
 from ..data.inputs import chunks, leaves, take
@@ -38,7 +39,7 @@ from ..models.ensemble import Ensemble
 from ..models.regimes import _Regime, running_stats
 from . import checkpoint as checkpoints
 from .losses import Loss, check_data, get_loss
-from .probes import DEFAULT_PROBES, BatchContext, Probe, ProbeContext, Schedule
+from .probes import DEFAULT_PROBES, BatchContext, OwnSets, Probe, ProbeContext, Schedule
 from .progress import Progress, run_fraction
 from .steppers import Evaluation, Stepper, per_member
 
@@ -214,7 +215,7 @@ def _mode_free(ens) -> bool:
     return all(free(m, isinstance(member, _Regime)) for member in ens.members for m in member.modules())
 
 
-def _compiled(ens: Ensemble, loss: Loss, weights: torch.Tensor | None, stepper: Stepper):
+def _compiled(ens: Ensemble, loss: Loss, weights: torch.Tensor | None, stepper: Stepper, own: bool):
     """``train(compile=True)``: one torch.compile'd function of the stacked parameters P giving the gradient and value
     of the objective (:func:`member_losses`, as the eager step) and, for a stepper with a :meth:`~Stepper.proposal`
     and more than one member, writing the parameters after its step into Q (the step fused with the gradient
@@ -227,8 +228,8 @@ def _compiled(ens: Ensemble, loss: Loss, weights: torch.Tensor | None, stepper: 
 
     def objective(P, f0, x, y, weight, index):
         """sum_k L_k / alpha_k^2 over the live members k, as a pure function of the stacked parameters P."""
-        out = ens.outputs(P, f0, (x,), {})  # (E, m, ...)
-        mean, per = member_losses(loss, out, y, weights, index)
+        out = ens.outputs(P, f0, (x,), {}, own)  # (E, m, ...)
+        mean, per = member_losses(loss, out, y, weights, index, own)
         return mean @ weight, (mean, out, per)
 
     def step(P, Q, live, *args):
@@ -276,7 +277,7 @@ _NOTED: set[str] = set()
 
 def train(
     model: nn.Module,
-    train_set: Split,
+    train_set: Split | Sequence[Split],
     *,
     loss: Loss | str,
     stepper: Stepper,
@@ -300,7 +301,9 @@ def train(
     Args:
         model: any module, usually a regime wrapper (``AlphaScaled``, ``Linearized``; its alpha sets the
             learning-rate scale 1/alpha^2), or an ``Ensemble`` of such modules.
-        train_set: the training examples; also probed as split ``"train"``.
+        train_set: the training examples; also probed as split ``"train"``. For an ensemble, a list of one set
+            per member (one length, input shapes and groups) trains each member on its own set, evaluated as one
+            computation (:meth:`Ensemble.own`); a probe then sees member k's set as ``ctx.splits["train"]``.
         loss: a :class:`Loss` or its name; must return one loss per example.
         stepper: ``GD``, ``SGD``, ``GradientFlow`` or ``MomentumFlow``.
         stop: budgets and targets, applied to each run (member) on its own.
@@ -346,6 +349,7 @@ def train(
     """
     single = not isinstance(model, Ensemble)
     ens = Ensemble([model]) if single else model
+    train_set = _own_sets(ens, train_set) if not isinstance(train_set, Split) else train_set
     ids, sinks = _ids_and_sinks(ens, single, run_id, record, weights, len(train_set))
     engine = None
     try:
@@ -361,6 +365,24 @@ def train(
     results = [TrainResult(r.status, r.reason, r.converged, r.step, r.t, *r.tables(), r.wall_s, r.probe_s, r.info)
                for r in engine.runs]
     return results[0] if single else results
+
+
+def _own_sets(ens: Ensemble, sets: Sequence[Split]) -> OwnSets:
+    """Per-member training sets, checked: one per member, every one a Split of one length, input structure and
+    shapes, target shape and dtype, and group names (a group's examples are each set's own)."""
+    sets = tuple(sets)
+    if len(sets) != len(ens) or not all(isinstance(s, Split) for s in sets):
+        raise ValueError(f"train_set must be a Split, or a list of one Split per member ({len(ens)}), got "
+                         f"{len(sets)} item(s) of types {sorted({type(s).__name__ for s in sets})}")
+    def layout(s: Split):
+        return (tree_structure(s.x), [(t.shape, t.dtype) for t in leaves(s.x)], s.y.shape, s.y.dtype,
+                sorted(s.groups))
+    ref = layout(sets[0])
+    for k, s in enumerate(sets[1:], 1):
+        if layout(s) != ref:
+            raise ValueError(f"the members' training sets must share their length, input and target shapes, dtypes "
+                             f"and group names: set {k} differs from set 0")
+    return OwnSets(sets)
 
 
 def _ids_and_sinks(ens: Ensemble, single: bool, run_id, record, weights, n: int) -> tuple[list[str], list]:
@@ -407,13 +429,13 @@ def _close_on_error(e: BaseException, sinks: list, runs: list[_Run]) -> None:
 
 
 def member_losses(loss: Loss, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None,
-                  index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  index: torch.Tensor | None = None, own: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The objective's terms, a pure function shared by the eager and the compiled step: (E, m, ...) outputs and
-    (m, ...) targets -> each member's mean loss (E,) and every example's loss (E m,), member by member.
-    With ``weights`` (E, n) (and the batch's ``index`` (m,), None for the full set) a member's mean is
-    sum_i w_i l_i / sum_i w_i."""
-    E, m = out.shape[0], y.shape[0]
-    per = loss(out.flatten(0, 1), y if E == 1 else y.expand(E, *y.shape).flatten(0, 1))
+    (m, ...) targets (``own``: (E, m, ...), each member's own) -> each member's mean loss (E,) and every example's
+    loss (E m,), member by member. With ``weights`` (E, n) (and the batch's ``index`` (m,), None for the full set)
+    a member's mean is sum_i w_i l_i / sum_i w_i."""
+    E, m = out.shape[0], y.shape[int(own)]
+    per = loss(out.flatten(0, 1), y.flatten(0, 1) if own else y if E == 1 else y.expand(E, *y.shape).flatten(0, 1))
     if per.shape != (E * m,):
         raise ValueError(f"loss {type(loss).__name__} returned shape {tuple(per.shape)} for {m} examples; a loss "
                          "must return one value per example")
@@ -465,13 +487,16 @@ class _Engine:
     measure), ``measure`` (probes), ``decide`` (the stop rule), ``finish`` (a run's final status), ``advance`` (the
     stepper's update and the clocks). ``loop`` joins them; ``saved``/``restore`` are its checkpoint as data."""
 
-    def __init__(self, ens: Ensemble, train_set: Split, loss: Loss, stepper: Stepper, stop: Stop,
+    def __init__(self, ens: Ensemble, train_set: Split | OwnSets, loss: Loss, stepper: Stepper, stop: Stop,
                  splits: dict[str, Split], probes: Sequence[Probe], schedule: Schedule, data_seed: int,
                  weights: torch.Tensor | None, compile: bool | None):
         self.ens, self.train_set, self.loss, self.stepper, self.stop = ens, train_set, loss, stepper, stop
         self.splits, self.probes, self.schedule, self.data_seed, self.weights = splits, probes, schedule, \
             data_seed, weights
         self.params = ens.params
+        self.own = isinstance(train_set, OwnSets)  # each member on its own set: x (E, n, ...), y (E, n, ...)
+        self.x, self.y = (tree_map(lambda *ts: torch.stack(ts), *[s.x for s in train_set.sets]),
+                          torch.stack([s.y for s in train_set.sets])) if self.own else (train_set.x, train_set.y)
         # eta / alpha^2, the one place the rule lives: the objective is sum_k L_k / alpha_k^2 over the live members
         self.weight = 1.0 / ens.alphas**2  # (E,): 1 / alpha_k^2 for a member still training, 0 once it has stopped
         self.live = torch.ones(len(ens), dtype=torch.bool, device=self.weight.device)
@@ -485,8 +510,9 @@ class _Engine:
         if compile:
             self.compile()
         self.f0_full: dict[bool, torch.Tensor | None] = {}  # f_theta0 on the whole training set, per mode
+        self.f0_splits: dict[tuple, torch.Tensor | None] = {}  # f_theta0 on each block of a probe split, per mode
         self.mode_free = _mode_free(ens)  # the same outputs in train and eval mode: the step's outputs are reused
-        self.whole = any(not hasattr(p, "batched") for p in probes)  # a probe needs each member as a module
+        self.each = any(not hasattr(p, "batched") for p in probes)  # a probe needs each member as a module
         self.group_cache: dict = {}
         self.runs: list[_Run] = []
         self.cur: Evaluation | None = None
@@ -507,13 +533,31 @@ class _Engine:
     def start(self, ids: list[str], sinks: list) -> None:
         """Check the data against the loss on every split and open one run per member at its initial loss."""
         with torch.no_grad():
-            out0 = torch.cat([self.ens(xb) for xb in chunks(self.train_set.x, 4096)], dim=1)
+            out0 = self.whole(self.x, self.own)
             for name, split in self.splits.items():
-                check_data(self.loss, tuple(out0.shape[2:]), split, name)
-            per = member_losses(self.loss, out0, self.train_set.y)[1].double()
+                for one in split.sets if isinstance(split, OwnSets) else (split,):
+                    check_data(self.loss, tuple(out0.shape[2:]), one, name)
+            per = member_losses(self.loss, out0, self.y, own=self.own)[1].double()
             loss0 = _means(per, len(self.ens), self.weights, None).cpu().numpy()
         self.runs = [_Run(rid, sink, self.schedule.milestones(float(l0)), float(l0))
                      for rid, sink, l0 in zip(ids, sinks, loss0)]
+
+    def whole(self, x, own: bool = False) -> torch.Tensor:
+        """Every member's outputs on a whole set, (E, n, ...), in blocks of 4096 examples (``own``: x holds each
+        member's own examples, (E, n, ...))."""
+        if not own:
+            return torch.cat([self.ens(xb) for xb in chunks(x, 4096)], dim=1)
+        n = leaves(x)[0].shape[1]
+        blocks = [slice(i, i + 4096) for i in range(0, n, 4096)]
+        return torch.cat([self.ens.own(tree_map(lambda t, b=b: t[:, b], x)) for b in blocks], dim=1)
+
+    def batch(self, index: torch.Tensor | None):
+        """The training inputs and targets of the batch ``index`` (None: the whole set)."""
+        if index is None:
+            return self.x, self.y
+        if self.own:
+            return tree_map(lambda t: t[:, index], self.x), self.y[:, index]
+        return take(self.x, index), self.y[index]
 
     @property
     def all_live(self) -> bool:
@@ -523,8 +567,8 @@ class _Engine:
         """Every member at once on the batch ``index`` (None: the whole training set). Stopped or diverged
         members are masked out of everything a stepper sees (loss, gradients, outputs), so that one member's NaN
         never reaches another's update."""
-        ens, ts = self.ens, self.train_set
-        x, y = (ts.x, ts.y) if index is None else (take(ts.x, index), ts.y[index])
+        ens = self.ens
+        x, y = self.batch(index)
         proposal = None
         if self.compile_at is not None and sum(r.step for r in self.runs) >= self.compile_at:
             self.compile()  # the default rule's switch: by steps taken, so a resumed run evaluates each point as before
@@ -533,7 +577,7 @@ class _Engine:
             with ens.evaluating():  # compiled graph a training graph, saving activations for nothing
                 f0 = self.f0_full.get(ens.training) if index is None else None
                 if f0 is None:
-                    f0 = ens.f0(x)
+                    f0 = ens.f0(x, own=self.own)
                     if index is None:
                         self.f0_full[ens.training] = f0
                 try:
@@ -551,8 +595,8 @@ class _Engine:
             if self.scratch:
                 proposal = [self.scratch[k] for k in ens._names]
         else:
-            out = ens(x)  # (E, m, ...)
-            mean, per = member_losses(self.loss, out, y, self.weights, index)
+            out = ens.own(x) if self.own else ens(x)  # (E, m, ...)
+            mean, per = member_losses(self.loss, out, y, self.weights, index, self.own)
             grads = ens.gradients(mean @ self.weight)  # d/dtheta of sum_k L_k / alpha_k^2 over the live members k
         out = out.detach()
         if not self.all_live:
@@ -579,18 +623,40 @@ class _Engine:
                 todo[k] = m
         return todo, ending
 
-    def outputs(self, stacked: dict[str, torch.Tensor], name: str) -> torch.Tensor:
-        """Every member's outputs on a split (E, n, ...), computed once per point; for a full-batch step of a
-        network that computes the same in eval mode, the training outputs are the step's own."""
+    def outputs(self, stacked: dict[str, torch.Tensor], name: str, ix: torch.Tensor) -> torch.Tensor:
+        """The outputs of the members measured at this point (``ix``, (T,)) on a split, (T, n, ...), computed once
+        per point; for a full-batch step of a network that computes the same in eval mode, the training outputs are
+        the step's own."""
         if name not in stacked:
             cur = self.cur
             if name == "train" and self.mode_free and self.stepper.full_batch and cur is not None \
                     and cur.index is None:
-                stacked[name] = cur.out
+                stacked[name] = cur.out[ix]
             else:
                 with torch.no_grad():
-                    stacked[name] = torch.cat([self.ens(xb) for xb in chunks(self.splits[name].x, 4096)], dim=1)
+                    stacked[name] = self.on_split(name, ix)
         return stacked[name]
+
+    def on_split(self, name: str, ix: torch.Tensor) -> torch.Tensor:
+        """Members ``ix``'s outputs on a split, (T, n, ...): only theirs, from f_theta0 on each block of the split
+        computed once per call (an ensemble of plain or AlphaScaled members; otherwise every member, as called)."""
+        ens, own = self.ens, name == "train" and self.own
+        x = self.x if own else self.splits[name].x
+        if len(ens) == 1 or ens.linear:  # the member called as it is / the linearisation's own cache
+            return self.whole(x, own)[ix]
+        n = leaves(x)[0].shape[int(own)]
+        P = {k: p.detach()[ix] for k, p in zip(ens._names, self.params)}
+        out = []
+        with ens.evaluating():
+            for b in [slice(i, i + 4096) for i in range(0, n, 4096)]:
+                xb = tree_map(lambda t, b=b: t[:, b] if own else t[b], x)
+                key = (name, b.start, ens.training)
+                if key not in self.f0_splits:
+                    self.f0_splits[key] = ens.f0(xb, own=own)
+                f0 = self.f0_splits[key]
+                out.append(ens.outputs(P, None if f0 is None else f0[ix], (tree_map(lambda t: t[ix], xb) if own
+                                                                          else xb,), {}, own, ix))
+        return torch.cat(out, 1)
 
     def measure(self, todo: dict[int, int | None]) -> dict[int, ProbeContext]:
         """Run the probes for each member k in ``todo`` (k -> milestone); probes with a ``batched`` form run once
@@ -604,16 +670,17 @@ class _Engine:
         ix = torch.tensor(list(todo), device=self.params[0].device)
         ctxs = {}
         try:
-            batch = BatchContext(list(todo), self.splits, self.loss, lambda name: self.outputs(stacked, name)[ix],
+            batch = BatchContext(list(todo), self.splits, self.loss, lambda name: self.outputs(stacked, name, ix),
                                  [q.detach()[ix] for q in self.params],
                                  [q[ix] for q in ens.stacked_params0().values()], self.group_cache,
                                  None if self.weights is None else self.weights[ix])
             done = {id(probe): probe.batched(batch) for probe in self.probes if hasattr(probe, "batched")}
             for pos, (k, milestone) in enumerate(todo.items()):
                 r = runs[k]
-                ctx = ProbeContext(ens.member(k) if self.whole else None, self.splits, self.loss, r.step, r.t,
-                                   ens.params0(k) if self.whole else {}, milestone, r.run_id,
-                                   source=lambda name, k=k: self.outputs(stacked, name)[k])
+                splits = {**self.splits, "train": self.train_set.sets[k]} if self.own else self.splits
+                ctx = ProbeContext(ens.member(k) if self.each else None, splits, self.loss, r.step, r.t,
+                                   ens.params0(k) if self.each else {}, milestone, r.run_id,
+                                   source=lambda name, pos=pos: self.outputs(stacked, name, ix)[pos])
                 for probe in self.probes:
                     rows = done[id(probe)][pos] if id(probe) in done else probe(ctx)
                     r.rows += [(r.run_id, r.step, r.t, milestone, split, group, metric, float(value))
@@ -633,14 +700,15 @@ class _Engine:
             ix = torch.tensor(list(ctxs), device=self.params[0].device)
             finite = dict(zip(ctxs, torch.stack([torch.isfinite(p.detach()[ix]).flatten(1).all(1)
                                                  for p in self.params]).all(0).tolist()))
-        full, out, y = self.stepper.full_batch, self.cur.out, self.train_set.y
+        full, out = self.stepper.full_batch, self.cur.out
         for k in [k for k in self.new if k not in ending]:
             r, ctx = self.runs[k], ctxs.get(k)
             if ctx is not None and not finite[k]:
                 r.status, r.reason = "diverged", f"non-finite parameters at step {r.step} (t = {r.t:.4g})"
             else:  # a minibatch run's margins are checked on the full training set, at measurement points
                 margins = lambda k=k, ctx=ctx: self.loss.margin(  # noqa: E731
-                    out[k] if full else ctx.outputs("train"), y) if full or ctx is not None else None
+                    out[k] if full else ctx.outputs("train"), self.y[k] if self.own else self.y) \
+                    if full or ctx is not None else None
                 r.reason, r.converged = stop_rule(self.stop, r, margins, ctx is not None)
             if r.reason:
                 ending.append(k)
@@ -679,7 +747,7 @@ class _Engine:
         ok, why = (True, "") if not self.fallback else can_compile(device)
         if not ok:
             return _note(f"torch.compile does not work on {device} here ({why}): training eagerly")
-        self.compiled, fused = _compiled(self.ens, self.loss, self.weights, self.stepper)
+        self.compiled, fused = _compiled(self.ens, self.loss, self.weights, self.stepper, self.own)
         self.scratch = {k: torch.empty_like(p) for k, p in zip(self.ens._names, self.params)} if fused else {}
 
     def advance(self) -> None:
@@ -805,7 +873,7 @@ class _Checkpoint:
             "schedule": repr(e.schedule), "loss": type(e.loss).__name__, "data_seed": int(e.data_seed),
             "splits": {k: len(v) for k, v in e.splits.items()},
             "probes": [getattr(p, "__qualname__", type(p).__qualname__) for p in e.probes],
-            "data": checkpoints.digest(*leaves(e.train_set.x), e.train_set.y, e.weights),
+            "data": checkpoints.digest(*leaves(e.x), e.y, e.weights),
             "compile": e.compile_at if e.compiled is None else 0,  # paths round differently: a resume takes the same
             "run_ids": [r.run_id for r in e.runs] if named else None}
         return cls(path, every, checkpoint is not None or ctx.resume, checkpoint is not None, fingerprint,

@@ -20,7 +20,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.utils._pytree import tree_map
 
+from ..data.inputs import leaves
 from .regimes import (
     AlphaScaled,
     Linearized,
@@ -105,7 +107,7 @@ class Ensemble(nn.Module):
         self.register_buffer("alphas", torch.tensor([float(getattr(m, "alpha", 1.0)) for m in members], dtype=dtype))
         self.register_buffer("c", torch.tensor([m.c if isinstance(m, AlphaScaled) else 1.0 for m in members],
                                                dtype=dtype))
-        self._cache = _InputCache(cache_size)
+        self._caches = (_InputCache(cache_size), _InputCache(cache_size))  # shared inputs, own inputs
         self._lookup: dict = {}  # leaves, theta0 and constants by name, rebuilt after .to()
 
     def __len__(self) -> int:
@@ -156,28 +158,46 @@ class Ensemble(nn.Module):
         return self.members[k]
 
     # -- evaluation -------------------------------------------------------------------------------------
-    def _fn(self, args: tuple, kwargs: dict) -> Callable[[dict], torch.Tensor]:
-        """Stacked parameters -> stacked network outputs on the given inputs: {name: (E, *shape)} -> (E, n, ...)."""
+    def _fn(self, args: tuple, kwargs: dict, own: bool = False, members: torch.Tensor | None = None
+            ) -> Callable[[dict], torch.Tensor]:
+        """Stacked parameters -> stacked network outputs on the given inputs: {name: (E, *shape)} -> (E, n, ...);
+        ``own``: every input tensor is (E, n, ...), member k's inputs at [k]; ``members``: the parameters (and
+        inputs) are those of these members only (an index tensor (T,)), whose constants are then used."""
         if "consts" not in self._lookup:  # looked up once: torch.compile then guards these, not all E members
             self._lookup["net"] = _network(self.members[0])  # the template: functional_call swaps every tensor
             self._lookup["consts"] = {n: getattr(self, f"const_{i}") for i, n in enumerate(self._const_names)}
         net, consts = self._lookup["net"], self._lookup["consts"]
+        if members is not None:
+            consts = {n: c[members] for n, c in consts.items()}
 
-        def one(p, c):
-            return functional_call(net, (p, c), args, kwargs, tie_weights=self._tied)
+        def one(p, c, a):
+            return functional_call(net, (p, c), a, kwargs, tie_weights=self._tied)
 
-        return lambda P: vmap(one)(P, consts)
+        return lambda P: vmap(one, in_dims=(0, 0, 0 if own else None))(P, consts, args)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self._evaluate(args, kwargs, False)
+
+    def own(self, *args, **kwargs) -> torch.Tensor:
+        """Each member on its own inputs: every input tensor is (E, n, ...), member k's inputs at [k] (per-member
+        training sets, ``train(ensemble, [set_0, ..., set_E-1])``) -> (E, n, ...)."""
+        bad = [tuple(t.shape) for t in leaves(args) if t.ndim == 0 or t.shape[0] != len(self)]
+        if bad:
+            raise ValueError(f"own inputs must hold one block per member along dimension 0 ({len(self)}), got "
+                             f"shapes {bad}")
+        return self._evaluate(args, kwargs, True)
+
+    def _evaluate(self, args: tuple, kwargs: dict, own: bool) -> torch.Tensor:
         if len(self) == 1:  # an ensemble of one is its member, called as it is, with a member axis added
-            return self.members[0](*args, **kwargs)[None]
+            return self.members[0](*(tree_map(lambda t: t[0], args) if own else args), **kwargs)[None]
         with self.evaluating():
             P = dict(zip(self._names, self._stacked))
             if self.linear:
                 P0 = self.stacked_params0()
                 delta = {n: p - P0[n] for n, p in P.items()}
-                return linear_output(self._cache, self._fn(args, kwargs), P0, delta, args, kwargs, self.training)
-            return self.outputs(P, self.f0(*args, **kwargs), args, kwargs)
+                return linear_output(self._caches[own], self._fn(args, kwargs, own), P0, delta, args, kwargs,
+                                     self.training)
+            return self.outputs(P, self.f0(*args, own=own, **kwargs), args, kwargs, own)
 
     @contextmanager
     def evaluating(self):
@@ -195,23 +215,29 @@ class Ensemble(nn.Module):
         with frozen_stats(net, stats), ad_kernels(net):
             yield
 
-    def f0(self, *args, **kwargs) -> torch.Tensor | None:
-        """Every member's f_theta0 on these inputs, (E, n, ...), cached per batch; None for plain members."""
+    def f0(self, *args, own: bool = False, **kwargs) -> torch.Tensor | None:
+        """Every member's f_theta0 on these inputs (``own``: as :meth:`own` takes them), (E, n, ...), cached per
+        batch; None for plain members."""
         if self.plain:
             return None
         P0 = self.stacked_params0()
-        return cached_f0(self._cache, lambda: self._fn(args, kwargs)(P0), args, kwargs, self.training)
+        return cached_f0(self._caches[own], lambda: self._fn(args, kwargs, own)(P0), args, kwargs, self.training)
 
-    def outputs(self, P: dict[str, torch.Tensor], f0: torch.Tensor | None, args: tuple, kwargs: dict) -> torch.Tensor:
+    def outputs(self, P: dict[str, torch.Tensor], f0: torch.Tensor | None, args: tuple, kwargs: dict,
+                own: bool = False, members: torch.Tensor | None = None) -> torch.Tensor:
         """The members' outputs (E, n, ...) as a pure function of stacked parameters ``P`` ({name: (E, *shape)}) and
-        f0 (:meth:`f0`): what torch.func differentiates and torch.compile traces. Plain and AlphaScaled members."""
-        f = self._fn(args, kwargs)(P)  # (E, n, ...)
+        f0 (:meth:`f0`): what torch.func differentiates and torch.compile traces. Plain and AlphaScaled members;
+        ``own``: inputs as :meth:`own` takes them; ``members`` (T,): P, f0 and own inputs are those of these members
+        only, -> (T, n, ...)."""
+        f = self._fn(args, kwargs, own, members)(P)  # (E, n, ...)
         if f0 is None:
             return f
         shape = (-1, *([1] * (f.ndim - 1)))
-        return alpha_output(f, f0, self.alphas.view(shape), self.c.view(shape))
+        alphas, c = (self.alphas, self.c) if members is None else (self.alphas[members], self.c[members])
+        return alpha_output(f, f0, alphas.view(shape), c.view(shape))
 
     def _apply(self, fn, *a, **k):  # .to(), .double(): cached outputs and tensors are stale afterwards
-        self._cache.clear()
+        for cache in self._caches:
+            cache.clear()
         self._lookup.clear()
         return super()._apply(fn, *a, **k)
