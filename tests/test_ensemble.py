@@ -344,3 +344,33 @@ def test_own_training_sets_are_checked():
         ens.own(sets[0].x)
     with pytest.raises(TypeError, match="its own set"):
         OwnSets(tuple(sets)).y
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_probe_splits_measured_from_kept_f0_equal_the_modules_own_outputs(members):
+    """A probe split's outputs come from f_theta0 kept per call (and, in an ensemble, only for the members measured
+    at that point): the loss probe's rows equal the loss of each run's module called on the split at the same
+    point (float64), under minibatches that would have pushed the split out of the wrapper's own cache, with
+    members measured at different points (a loss target)."""
+    from lazyhasty import BCE, loss_probe
+
+    data, test = yinyang(60, seed=4, dtype=torch.float64), yinyang(5000, seed=5, dtype=torch.float64)
+    test_ = test.x.clone()  # the module is called on another tensor: no cache can be shared with the engine
+
+    def direct(ctx):
+        with torch.no_grad():
+            return [("test", "all", "direct", float(BCE()(ctx.model(test_), test.y).mean()))]
+
+    nets = [AlphaScaled(seeded(factory, s), a) for s, a in zip(SEEDS[:members], (1.0, 30.0, 0.5))]
+    res = train(nets[0] if members == 1 else Ensemble(nets), data, loss="bce", stepper=SGD(0.2, batch_size=8),
+                stop=Stop(max_steps=120, loss_below=0.6), splits={"test": test}, probes=(loss_probe, direct),
+                progress=False, data_seed=3)
+    res = [res] if members == 1 else res
+    if members > 1:
+        assert len({r.steps for r in res}) > 1
+    for r in res:
+        m = r.metrics[(r.metrics.split == "test") & (r.metrics.group == "all")]
+        got = m[m.metric == "loss"].set_index("step").value
+        want = m[m.metric == "direct"].set_index("step").value
+        assert len(got) > 5 and got.index.equals(want.index)
+        np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-12)

@@ -14,6 +14,7 @@ different alpha share an axis.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
@@ -36,7 +37,7 @@ from ..data.inputs import chunks, leaves, take
 from ..errors import Deferred, stopped_by
 from ..metrics.progress import rises
 from ..models.ensemble import Ensemble
-from ..models.regimes import _Regime, running_stats
+from ..models.regimes import AlphaScaled, _Regime, running_stats
 from . import checkpoint as checkpoints
 from .losses import Loss, check_data, get_loss
 from .probes import DEFAULT_PROBES, BatchContext, OwnSets, Probe, ProbeContext, Schedule
@@ -639,23 +640,26 @@ class _Engine:
 
     def on_split(self, name: str, ix: torch.Tensor) -> torch.Tensor:
         """Members ``ix``'s outputs on a split, (T, n, ...): only theirs, from f_theta0 on each block of the split
-        computed once per call (an ensemble of plain or AlphaScaled members; otherwise every member, as called)."""
+        computed once per call (plain or AlphaScaled members; otherwise every member's, as the member is called)."""
         ens, own = self.ens, name == "train" and self.own
         x = self.x if own else self.splits[name].x
-        if len(ens) == 1 or ens.linear:  # the member called as it is / the linearisation's own cache
+        one = ens.members[0] if len(ens) == 1 else None  # an ensemble of one: its member, called as it is
+        if ens.linear or (one is not None and not isinstance(one, AlphaScaled)):
             return self.whole(x, own)[ix]
+        if one is not None and own:
+            x, own = tree_map(lambda t: t[0], x), False
         n = leaves(x)[0].shape[int(own)]
-        P = {k: p.detach()[ix] for k, p in zip(ens._names, self.params)}
+        P = None if one is not None else {k: p.detach()[ix] for k, p in zip(ens._names, self.params)}
         out = []
-        with ens.evaluating():
+        with ens.evaluating() if one is None else contextlib.nullcontext():
             for b in [slice(i, i + 4096) for i in range(0, n, 4096)]:
                 xb = tree_map(lambda t, b=b: t[:, b] if own else t[b], x)
                 key = (name, b.start, ens.training)
                 if key not in self.f0_splits:
-                    self.f0_splits[key] = ens.f0(xb, own=own)
+                    self.f0_splits[key] = one.f0(xb) if one is not None else ens.f0(xb, own=own)
                 f0 = self.f0_splits[key]
-                out.append(ens.outputs(P, None if f0 is None else f0[ix], (tree_map(lambda t: t[ix], xb) if own
-                                                                          else xb,), {}, own, ix))
+                out.append(one.given_f0(f0, xb)[None] if one is not None else ens.outputs(
+                    P, None if f0 is None else f0[ix], (tree_map(lambda t: t[ix], xb) if own else xb,), {}, own, ix))
         return torch.cat(out, 1)
 
     def measure(self, todo: dict[int, int | None]) -> dict[int, ProbeContext]:

@@ -278,8 +278,12 @@ class AlphaScaled(_Regime):
         return 1.0 if self.center == "keep" else 0.0
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        return self._frozen(lambda: alpha_output(self.model(*args, **kwargs), self.f0(*args, **kwargs), self.alpha,
-                                                 self.c))
+        return self.given_f0(self.f0(*args, **kwargs), *args, **kwargs)
+
+    def given_f0(self, f0: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        """The output on these inputs from ``f0``, f_theta0 on them (:meth:`f0`, kept by a caller that evaluates the
+        same inputs again, e.g. a probe split at every measurement)."""
+        return self._frozen(lambda: alpha_output(self.model(*args, **kwargs), f0, self.alpha, self.c))
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha:g}, center={self.center!r}"
