@@ -14,7 +14,6 @@ different alpha share an axis.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import sys
@@ -37,7 +36,7 @@ from ..data.inputs import chunks, leaves, take
 from ..errors import Deferred, stopped_by
 from ..metrics.progress import rises
 from ..models.ensemble import Ensemble
-from ..models.regimes import AlphaScaled, _Regime, running_stats
+from ..models.regimes import _Regime, running_stats
 from . import checkpoint as checkpoints
 from .losses import Loss, check_data, get_loss
 from .probes import DEFAULT_PROBES, BatchContext, OwnSets, Probe, ProbeContext, Schedule
@@ -510,8 +509,7 @@ class _Engine:
         self.fallback = compile is None
         if compile:
             self.compile()
-        self.f0_full: dict[bool, torch.Tensor | None] = {}  # f_theta0 on the whole training set, per mode
-        self.f0_splits: dict[tuple, torch.Tensor | None] = {}  # f_theta0 on each block of a probe split, per mode
+        self.f0_splits: dict[tuple, torch.Tensor] = {}  # f_theta0 on a whole split (training set included), per mode
         self.mode_free = _mode_free(ens)  # the same outputs in train and eval mode: the step's outputs are reused
         self.each = any(not hasattr(p, "batched") for p in probes)  # a probe needs each member as a module
         self.group_cache: dict = {}
@@ -576,11 +574,9 @@ class _Engine:
         if self.compiled is not None:
             P = {k: p.detach() for k, p in zip(ens._names, self.params)}  # leaves that require grad would make the
             with ens.evaluating():  # compiled graph a training graph, saving activations for nothing
-                f0 = self.f0_full.get(ens.training) if index is None else None
+                f0 = self.kept_f0(index)
                 if f0 is None:
                     f0 = ens.f0(x, own=self.own)
-                    if index is None:
-                        self.f0_full[ens.training] = f0
                 try:
                     g, (_, (mean, out, per)) = self.compiled(P, self.scratch, self.live, f0, x, y, self.weight,
                                                              index)
@@ -596,7 +592,8 @@ class _Engine:
             if self.scratch:
                 proposal = [self.scratch[k] for k in ens._names]
         else:
-            out = ens.own(x) if self.own else ens(x)  # (E, m, ...)
+            f0 = self.kept_f0(index)
+            out = ens.given_f0(f0, x, own=self.own) if f0 is not None else ens.own(x) if self.own else ens(x)
             mean, per = member_losses(self.loss, out, y, self.weights, index, self.own)
             grads = ens.gradients(mean @ self.weight)  # d/dtheta of sum_k L_k / alpha_k^2 over the live members k
         out = out.detach()
@@ -638,29 +635,42 @@ class _Engine:
                     stacked[name] = self.on_split(name, ix)
         return stacked[name]
 
+    def f0_of(self, name: str) -> torch.Tensor | None:
+        """Every member's f_theta0 on a whole split, (E, n, ...), computed once per call and mode, in blocks of 4096
+        examples; None for members without one (plain, Linearized)."""
+        ens = self.ens
+        if ens.plain or ens.linear:
+            return None
+        key = (name, ens.training)
+        if key not in self.f0_splits:
+            own = name == "train" and self.own
+            x = self.x if own else self.splits[name].x
+            n = leaves(x)[0].shape[int(own)]
+            with torch.no_grad():
+                self.f0_splits[key] = torch.cat([ens.f0(tree_map(lambda t, b=b: t[:, b] if own else t[b], x), own=own)
+                                                 for b in [slice(i, i + 4096) for i in range(0, n, 4096)]], 1)
+        return self.f0_splits[key]
+
+    def kept_f0(self, index: torch.Tensor | None) -> torch.Tensor | None:
+        """f_theta0 on the training batch ``index`` from :meth:`f0_of` the training set: for the whole set, or for a
+        minibatch of a network that computes each example alone and the same in train and eval mode (no dropout
+        mask that a kept f0 would freeze); None otherwise."""
+        if index is not None and not self.mode_free:
+            return None
+        f0 = self.f0_of("train")
+        return f0 if f0 is None or index is None else f0[:, index]
+
     def on_split(self, name: str, ix: torch.Tensor) -> torch.Tensor:
-        """Members ``ix``'s outputs on a split, (T, n, ...): only theirs, from f_theta0 on each block of the split
-        computed once per call (plain or AlphaScaled members; otherwise every member's, as the member is called)."""
+        """Members ``ix``'s outputs on a split, (T, n, ...): only theirs (in an ensemble of plain or AlphaScaled
+        members), from f_theta0 kept per call (:meth:`f0_of`); a Linearized or plain single run is called as it is."""
         ens, own = self.ens, name == "train" and self.own
         x = self.x if own else self.splits[name].x
-        one = ens.members[0] if len(ens) == 1 else None  # an ensemble of one: its member, called as it is
-        if ens.linear or (one is not None and not isinstance(one, AlphaScaled)):
+        if ens.linear or (len(ens) == 1 and ens.plain):
             return self.whole(x, own)[ix]
-        if one is not None and own:
-            x, own = tree_map(lambda t: t[0], x), False
-        n = leaves(x)[0].shape[int(own)]
-        P = None if one is not None else {k: p.detach()[ix] for k, p in zip(ens._names, self.params)}
-        out = []
-        with ens.evaluating() if one is None else contextlib.nullcontext():
-            for b in [slice(i, i + 4096) for i in range(0, n, 4096)]:
-                xb = tree_map(lambda t, b=b: t[:, b] if own else t[b], x)
-                key = (name, b.start, ens.training)
-                if key not in self.f0_splits:
-                    self.f0_splits[key] = one.f0(xb) if one is not None else ens.f0(xb, own=own)
-                f0 = self.f0_splits[key]
-                out.append(one.given_f0(f0, xb)[None] if one is not None else ens.outputs(
-                    P, None if f0 is None else f0[ix], (tree_map(lambda t: t[ix], xb) if own else xb,), {}, own, ix))
-        return torch.cat(out, 1)
+        f0, n = self.f0_of(name), leaves(x)[0].shape[int(own)]
+        return torch.cat([ens.given_f0(None if f0 is None else f0[:, b], tree_map(lambda t, b=b: t[:, b] if own
+                                                                                    else t[b], x), own=own, members=ix)
+                          for b in [slice(i, i + 4096) for i in range(0, n, 4096)]], 1)
 
     def measure(self, todo: dict[int, int | None]) -> dict[int, ProbeContext]:
         """Run the probes for each member k in ``todo`` (k -> milestone); probes with a ``batched`` form run once

@@ -187,6 +187,21 @@ class Ensemble(nn.Module):
                              f"shapes {bad}")
         return self._evaluate(args, kwargs, True)
 
+    def given_f0(self, f0: torch.Tensor | None, *args, own: bool = False, members: torch.Tensor | None = None,
+                 **kwargs) -> torch.Tensor:
+        """What ``forward`` (``own``: :meth:`own`) gives, from f_theta0 on these inputs (``f0`` (E, n, ...), kept by a
+        caller that evaluates the same inputs again; None for plain members), for ``members`` only (an index tensor
+        (T,); None: all) -> (T, n, ...). Plain and AlphaScaled members."""
+        if self.linear:
+            raise ValueError("Linearized members have no f0 to give: call the ensemble")
+        if len(self) == 1:  # its member, called as it is
+            m, args = self.members[0], tree_map(lambda t: t[0], args) if own else args
+            return (m(*args, **kwargs) if f0 is None else m.given_f0(f0[0], *args, **kwargs))[None]
+        ix = slice(None) if members is None else members
+        with self.evaluating():
+            return self.outputs({n: p[ix] for n, p in zip(self._names, self._stacked)}, None if f0 is None else f0[ix],
+                                tree_map(lambda t: t[ix], args) if own else args, kwargs, own, members)
+
     def _evaluate(self, args: tuple, kwargs: dict, own: bool) -> torch.Tensor:
         if len(self) == 1:  # an ensemble of one is its member, called as it is, with a member axis added
             return self.members[0](*(tree_map(lambda t: t[0], args) if own else args), **kwargs)[None]
@@ -220,8 +235,11 @@ class Ensemble(nn.Module):
         batch; None for plain members."""
         if self.plain:
             return None
+        if len(self) == 1:  # its member's own f0 (AlphaScaled, Linearized)
+            return self.members[0].f0(*(tree_map(lambda t: t[0], args) if own else args), **kwargs)[None]
         P0 = self.stacked_params0()
-        return cached_f0(self._caches[own], lambda: self._fn(args, kwargs, own)(P0), args, kwargs, self.training)
+        with self.evaluating():
+            return cached_f0(self._caches[own], lambda: self._fn(args, kwargs, own)(P0), args, kwargs, self.training)
 
     def outputs(self, P: dict[str, torch.Tensor], f0: torch.Tensor | None, args: tuple, kwargs: dict,
                 own: bool = False, members: torch.Tensor | None = None) -> torch.Tensor:
