@@ -541,14 +541,18 @@ class _Engine:
         self.runs = [_Run(rid, sink, self.schedule.milestones(float(l0)), float(l0))
                      for rid, sink, l0 in zip(ids, sinks, loss0)]
 
-    def whole(self, x, own: bool = False) -> torch.Tensor:
-        """Every member's outputs on a whole set, (E, n, ...), in blocks of 4096 examples (``own``: x holds each
-        member's own examples, (E, n, ...))."""
+    @staticmethod
+    def blocks(x, own: bool = False) -> list:
+        """A whole set's inputs in consecutive blocks of at most 4096 examples (``own``: x holds each member's own
+        examples, (E, n, ...), cut along dimension 1)."""
         if not own:
-            return torch.cat([self.ens(xb) for xb in chunks(x, 4096)], dim=1)
+            return chunks(x, 4096)
         n = leaves(x)[0].shape[1]
-        blocks = [slice(i, i + 4096) for i in range(0, n, 4096)]
-        return torch.cat([self.ens.own(tree_map(lambda t, b=b: t[:, b], x)) for b in blocks], dim=1)
+        return [tree_map(lambda t, i=i: t[:, i:i + 4096], x) for i in range(0, n, 4096)]
+
+    def whole(self, x, own: bool = False) -> torch.Tensor:
+        """Every member's outputs on a whole set, (E, n, ...), block by block."""
+        return torch.cat([self.ens.own(xb) if own else self.ens(xb) for xb in self.blocks(x, own)], dim=1)
 
     def batch(self, index: torch.Tensor | None):
         """The training inputs and targets of the batch ``index`` (None: the whole set)."""
@@ -644,11 +648,9 @@ class _Engine:
         key = (name, ens.training)
         if key not in self.f0_splits:
             own = name == "train" and self.own
-            x = self.x if own else self.splits[name].x
-            n = leaves(x)[0].shape[int(own)]
             with torch.no_grad():
-                self.f0_splits[key] = torch.cat([ens.f0(tree_map(lambda t, b=b: t[:, b] if own else t[b], x), own=own)
-                                                 for b in [slice(i, i + 4096) for i in range(0, n, 4096)]], 1)
+                self.f0_splits[key] = torch.cat([ens.f0(xb, own=own) for xb in
+                                                 self.blocks(self.x if own else self.splits[name].x, own)], 1)
         return self.f0_splits[key]
 
     def kept_f0(self, index: torch.Tensor | None) -> torch.Tensor | None:
@@ -667,10 +669,13 @@ class _Engine:
         x = self.x if own else self.splits[name].x
         if ens.linear or (len(ens) == 1 and ens.plain):
             return self.whole(x, own)[ix]
-        f0, n = self.f0_of(name), leaves(x)[0].shape[int(own)]
-        return torch.cat([ens.given_f0(None if f0 is None else f0[:, b], tree_map(lambda t, b=b: t[:, b] if own
-                                                                                    else t[b], x), own=own, members=ix)
-                          for b in [slice(i, i + 4096) for i in range(0, n, 4096)]], 1)
+        f0, i = self.f0_of(name), 0
+        out = []
+        for xb in self.blocks(x, own):
+            m = leaves(xb)[0].shape[int(own)]
+            out.append(ens.given_f0(None if f0 is None else f0[:, i:i + m], xb, own=own, members=ix))
+            i += m
+        return torch.cat(out, 1)
 
     def measure(self, todo: dict[int, int | None]) -> dict[int, ProbeContext]:
         """Run the probes for each member k in ``todo`` (k -> milestone); probes with a ``batched`` form run once
