@@ -343,7 +343,7 @@ def test_own_training_sets_are_checked():
     with pytest.raises(ValueError, match="one block per member"):
         ens.own(sets[0].x)
     with pytest.raises(TypeError, match="its own set"):
-        OwnSets(tuple(sets)).y
+        _ = OwnSets(tuple(sets)).y
 
 
 @pytest.mark.parametrize("members", [1, 3])
