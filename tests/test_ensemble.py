@@ -241,6 +241,20 @@ def test_compiled_steps_follow_the_single_runs(data, stepper):
               stop=Stop(max_steps=2), compile=True)
 
 
+def test_a_compiled_step_at_another_rate_takes_that_rate(data):
+    """GD's rate enters the compiled step as a tensor (another rate reuses the compiled code, fig1's three rates
+    compile once): each rate's compiled run equals its eager run (float64), so no rate is left over from a graph."""
+    def ens():
+        return Ensemble([KINDS["alpha"](s, k) for k, s in enumerate(SEEDS)])
+
+    for lr in (0.3, 0.05, 0.3 * 3):
+        compiled, eager = ens(), ens()
+        for e, how in ((compiled, True), (eager, False)):
+            train(e, data, loss="bce", stepper=GD(lr), stop=Stop(max_steps=15), progress=False, compile=how)
+        for a, b in zip(compiled.params, eager.params):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_by_default_a_run_is_compiled_once_its_members_took_compile_after_steps(data, monkeypatch):
     """compile=None (the default): eager steps until the members together have taken COMPILE_AFTER steps, compiled
     ones from the next point on (GD on an ensemble: its step fused, so the evaluation carries a proposal); the same

@@ -102,9 +102,11 @@ class GD(Stepper):
     def __post_init__(self):
         if not self.lr > 0:
             raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        # a tensor, not a number, in the compiled step: a graph input, so another rate reuses the compiled code
+        self._rate = torch.tensor(float(self.lr), dtype=torch.float64)
 
     def proposal(self, P, G, live):
-        return {k: torch.where(live.view(-1, *[1] * (p.ndim - 1)), p - self.lr * G[k], p) for k, p in P.items()}
+        return {k: torch.where(live.view(-1, *[1] * (p.ndim - 1)), p - self._rate * G[k], p) for k, p in P.items()}
 
     def step(self, params, cur, evaluate, state):
         with torch.no_grad():
