@@ -62,17 +62,20 @@ def at_equal_progress(metrics: pd.DataFrame, progress: tuple[str, str, str] = ("
     grid = np.asarray(grid, dtype=float)
     rows = []
     sign = -1.0 if decreasing else 1.0
+    series = ["split", "group", "metric"]
     for rid, (df, steps, mono) in runs.items():
         xp = sign * mono
         keep = np.concatenate([[True], np.diff(xp) > 0])  # strictly increasing for interpolation
-        for (split, group, metric), d in df.groupby(["split", "group", "metric"]):
-            v = d.drop_duplicates("step").set_index("step")["value"].reindex(steps)
-            ok = keep & v.notna().to_numpy()
-            if ok.sum() < 2 or not len(grid):
-                continue
-            vals = np.interp(sign * grid, xp[ok], v.to_numpy()[ok], left=np.nan, right=np.nan)
-            rows.append(pd.DataFrame({"run_id": rid, "progress": grid, "split": split, "group": group,
-                                      "metric": metric, "value": vals}))
+        wide = (df.drop_duplicates([*series, "step"]).set_index(["step", *series])["value"]
+                .unstack(series).reindex(steps).sort_index(axis=1))  # (steps, every series of this run)
+        values = wide.to_numpy(dtype=float)
+        for j, key in enumerate(wide.columns if len(grid) else ()):
+            ok = keep & ~np.isnan(values[:, j])
+            if ok.sum() >= 2:
+                rows.append((rid, *key, np.interp(sign * grid, xp[ok], values[ok, j], left=np.nan, right=np.nan)))
     if not rows:
-        return pd.DataFrame(columns=["run_id", "progress", "split", "group", "metric", "value"])
-    return pd.concat(rows, ignore_index=True)
+        return pd.DataFrame(columns=["run_id", "progress", *series, "value"])
+    n = len(grid)
+    return pd.DataFrame({"run_id": np.repeat([r[0] for r in rows], n), "progress": np.tile(grid, len(rows)),
+                         **{c: np.repeat([r[1 + i] for r in rows], n) for i, c in enumerate(series)},
+                         "value": np.concatenate([r[4] for r in rows])})
