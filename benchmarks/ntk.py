@@ -20,7 +20,8 @@ sequence model (embedding, a TransformerEncoderLayer, per-token read-out average
 structured (per-token Linear rules, attention on the generic rule) against the generic path; nngeometry has no
 rule for attention.
 
-Usage: python benchmarks/ntk.py [--n 1000] [--n-small 100] [--n-cnn 500] [--rounds 3]
+Usage: python benchmarks/ntk.py [--n 1000] [--n-small 100] [--n-cnn 500] [--rounds 3] [--cnn-repeats 5]
+[--only cnn]
 """
 
 from __future__ import annotations
@@ -171,7 +172,19 @@ class Sequence(torch.nn.Module):
         return self.out(self.layer(self.emb(ids))).mean(1)
 
 
-def other_cases(args, line, info):
+MET: list[bool] = []  # every target's outcome, in the order printed
+
+
+def info(name, value):
+    print(f"  {name:<58} {value:>12}")
+
+
+def line(name, value, target, met):
+    MET.append(met)
+    print(f"  {name:<58} {value:>12}   target {target:<10} {'met' if met else 'NOT MET'}")
+
+
+def other_cases(args):
     """The CNN and the sequence model: structured vs nngeometry and vs the generic path, measured here."""
     torch.manual_seed(0)
     cnn = seeded(lambda: CNN(in_channels=1, num_outputs=10), 0)
@@ -180,18 +193,25 @@ def other_cases(args, line, info):
     ntk_gram(cnn, x[:8])
     ref = ntk_gram(cnn, xs, method="jacobian", block=25)
     err = float((ntk_gram(cnn, xs, block=25) - ref).norm() / ref.norm())
-    t_s = median_time(lambda: ntk_gram(cnn, x, outputs="full"), args.rounds)
     t_s_small = median_time(lambda: ntk_gram(cnn, xs, outputs="full"), args.rounds)
     t_g_small = median_time(lambda: ntk_gram(cnn, xs, outputs="full", method="jacobian", block=25), 1)
-    t_c = nngeometry_time(cnn, x, 1)
+    pairs = []  # (structured, nngeometry) seconds, measured back to back, --cnn-repeats times
+    for _ in range(args.cnn_repeats):
+        t_s = median_time(lambda: ntk_gram(cnn, x, outputs="full"), args.rounds)
+        t_c = nngeometry_time(cnn, x, 1)
+        pairs.append((t_s, t_c))
+        if t_c is None:
+            break
     print(f"\nCNN 1-32-64-128 on 1x28x28, full Gram, n = {args.n_cnn}: structured {t_s:.2f} s; structured vs generic "
           f"at n = 50: relative difference {err:.1e}")
     if t_c is not None:
         K_nng = nngeometry_gram(cnn, xs).permute(1, 0, 3, 2)
         info("    nngeometry vs generic at n = 50: relative difference",
              f"{float((K_nng - ref).norm() / ref.norm()):.1e}")
-        line(f"(c) nngeometry GramMatrix / structured, CNN, n = {args.n_cnn}", f"{t_c / t_s:.1f}x", ">= 10x",
-             t_c / t_s >= 10)
+        ratios = [c / s for s, c in pairs]
+        print("    nngeometry / structured in each of the repeats: " + ", ".join(f"{r:.1f}x" for r in ratios))
+        line(f"(c) nngeometry / structured, CNN, n = {args.n_cnn}, min of {len(ratios)}", f"{min(ratios):.1f}x",
+             ">= 10x", min(ratios) >= 10)
     else:
         print("  (c) nngeometry: not importable, CNN comparison skipped")
     info("(b) vmap(jacrev) / structured, CNN, both at n = 50", f"{t_g_small / t_s_small:.1f}x")
@@ -215,10 +235,15 @@ def main():
     ap.add_argument("--n-small", type=int, default=100)
     ap.add_argument("--n-cnn", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cnn-repeats", type=int, default=5, help="side-by-side CNN pairs (the minimum ratio counts)")
+    ap.add_argument("--only", choices=("all", "cnn"), default="all", help="cnn: the CNN and sequence cases only")
     ap.add_argument("--peak-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.peak_child:
         return _peak_child(args.peak_child)
+    if args.only == "cnn":
+        other_cases(args)
+        return print("\nall targets met" if all(MET) else "\nsome targets NOT met")
     torch.manual_seed(0)
     model = make_model()
     x = torch.randn(args.n, 784)
@@ -249,15 +274,6 @@ def main():
     act_block = 256 * sum(WIDTHS) * 4 * (1 + 10)  # one block: activations and C output-gradients
     t_measure, t_trace, t_epoch = measurement_vs_epoch(args.rounds)
 
-    rows = []
-
-    def info(name, value):
-        print(f"  {name:<58} {value:>12}")
-
-    def line(name, value, target, met):
-        rows.append(met)
-        print(f"  {name:<58} {value:>12}   target {target:<10} {'met' if met else 'NOT MET'}")
-
     print(f"\nstructured, n = {args.n}: {t_struct:.3f} s  ({flops:.3g} FLOPs -> {flops / t_struct / 1e9:.1f} GFLOP/s; "
           f"dense matmul in this run: {mm / 1e9:.1f} GFLOP/s)")
     print(f"structured vs jacobian reference at n = {args.n_small}: relative difference {err:.2e}")
@@ -282,8 +298,8 @@ def main():
     info("full measurement (NTK full, 500 ex. + signs + repr.) / epoch", f"{t_measure / t_epoch:.2f}")
     info("full measurement (NTK trace, 500 ex. + signs + repr.) / epoch", f"{t_trace / t_epoch:.2f}")
     print(f"    (epoch = 10k examples, SGD batch 128: {t_epoch:.2f} s)")
-    other_cases(args, line, info)
-    print("\nall targets met" if all(rows) else "\nsome targets NOT met")
+    other_cases(args)
+    print("\nall targets met" if all(MET) else "\nsome targets NOT met")
 
 
 if __name__ == "__main__":
