@@ -341,7 +341,8 @@ def train(
             only if it goes on long enough; deciding on steps taken (not on the budget, which a run that stops
             on a target never uses) bounds what the rule can lose, and being a count of steps, not of seconds, a
             rerun or a resumed run switches at the same step (``benchmarks/ensemble.py``). Where torch.compile does
-            not work, or fails on this model, one line on stderr says so and the run stays eager.
+            not work (``compile=True`` too), or fails on this model (``None`` only), one line on stderr says so
+            and the run stays eager.
 
     Returns:
         A :class:`TrainResult` for a model (which then holds its final parameters), a list of them (one per
@@ -763,7 +764,7 @@ class _Engine:
         """From now on, loss and gradients (and a fused stepper's proposal) by one compiled function."""
         self.compile_at = None
         device = self.params[0].device.type
-        ok, why = (True, "") if not self.fallback else can_compile(device)
+        ok, why = can_compile(device)  # compile=True too: eager, with a note, on a machine that cannot compile
         if not ok:
             return _note(f"torch.compile does not work on {device} here ({why}): training eagerly")
         self.compiled, fused = _compiled(self.ens, self.loss, self.weights, self.stepper, self.own)

@@ -77,6 +77,10 @@ class Config:
     progress: float = 0.03  # equal-progress point for the fits: train loss <= progress * L(0)
     n_probe: int = 200  # training points on which the tangent kernel is measured
     dtype: str = "float32"  # float32 | float64
+    # torch.compile each cell's step: a worker trains the cells of a width one after another, so one compilation
+    # (3-5 s) serves them all, and it makes a step 14% (h = 256) to 42% (h = 32) faster; eager, with a note, where
+    # this machine cannot compile
+    compile: bool = True
     workers: int = 2  # cells run at a time (local processes, or the SLURM array's parallelism)
     executor: str = "local"  # local | slurm | submitit-local (the sweep runner's back ends)
     slurm_partition: str | None = None
@@ -267,7 +271,7 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
     lh.train(ens, train_set, loss=lh.SoftHinge(cfg.hinge_beta), stepper=stepper(cfg, sa),
              stop=lh.Stop(max_steps=cfg.max_steps, max_time=cfg.max_time, min_margin=1.0),
              splits={"test": test_set}, probes=probes, run_id=ids, record=recs, data_seed=cfg.data_seed,
-             schedule=lh.Schedule(levels=levels, points_per_decade=4))
+             schedule=lh.Schedule(levels=levels, points_per_decade=4), compile=cfg.compile)
     f_end, f_prog = [], []
     for rid in ids:
         seen = outputs.outputs[rid]
