@@ -255,6 +255,33 @@ def test_a_compiled_step_at_another_rate_takes_that_rate(data):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("how", ["no compiler", "compile fails"])
+@pytest.mark.parametrize("compile", [True, None])
+def test_where_compiling_cannot_work_the_run_goes_on_eagerly_with_a_note(data, monkeypatch, capfd, how, compile):
+    """No C++ compiler (can_compile says no), or a model whose compiled step raises on its first call: compile=True
+    and the default rule both train eagerly, say so in one line on stderr, and give the eager run's parameters."""
+    import lazyhasty.dynamics.train as engine
+
+    monkeypatch.setattr(engine, "COMPILE_AFTER", 30)
+    monkeypatch.setattr(engine, "_NOTED", set())
+    if how == "no compiler":
+        monkeypatch.setattr(engine, "can_compile", lambda device="cpu": (False, "RuntimeError: no C++ compiler"))
+    else:
+        def broken(*args):
+            raise torch._dynamo.exc.TorchDynamoException("C++ compile error")
+
+        monkeypatch.setattr(engine, "_compiled", lambda *args: (broken, False))
+        monkeypatch.setattr(engine, "can_compile", lambda device="cpu": (True, ""))
+    ens, eager = (Ensemble([KINDS["alpha"](s, k) for k, s in enumerate(SEEDS)]) for _ in range(2))
+    train(ens, data, loss="bce", stepper=GD(0.3), stop=Stop(max_steps=20), progress=False, compile=compile)
+    note = capfd.readouterr().err
+    assert note.count("[lazyhasty]") == 1 and "training eagerly" in note
+    assert ("no C++ compiler" if how == "no compiler" else "C++ compile error") in note
+    train(eager, data, loss="bce", stepper=GD(0.3), stop=Stop(max_steps=20), progress=False, compile=False)
+    for a, b in zip(ens.params, eager.params):
+        assert torch.equal(a, b)
+
+
 def test_by_default_a_run_is_compiled_once_its_members_took_compile_after_steps(data, monkeypatch):
     """compile=None (the default): eager steps until the members together have taken COMPILE_AFTER steps, compiled
     ones from the next point on (GD on an ensemble: its step fused, so the evaluation carries a proposal); the same

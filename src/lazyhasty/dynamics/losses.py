@@ -50,7 +50,9 @@ def margins(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if out.ndim == 1:
         return y.to(out.dtype) * out
     fy = out.gather(1, y.long()[:, None])[:, 0]  # (n,)
-    others = out.scatter(1, y.long()[:, None], float("-inf"))  # (n, C)
+    # the lowest finite number, not -inf, in f_y's place: the same max for C >= 2 finite scores, and torch.compile's
+    # C++ wrapper cannot write an infinite constant (torch 2.13: "'inf' was not declared")
+    others = out.scatter(1, y.long()[:, None], torch.finfo(out.dtype).min)  # (n, C)
     return fy - others.max(dim=1).values
 
 

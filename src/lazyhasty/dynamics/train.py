@@ -341,8 +341,8 @@ def train(
             only if it goes on long enough; deciding on steps taken (not on the budget, which a run that stops
             on a target never uses) bounds what the rule can lose, and being a count of steps, not of seconds, a
             rerun or a resumed run switches at the same step (``benchmarks/ensemble.py``). Where torch.compile does
-            not work (``compile=True`` too), or fails on this model (``None`` only), one line on stderr says so
-            and the run stays eager.
+            not work, or fails on this model (``compile=True`` too), one line on stderr says so and the run
+            continues eagerly.
 
     Returns:
         A :class:`TrainResult` for a model (which then holds its final parameters), a list of them (one per
@@ -507,7 +507,7 @@ class _Engine:
         self.compiled, self.scratch = None, {}  # where a fused step writes its proposal; empty when not fused
         # compile=None: compile after COMPILE_AFTER member-steps (plain / AlphaScaled members), falling back to eager
         self.compile_at = 0 if compile else COMPILE_AFTER if compile is None and not ens.linear else None
-        self.fallback = compile is None
+        self.fallback = True  # until the compiled step has run once: where it fails, a note and eager steps
         if compile:
             self.compile()
         self.f0_splits: dict[tuple, torch.Tensor] = {}  # f_theta0 on a whole split (training set included), per mode
@@ -585,8 +585,8 @@ class _Engine:
                 try:
                     g, (_, (mean, out, per)) = self.compiled(P, self.scratch, self.live, f0, x, y, self.weight,
                                                              index)
-                except Exception as e:  # this model does not compile (the rule asked, not the caller): go eager
-                    if not self.fallback:
+                except torch._dynamo.exc.TorchDynamoException as e:  # the compiler's own failure (tracing, C++):
+                    if not self.fallback:  # eager from here; after a first compiled step, raised
                         raise
                     _note(f"compiling the training step failed ({type(e).__name__}: "
                           f"{(str(e).splitlines() or [''])[0][:200]}): training eagerly")

@@ -77,10 +77,7 @@ class Config:
     progress: float = 0.03  # equal-progress point for the fits: train loss <= progress * L(0)
     n_probe: int = 200  # training points on which the tangent kernel is measured
     dtype: str = "float32"  # float32 | float64
-    # torch.compile each cell's step: a worker trains the cells of a width one after another, so one compilation
-    # (3-5 s) serves them all, and it makes a step 14% (h = 256) to 42% (h = 32) faster; eager, with a note, where
-    # this machine cannot compile
-    compile: bool = True
+    compile: bool | None = None  # torch.compile each cell's step; None: when seeds * max_steps >= COMPILE_FROM
     workers: int = 2  # cells run at a time (local processes, or the SLURM array's parallelism)
     executor: str = "local"  # local | slurm | submitit-local (the sweep runner's back ends)
     slurm_partition: str | None = None
@@ -135,6 +132,18 @@ PRESETS = {
     "cnn": Config(source="cifar10", arch="cnn", pca=None, widths=(16, 32, 64), depth=3, ptr=2000, pte=2000,
                   seeds=3, max_steps=20_000, n_probe=200),
 }
+
+
+# A worker trains the cells of a width one after another and they share one compilation (3-5 s per worker and
+# width), which makes a step 14% (h = 256) to 42% (h = 32) faster: cells that may take this many member-steps
+# (the quick preset's: 3 seeds x 2500) repay it within about two cells; the tiny preset's (2 x 600) would not.
+COMPILE_FROM = 5000
+
+
+def compiles(cfg: Config) -> bool:
+    """Whether a cell's step is compiled: ``compile`` when set, else by :data:`COMPILE_FROM` (a machine that cannot
+    compile trains eagerly, with a note)."""
+    return cfg.compile if cfg.compile is not None else cfg.seeds * cfg.max_steps >= COMPILE_FROM
 
 
 def num_outputs(cfg: Config) -> int:
@@ -271,7 +280,7 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
     lh.train(ens, train_set, loss=lh.SoftHinge(cfg.hinge_beta), stepper=stepper(cfg, sa),
              stop=lh.Stop(max_steps=cfg.max_steps, max_time=cfg.max_time, min_margin=1.0),
              splits={"test": test_set}, probes=probes, run_id=ids, record=recs, data_seed=cfg.data_seed,
-             schedule=lh.Schedule(levels=levels, points_per_decade=4), compile=cfg.compile)
+             schedule=lh.Schedule(levels=levels, points_per_decade=4), compile=compiles(cfg))
     f_end, f_prog = [], []
     for rid in ids:
         seen = outputs.outputs[rid]
