@@ -201,6 +201,33 @@ def test_phase_end_to_end_through_the_cli_and_resume(tmp_path, capsys):
     assert len(pd.read_parquet(out / "phase_runs.parquet")) == 2 * 4 * 2  # only this grid's cells are analysed
 
 
+def test_a_cell_killed_after_training_and_resumed_keeps_its_progress_outputs(tmp_path, capsys, monkeypatch):
+    """The test outputs at the equal-progress point are measured once, during training: a cell whose process dies
+    after its training call resumes (the call is not run again) with the same outputs.npz as an uninterrupted one."""
+    import lazyhasty as lh
+    from lazyhasty.cli import main
+
+    args = ["run", "phase", "--set", "source=teacher", "--set", "pca=none", "--set", "ptr=30", "--set", "pte=20",
+            "--set", "depth=2", "--set", "widths=8", "--set", "sqrt_h_alphas=10", "--set", "seeds=2",
+            "--set", "max_steps=3000", "--set", "n_probe=10", "--set", "dtype=float64"]
+    assert main([*args, "--out", str(tmp_path / "ref")]) == 0
+    train = lh.train
+
+    def killed(*a, **k):  # the process dies right after its training call
+        train(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lh, "train", killed)
+    assert main([*args, "--out", str(tmp_path / "k")]) == 130
+    monkeypatch.setattr(lh, "train", train)
+    assert main([*args, "--out", str(tmp_path / "k"), "--resume"]) == 0
+    capsys.readouterr()
+    with np.load(tmp_path / "ref" / "outputs.npz") as ref, np.load(tmp_path / "k" / "outputs.npz") as got:
+        assert np.isfinite(ref["f_progress"]).all() and ref["f_progress"].shape == (2, 20, 1)
+        for key in ("f_end", "f_progress", "y"):
+            np.testing.assert_array_equal(got[key], ref[key])
+
+
 def test_missing_dataset_is_a_clear_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "lazyhasty.cli", "run", "phase", "--out", str(tmp_path / "o"), "--set",
                         "source=mnist", "--set", f"data_root={tmp_path}"], capture_output=True, text=True)

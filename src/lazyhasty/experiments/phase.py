@@ -194,21 +194,28 @@ def stepper(cfg: Config, sqrt_h_alpha: float):
 
 
 class OutputProbe:
-    """Keeps the test outputs F = α (f − f0), (n, C), at every measurement (for the ensemble predictor and the
-    variance over seeds); reports ||f − f0|| as the RMS over test points (and outputs) of F / α, and the
-    smallest training margin."""
+    """Reports ||f − f0|| as the RMS over test points (and outputs) of F / α, the RMS of F = α (f − f0), and the
+    smallest training margin; writes the test outputs F, (n, C), at the last equal-progress point (``milestone``)
+    to ``folder/<run_id>.npy`` when it is measured: a file, not memory, since a cell resumed from its checkpoint
+    does not measure that point again."""
 
-    def __init__(self):
-        self.outputs: dict[str, list[tuple[int, float, int | None, np.ndarray]]] = {}
+    def __init__(self, folder: Path, milestone: int):
+        self.folder, self.milestone = folder, milestone
 
     def __call__(self, ctx):
         out = ctx.outputs("test").reshape(len(ctx.splits["test"].y), -1).double()
+        if ctx.milestone == self.milestone:
+            lh.runs.atomic_write(self.folder / f"{ctx.run_id}.npy", lambda tmp: _save(tmp, out.cpu().numpy()))
         alpha = float(ctx.model.alpha)
-        self.outputs.setdefault(ctx.run_id, []).append((ctx.step, ctx.t, ctx.milestone, out.cpu().numpy()))
         rms = float(out.pow(2).mean().sqrt())
         margin = float(ctx.loss.margin(ctx.outputs("train"), ctx.splits["train"].y).min())
         return [("test", "all", "f_change", rms / alpha), ("test", "all", "output_rms", rms),
                 ("train", "all", "min_margin", margin)]
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # np.save(path) would append ".npy" to a temporary name
+        np.save(f, array)
 
 
 def run_id(h: int, sqrt_h_alpha: float, seed: int) -> str:
@@ -229,8 +236,8 @@ def run_row(run_dir: Path) -> dict:
     values at each equal-progress point (``*_half``: loss L(0)/2; ``*_progress``: loss progress * L(0))."""
     cfg = json.loads((run_dir / "config.json").read_text())
     st = json.loads((run_dir / "status.json").read_text())
-    m = pd.read_parquet(run_dir / "metrics.parquet")
-    tr = pd.read_parquet(run_dir / "trace.parquet")
+    m = lh.load_runs(run_dir, errors="raise")  # tables checked against the sizes and checksums the run recorded
+    tr = lh.load_runs(run_dir, table="trace", errors="raise")
     last = m[m.step == m.step.max()]
     nan = float("nan")
     row = {"h": int(cfg["h"]), "sqrt_h_alpha": float(cfg["sqrt_h_alpha"]), "alpha": float(cfg["alpha"]),
@@ -272,7 +279,9 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
             for s, rid, f in zip(seeds, ids, f0)]
     l0 = initial_loss(cfg)
     levels = (0.5 * l0, 0.1 * l0, cfg.progress * l0)
-    outputs = OutputProbe()
+    progress_outputs = out / "progress_outputs"
+    progress_outputs.mkdir(exist_ok=True)
+    outputs = OutputProbe(progress_outputs, len(levels))
     probes = (lh.loss_probe, lh.parameter_distance_probe, outputs,
               lh.LinearityProbe(train_set.x[: cfg.n_probe], signs=False, representation=False))
     print(f"[phase] h = {h}, sqrt(h) alpha = {sa:g} (alpha = {alpha:.4g}): {len(seeds)} seeds, {cfg.dynamics}, "
@@ -281,17 +290,16 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
              stop=lh.Stop(max_steps=cfg.max_steps, max_time=cfg.max_time, min_margin=1.0),
              splits={"test": test_set}, probes=probes, run_id=ids, record=recs, data_seed=cfg.data_seed,
              schedule=lh.Schedule(levels=levels, points_per_decade=4), compile=compiles(cfg))
-    f_end, f_prog = [], []
-    for rid in ids:
-        seen = outputs.outputs[rid]
-        f_end.append(seen[-1][3])
-        hit = [o for o in seen if o[2] == len(levels)]
-        f_prog.append(hit[0][3] if hit else np.full_like(seen[-1][3], np.nan))
+    with torch.no_grad():  # F at the end, from the trained parameters (the last measurement's outputs)
+        F = torch.cat([ens(xb) for xb in test_set.x.split(4096)], dim=1)  # (seeds, n, C)
+    f_end = F.reshape(len(seeds), len(test_set.y), -1).double().cpu().numpy()
+    f_prog = [np.load(f) if (f := progress_outputs / f"{rid}.npy").is_file() else np.full_like(f_end[0], np.nan)
+              for rid in ids]
     y = test_set.y.cpu().numpy()
 
     def write_npz(path):
         with open(path, "wb") as f:
-            np.savez_compressed(f, f_end=np.stack(f_end), f_progress=np.stack(f_prog), y=y, seeds=np.array(seeds))
+            np.savez_compressed(f, f_end=f_end, f_progress=np.stack(f_prog), y=y, seeds=np.array(seeds))
 
     lh.runs.atomic_write(out / "outputs.npz", write_npz)
     return [run_row(r.path) for r in recs]
