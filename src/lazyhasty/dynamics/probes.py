@@ -19,7 +19,7 @@ from torch import nn
 from ..data.groups import Split
 from ..data.inputs import chunks
 from ..metrics.alignment import kernel_alignment, kernel_distance
-from ..metrics.linearity import parameter_distance, representation_alignment, sign_similarity
+from ..metrics.linearity import representation_alignment, sign_similarity
 from ..metrics.ntk import ntk_gram
 from .losses import Loss
 
@@ -198,8 +198,15 @@ def _distance_probe_batched(batch: BatchContext) -> list[list[Row]]:
 
 
 def parameter_distance_probe(ctx: ProbeContext) -> list[Row]:
-    """||theta - theta0|| / ||theta0|| over all parameters (split and group ``"-"``)."""
-    return [("-", "-", "param_distance", parameter_distance(ctx.model, ctx.params0)["total"])]
+    """||theta - theta0|| / ||theta0|| over all parameters (split and group ``"-"``; one run: the batched body on a
+    batch of one)."""
+    now = dict(ctx.model.named_parameters())
+    missing = [k for k in ctx.params0 if k not in now]
+    if missing:
+        raise KeyError(f"parameter {missing[0]!r} of theta0 is missing from theta")
+    return _distance_probe_batched(BatchContext([0], ctx.splits, ctx.loss, ctx.outputs,
+                                                [now[k].detach()[None] for k in ctx.params0],
+                                                [p0[None] for p0 in ctx.params0.values()]))[0]
 
 
 @dataclass
