@@ -66,3 +66,32 @@ def test_at_equal_progress_interpolates_on_a_common_monotone_grid():
     assert piv.loc[0.5, "slow"] == pytest.approx(1.0) and piv.loc[0.5, "fast"] == pytest.approx(2.0)
     auto = at_equal_progress(pd.concat([fast, slow]), progress=("train", "clean", "loss"), grid=5)
     assert auto.progress.max() == pytest.approx(2.0) and auto.progress.min() == pytest.approx(0.5)  # shared range
+
+
+def test_at_equal_progress_equals_interpolating_each_series_by_hand():
+    """Runs with series measured at some steps only, NaN values, a repeated step (the first row counts) and a
+    series with one value (left out), against np.interp series by series."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for rid in ("a", "b", "c"):
+        steps = np.sort(rng.choice(40, 12, replace=False))
+        loss = np.sort(rng.uniform(0.1, 2.0, len(steps)))[::-1]
+        for k, (s, v) in enumerate(zip(steps, loss)):
+            rows.append((rid, s, "train", "all", "loss", v))
+            if k % 3:  # measured at two steps in three
+                rows.append((rid, s, "test", "g", "accuracy", np.nan if k == 4 else rng.uniform()))
+            rows.append((rid, s, "probe", "all", "ntk_alignment", rng.uniform()))
+        rows.append((rid, steps[2], "probe", "all", "ntk_alignment", 99.0))  # a repeat: the first row counts
+        rows.append((rid, steps[0], "test", "lone", "loss", 1.0))  # one value: nothing to interpolate
+    m = pd.DataFrame(rows, columns=["run_id", "step", "split", "group", "metric", "value"])
+    grid = [1.5, 1.0, 0.7, 0.3]
+    got = at_equal_progress(m, grid=grid)
+    assert len(got) == 3 * 3 * len(grid) and "lone" not in set(got.group)
+    for (rid, split, group, metric), d in got.groupby(["run_id", "split", "group", "metric"]):
+        run = m[m.run_id == rid].drop_duplicates(["split", "group", "metric", "step"])
+        p = run[run.metric.eq("loss") & run.split.eq("train")].set_index("step").value
+        v = run[run.split.eq(split) & run.group.eq(group) & run.metric.eq(metric)].set_index("step").value
+        v = v.reindex(p.index)
+        ok = v.notna().to_numpy()
+        want = np.interp(-np.array(grid), -p.to_numpy()[ok], v.to_numpy()[ok], left=np.nan, right=np.nan)
+        np.testing.assert_allclose(d.sort_values("progress", ascending=False).value, want, rtol=0, atol=0)

@@ -75,7 +75,9 @@ def at_equal_progress(metrics: pd.DataFrame, progress: tuple[str, str, str] = ("
                 rows.append((rid, *key, np.interp(sign * grid, xp[ok], values[ok, j], left=np.nan, right=np.nan)))
     if not rows:
         return pd.DataFrame(columns=["run_id", "progress", *series, "value"])
-    n = len(grid)
-    return pd.DataFrame({"run_id": np.repeat([r[0] for r in rows], n), "progress": np.tile(grid, len(rows)),
-                         **{c: np.repeat([r[1 + i] for r in rows], n) for i, c in enumerate(series)},
+    def col(i):  # object arrays: ids and names keep their types (a plain array would make 1 and "a" strings)
+        return np.repeat(np.array([r[i] for r in rows], dtype=object), len(grid))
+
+    return pd.DataFrame({"run_id": col(0), "progress": np.tile(grid, len(rows)),
+                         **{c: col(1 + i) for i, c in enumerate(series)},
                          "value": np.concatenate([r[4] for r in rows])})
