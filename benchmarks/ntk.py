@@ -239,6 +239,8 @@ def main():
     ap.add_argument("--only", choices=("all", "cnn"), default="all", help="cnn: the CNN and sequence cases only")
     ap.add_argument("--peak-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if min(args.cnn_repeats, args.rounds) < 1:
+        ap.error("--cnn-repeats and --rounds must be >= 1")
     if args.peak_child:
         return _peak_child(args.peak_child)
     if args.only == "cnn":

@@ -31,6 +31,7 @@ draws ``phase.png`` and writes
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -205,17 +206,14 @@ class OutputProbe:
     def __call__(self, ctx):
         out = ctx.outputs("test").reshape(len(ctx.splits["test"].y), -1).double()
         if ctx.milestone == self.milestone:
-            lh.runs.atomic_write(self.folder / f"{ctx.run_id}.npy", lambda tmp: _save(tmp, out.cpu().numpy()))
+            npy = io.BytesIO()
+            np.save(npy, out.cpu().numpy())
+            lh.runs.atomic_write(self.folder / f"{ctx.run_id}.npy", npy.getvalue())
         alpha = float(ctx.model.alpha)
         rms = float(out.pow(2).mean().sqrt())
         margin = float(ctx.loss.margin(ctx.outputs("train"), ctx.splits["train"].y).min())
         return [("test", "all", "f_change", rms / alpha), ("test", "all", "output_rms", rms),
                 ("train", "all", "min_margin", margin)]
-
-
-def _save(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:  # np.save(path) would append ".npy" to a temporary name
-        np.save(f, array)
 
 
 def run_id(h: int, sqrt_h_alpha: float, seed: int) -> str:
