@@ -30,10 +30,11 @@ demo: $(STAMP)
 	fi
 	$(BIN)/lazyhasty demo
 
-# One test process per core (pytest-xdist); tests/conftest.py pins each to its own core.
+# One test process per core (pytest-xdist); tests/conftest.py pins each to its own core and orders the long tests
+# first. --dist loadgroup hands tests out one at a time, except the SLURM tests: one process runs them all in turn.
 test: $(STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n $$(nproc) --maxschedchunk 1
+	$(BIN)/python -m pytest -n $$(nproc) --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/regimes.py

@@ -51,6 +51,27 @@ def test_broken_power_law_recovers_the_breakpoint():
     assert math.isnan(broken_power_law([1, 2, 3], [1, 2, 3])["x_star"])  # too few distinct x
 
 
+def test_broken_power_law_equals_a_scan_of_least_squares_fits():
+    """The candidates are fitted all at once; a scan over them, one np.linalg.lstsq each, gives the same fit
+    (float64), on noisy data with repeated x (seeds) and on exact two-piece data."""
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        x = np.repeat(np.geomspace(0.01, 100, 5 + trial), 3)
+        y = np.exp(rng.normal(0, 0.3 * (trial % 3), len(x))) * np.minimum(x, 2.0) ** 0.7
+        u, v = np.log10(x), np.log10(y)
+        best = None
+        for ustar in np.linspace(np.unique(u)[1], np.unique(u)[-2], 150):
+            A = np.stack([np.ones_like(u), np.minimum(u - ustar, 0), np.maximum(u - ustar, 0)], 1)
+            coef = np.linalg.lstsq(A, v, rcond=None)[0]
+            sse = float(((v - A @ coef) ** 2).sum())
+            if best is None or sse < best[0] - 1e-12:
+                best = (sse, ustar, coef)
+        b = broken_power_law(x, y, grid=150)
+        assert b["sse"] == pytest.approx(best[0], rel=1e-9, abs=1e-12)
+        assert math.log10(b["x_star"]) == pytest.approx(best[1], abs=1e-12)
+        assert [b["log10_y_star"], b["slope_low"], b["slope_high"]] == pytest.approx(list(best[2]), abs=1e-9)
+
+
 def test_seed_bootstrap_resamples_whole_seeds():
     seeds = np.repeat([0, 1, 2, 3], 5)
     value = np.array([10.0, 20.0, 30.0, 40.0])[seeds]

@@ -22,7 +22,10 @@ def _cluster() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.slurm, pytest.mark.skipif(_cluster() is not None, reason=str(_cluster()))]
+# one cluster, one test at a time: under pytest-xdist (``--dist loadgroup``) every SLURM test goes to the same test
+# process, which runs them in turn while the other processes go on with the rest (none waits for the cluster)
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"),
+              pytest.mark.skipif(_cluster() is not None, reason=str(_cluster()))]
 
 
 def queue() -> str:
@@ -40,7 +43,8 @@ def an_empty_queue(tmp_path_factory):
     """Jobs left on the cluster by an earlier, killed session would hold its CPUs and leave ours pending: say so at
     once instead of timing out (scripts/slurm-local.sh start cancels them on a cluster it started). A test that
     fails leaves no sweep process running behind it. One cluster, one test at a time: under pytest-xdist the test
-    processes take turns through a lock in their shared temporary folder."""
+    processes take turns through a lock in their shared temporary folder (only one holds these tests under
+    ``make test``; the lock also covers other ways of running them)."""
     with open(tmp_path_factory.getbasetemp().parent / "lazyhasty-slurm-tests.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, after the test
         t0 = time.monotonic()  # a job cancelled by the test before may still be completing

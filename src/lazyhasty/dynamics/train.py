@@ -233,7 +233,9 @@ def _compiled(ens: Ensemble, loss: Loss, weights: torch.Tensor | None, stepper: 
         return mean @ weight, (mean, out, per)
 
     def step(P, Q, live, *args):
-        g, aux = torch.func.grad_and_value(objective, has_aux=True)(P, *args)
+        g, (value, (mean, out, per)) = torch.func.grad_and_value(objective, has_aux=True)(P, *args)
+        g = {k: torch.where(per_member(live, v), v, 0.0) for k, v in g.items()}  # ended members: no NaN, no step
+        aux = value, (mean, torch.where(per_member(live, out), out, 0.0), per)
         if fuse:
             for k, q in stepper.proposal(P, g, live).items():
                 if q.shape != Q[k].shape:  # copy_ would broadcast
@@ -601,10 +603,10 @@ class _Engine:
             out = ens.given_f0(f0, x, own=self.own) if f0 is not None else ens.own(x) if self.own else ens(x)
             mean, per = member_losses(self.loss, out, y, self.weights, index, self.own)
             grads = ens.gradients(mean @ self.weight)  # d/dtheta of sum_k L_k / alpha_k^2 over the live members k
+            if not self.all_live:  # (the compiled step masks its own)
+                grads = [torch.where(per_member(self.live, g), g, 0.0) for g in grads]
+                out = torch.where(per_member(self.live, out), out, 0.0)
         out = out.detach()
-        if not self.all_live:
-            grads = [torch.where(per_member(self.live, g), g, 0.0) for g in grads]
-            out = torch.where(per_member(self.live, out), out, 0.0)
         return Evaluation(mean.detach(), grads, out, per.detach().view(len(ens), -1), self.live, index, proposal)
 
     def observe(self) -> tuple[dict[int, int | None], list[int]]:

@@ -66,15 +66,13 @@ def broken_power_law(x, y, grid: int = 400) -> dict:
     out = {"x_star": nan, "slope_low": nan, "slope_high": nan, "log10_y_star": nan, "sse": nan}
     if len(xs) < 4:
         return out
-    best = None
-    for ustar in np.linspace(xs[1], xs[-2], grid):
-        A = np.stack([np.ones_like(u), np.minimum(u - ustar, 0), np.maximum(u - ustar, 0)], 1)
-        coef, *_ = np.linalg.lstsq(A, v, rcond=None)
-        r = v - A @ coef
-        sse = float(r @ r)
-        if best is None or sse < best[0]:
-            best = (sse, ustar, coef)
-    sse, ustar, (c, s_lo, s_hi) = best
+    ustars = np.linspace(xs[1], xs[-2], grid)  # (G,)
+    d = u[None, :] - ustars[:, None]  # (G, n)
+    A = np.stack([np.ones_like(d), np.minimum(d, 0), np.maximum(d, 0)], 2)  # (G, n, 3): one design per candidate
+    coef = np.einsum("gkn,n->gk", np.linalg.pinv(A), v)  # (G, 3): least squares (SVD) for every candidate at once
+    r = v[None, :] - np.einsum("gnk,gk->gn", A, coef)
+    i = int(np.argmin(np.einsum("gn,gn->g", r, r)))  # the first of equal errors, as a scan would keep
+    sse, ustar, (c, s_lo, s_hi) = float(r[i] @ r[i]), ustars[i], coef[i]
     return {"x_star": float(10**ustar), "slope_low": float(s_lo), "slope_high": float(s_hi),
             "log10_y_star": float(c), "sse": sse}
 

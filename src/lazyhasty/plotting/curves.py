@@ -17,6 +17,9 @@ def save_figure(fig, path_stem: str | Path, formats: Sequence[str] = ("png", "pd
     with a :class:`~lazyhasty.plotting.style.FigureWarning` naming each problem."""
     finish(fig)
     found = problems(fig)
+    if fig.get_layout_engine() is not None:  # lay the panels out once, not in each of the formats' two draws
+        fig.draw_without_rendering()
+        fig.set_layout_engine("none")
     paths = []
     for fmt in formats:
         p = Path(f"{path_stem}.{fmt}")
