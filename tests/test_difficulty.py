@@ -40,6 +40,37 @@ def test_cscores_rank_the_known_hard_examples_low(mixture):
     assert spearmanr(s, speed).statistic > 0.3
 
 
+class Stopped(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stop_at", [None, 7], ids=["after_the_call", "mid_call"])
+def test_learning_speed_resumed_from_its_checkpoint_equals_an_uninterrupted_one(mixture, tmp_path, monkeypatch,
+                                                                               stop_at):
+    """The per-epoch correctness is state of the runs (their rows, in the checkpoint), not of the Python call: a
+    block interrupted after the call finished, or in its middle, gives the same speeds when resumed."""
+    from lazyhasty.dynamics import cscores
+    from lazyhasty.runs import checkpointing
+
+    split, _ = mixture
+    fresh = learning_speed(split, small, epochs=3, seeds=(0, 1), batch_size=64)
+    plain, steps = cscores.train, []
+
+    def on_step(ev):
+        steps.append(1)
+        if stop_at is not None and len(steps) > stop_at:
+            raise Stopped
+
+    monkeypatch.setattr(cscores, "train", lambda *a, **k: plain(*a, **k, on_step=on_step))
+    with pytest.raises(Stopped), checkpointing(tmp_path, every_s=1e-9):
+        learning_speed(split, small, epochs=3, seeds=(0, 1), batch_size=64)
+        raise Stopped  # after the call: the block stops before it completes
+    stop_at = None
+    with checkpointing(tmp_path, every_s=1e-9, resume=True):
+        resumed = learning_speed(split, small, epochs=3, seeds=(0, 1), batch_size=64)
+    assert resumed.shape == (300,) and np.array_equal(resumed, fresh)
+
+
 def test_cscore_holdout_bookkeeping(mixture):
     split, _ = mixture
     res = estimate_cscores(split, small, ratios=(0.5,), runs_per_ratio=2, epochs=1, seed=1, score="prob")

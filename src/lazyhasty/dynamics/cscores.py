@@ -88,19 +88,30 @@ def estimate_cscores(split: Split, model_fn: Callable[[], nn.Module], ratios: Se
 def learning_speed(split: Split, model_fn: Callable[[], nn.Module], epochs: int = 5, seeds: Sequence[int] = (0, 1),
                    lr: float = 0.05, momentum: float = 0.9, batch_size: int = 128,
                    progress: bool | None = None) -> np.ndarray:
-    """Mean correctness of each training example over per-epoch checkpoints and seeds, shape (n,)."""
-    seen: dict[str, list[np.ndarray]] = {}
+    """Mean correctness of each training example over per-epoch checkpoints and seeds, shape (n,).
 
-    def correctness(ctx):  # each training example's correctness at every checkpoint after the first
-        if ctx.step:
-            y = ctx.splits["train"].y
-            seen.setdefault(ctx.run_id, []).append(ctx.loss.correct(ctx.outputs("train"), y).double().cpu().numpy())
-        return []
+    The correctness at each epoch end is a row of the run's table (group: the example's index), not a value kept
+    aside: a call resumed from its checkpoint (``lazyhasty run --resume``) has every epoch's rows, measured before
+    the interruption or after."""
+    n = len(split)
+
+    def correctness(ctx):  # (split, example index, "correct", 0 or 1) at every checkpoint after the first
+        if not ctx.step:
+            return []
+        c = ctx.loss.correct(ctx.outputs("train"), ctx.splits["train"].y).double().cpu().tolist()  # (n,)
+        return [("train", str(i), "correct", v) for i, v in enumerate(c)]
 
     ens = Ensemble([seeded(model_fn, s) for s in seeds]).to(first(split.x).device)
-    per_epoch = _epoch_steps(len(split), batch_size)
-    train(ens, split, loss="cross_entropy", stepper=SGD(lr, momentum=momentum, batch_size=batch_size),
-          stop=Stop(max_steps=epochs * per_epoch), probes=(correctness,),
-          schedule=Schedule(points_per_decade=0, milestone_ratio=None, every=per_epoch),
-          run_id=[f"seed{s}" for s in seeds], progress=progress)
-    return np.mean([np.mean(v, axis=0) for v in seen.values()], axis=0)
+    per_epoch = _epoch_steps(n, batch_size)
+    results = train(ens, split, loss="cross_entropy", stepper=SGD(lr, momentum=momentum, batch_size=batch_size),
+                    stop=Stop(max_steps=epochs * per_epoch), probes=(correctness,),
+                    schedule=Schedule(points_per_decade=0, milestone_ratio=None, every=per_epoch),
+                    run_id=[f"seed{s}" for s in seeds], progress=progress)
+    seen = []
+    for r in results:  # rows in the order measured: (checkpoints, n) per run
+        m = r.metrics[r.metrics.metric == "correct"]
+        if len(m) != epochs * n or not (m.group.to_numpy().reshape(epochs, n) == np.arange(n).astype(str)).all():
+            raise RuntimeError(f"learning_speed: run {m.run_id.iloc[0] if len(m) else '?'} holds {len(m)} "
+                               f"correctness rows, not {epochs} epochs x {n} examples")
+        seen.append(m.value.to_numpy().reshape(epochs, n).mean(axis=0))
+    return np.mean(seen, axis=0)
