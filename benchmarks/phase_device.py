@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 
 from lazyhasty.experiments.phase import PRESETS, run_cell
+from lazyhasty.runs import Output
 
 
 def cell(device: str, dtype: str, h: int, sa: float, steps: int, ptr: int, out: Path) -> tuple[pd.DataFrame, float]:
     cfg = dataclasses.replace(PRESETS["quick"], source="teacher", widths=(h,), sqrt_h_alphas=(sa,), max_steps=steps,
                               device=device, dtype=dtype, ptr=ptr, pte=200, n_probe=50)
     t0 = time.perf_counter()
-    rows = run_cell(cfg, out)
+    rows = run_cell(cfg, Output(out))
     return pd.DataFrame(rows), time.perf_counter() - t0
 
 

@@ -1,6 +1,6 @@
 """A small training job for the checkpoint tests: ``python tests/checkpoint_job.py CASE FOLDER EVERY_S``.
 
-Trains one case (a stepper, or an ensemble) into FOLDER inside a resuming ``checkpointing`` block, as
+Trains one case (a stepper, or an ensemble) into FOLDER with a resuming ``Checkpointing`` series, as
 ``lazyhasty run --resume`` does: run it again after a kill and it continues from its last checkpoint."""
 
 import sys
@@ -26,7 +26,7 @@ from lazyhasty import (
     train,
 )
 from lazyhasty.data import yinyang
-from lazyhasty.runs import checkpointing
+from lazyhasty.runs import Checkpointing
 
 CASES = ("gd", "sgd_momentum", "gradient_flow", "momentum_flow", "ensemble")
 
@@ -56,14 +56,16 @@ def build(case: str, steps: int):
 def main(case: str, folder: Path, every_s: float, steps: int = 1500) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(7)  # the dropout masks come from torch's global generator: seeded, and checkpointed
-    with checkpointing(folder, every_s=every_s, resume=True):
-        model, stepper, stop, data = build(case, steps)
-        E = len(model) if isinstance(model, Ensemble) else 1
-        records = [RunRecord(folder / f"run{k}").start({"case": case, "member": k}) for k in range(E)]
-        probes = (loss_probe, LinearityProbe(data.x[:16], outputs="trace"))
-        train(model, data, loss="soft_hinge", stepper=stepper, stop=stop, probes=probes, progress=False,
-              schedule=Schedule(points_per_decade=8, milestone_ratio=0.8, every=100), data_seed=5,
-              run_id=[f"m{k}" for k in range(E)] if E > 1 else "m0", record=records if E > 1 else records[0])
+    series = Checkpointing(folder, every_s=every_s, resume=True)
+    model, stepper, stop, data = build(case, steps)
+    E = len(model) if isinstance(model, Ensemble) else 1
+    records = [RunRecord(folder / f"run{k}").start({"case": case, "member": k}, resume=True) for k in range(E)]
+    probes = (loss_probe, LinearityProbe(data.x[:16], outputs="trace"))
+    train(model, data, loss="soft_hinge", stepper=stepper, stop=stop, probes=probes, progress=False,
+          schedule=Schedule(points_per_decade=8, milestone_ratio=0.8, every=100), data_seed=5,
+          run_id=[f"m{k}" for k in range(E)] if E > 1 else "m0", record=records if E > 1 else records[0],
+          checkpoint=series)
+    series.clear()  # the script completed: as lazyhasty's runner does, its checkpoints go
 
 
 if __name__ == "__main__":

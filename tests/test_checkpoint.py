@@ -17,7 +17,7 @@ import torch
 import lazyhasty as lh
 from checkpoint_job import CASES, build
 from lazyhasty import RunRecord, Schedule, loss_probe, train
-from lazyhasty.runs import CheckpointMismatch, checkpointing
+from lazyhasty.runs import Checkpointing, CheckpointMismatch
 
 HERE = Path(__file__).parent
 SCHEDULE = Schedule(points_per_decade=8, milestone_ratio=0.8, every=50)
@@ -152,9 +152,10 @@ def test_a_checkpoint_of_another_call_is_refused(tmp_path):
 
 
 def test_a_resumed_block_skips_finished_calls_and_continues_the_rest(tmp_path):
-    """Inside checkpointing(): call 0 finished, call 1 was stopped. Resuming returns call 0 from its final state
-    (no training) and continues call 1; the records say so; the checkpoints go when the block completes."""
-    def experiment(stop_second=None):
+    """Two calls given one Checkpointing series: call 0 finished, call 1 was stopped. Resuming returns call 0 from
+    its final state (no training) and continues call 1; the records say so. A call given no series is never
+    checkpointed."""
+    def experiment(series, stop_second=None):
         out = []
         for i, case in enumerate(("gd", "gradient_flow")):
             model, stepper, stop, data = build(case, 200)
@@ -165,37 +166,36 @@ def test_a_resumed_block_skips_finished_calls_and_continues_the_rest(tmp_path):
                 if i == 1 and stop_second is not None and len(calls) > stop_second:
                     raise Stopped
 
-            rec = RunRecord(tmp_path / f"run{i}").start({"case": case})
+            rec = RunRecord(series.folder / f"run{i}").start({"case": case}, resume=series.resume)
             r = train(model, data, loss="soft_hinge", stepper=stepper, stop=stop, probes=(loss_probe,),
-                      schedule=SCHEDULE, data_seed=5, progress=False, on_step=on_step, run_id=f"r{i}", record=rec)
+                      schedule=SCHEDULE, data_seed=5, progress=False, on_step=on_step, run_id=f"r{i}", record=rec,
+                      checkpoint=series if series.every_s else None)
             out.append((r, len(calls), [p.detach().clone() for p in model.parameters()]))
         return out
 
-    with pytest.raises(Stopped), checkpointing(tmp_path, every_s=1e-9):
-        experiment(stop_second=77)
+    with pytest.raises(Stopped):
+        experiment(Checkpointing(tmp_path, every_s=1e-9), stop_second=77)
     assert json.loads((tmp_path / "run1" / "status.json").read_text())["status"] == "failed"
     assert sorted(p.name for p in (tmp_path / ".checkpoints").iterdir()) == ["train-0000.pt", "train-0001.pt"]
     with pytest.raises(lh.UsageError, match="already holds"):  # not resuming: the folders are taken
-        with checkpointing(tmp_path, every_s=1e-9):
-            experiment()
-    with checkpointing(tmp_path, every_s=1e-9, resume=True):
-        resumed = experiment()
+        experiment(Checkpointing(tmp_path, every_s=1e-9))
+    resumed = experiment(Checkpointing(tmp_path, every_s=1e-9, resume=True))
     assert resumed[0][1] == 0 and 0 < resumed[1][1] < 200  # call 0 did not train again; call 1 continued
     reference = tmp_path / "ref"
     reference.mkdir()
-    tmp_path, real = reference, tmp_path
-    with checkpointing(reference, every_s=0):
-        fresh = experiment()
+    fresh = experiment(Checkpointing(reference, every_s=0))
+    assert not (reference / ".checkpoints").exists()
     for (a, _, pa), (b, _, pb) in zip(resumed, fresh):
         pd.testing.assert_frame_equal(a.metrics, b.metrics, check_exact=True)
         assert all(torch.equal(p, q) for p, q in zip(pa, pb))
-    st = json.loads((real / "run1" / "status.json").read_text())
+    st = json.loads((tmp_path / "run1" / "status.json").read_text())
     assert st["status"] == "complete" and [r["step"] for r in st["resumes"]] == [77]  # the last point before it stopped
-    assert "resumes" not in json.loads((real / "run0" / "status.json").read_text())
-    assert not (real / ".checkpoints").exists()
+    assert "resumes" not in json.loads((tmp_path / "run0" / "status.json").read_text())
+    Checkpointing(tmp_path).clear()  # what the runner does when the experiment completes
+    assert not (tmp_path / ".checkpoints").exists()
     for name in ("metrics", "trace"):  # the records on disk too
         for i in (0, 1):
-            assert (real / f"run{i}" / f"{name}.parquet").read_bytes() == \
+            assert (tmp_path / f"run{i}" / f"{name}.parquet").read_bytes() == \
                 (reference / f"run{i}" / f"{name}.parquet").read_bytes()
 
 

@@ -55,7 +55,6 @@ def test_unwritable_output_folder(capsys, tmp_path):
 
 
 def test_demo_run_writes_records_and_report(capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("LAZYHASTY_TENSORBOARD", "")  # restored after the test: --tensorboard sets it
     code, out, err = run_cli(capsys, "run", "demo", "--out", str(tmp_path), "--set", "max_steps=60", "--tensorboard",
                              "--set", "n_train=40", "--set", "widths=16,16", "--set", "dtype=float64",
                              "--set", "seeds=2")

@@ -50,7 +50,7 @@ def test_learning_speed_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
     """The per-epoch correctness is state of the runs (their rows, in the checkpoint), not of the Python call: a
     block interrupted after the call finished, or in its middle, gives the same speeds when resumed."""
     from lazyhasty.dynamics import cscores
-    from lazyhasty.runs import checkpointing
+    from lazyhasty.runs import Checkpointing
 
     split, _ = mixture
     fresh = learning_speed(split, small, epochs=3, seeds=(0, 1), batch_size=64)
@@ -62,12 +62,13 @@ def test_learning_speed_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
             raise Stopped
 
     monkeypatch.setattr(cscores, "train", lambda *a, **k: plain(*a, **k, on_step=on_step))
-    with pytest.raises(Stopped), checkpointing(tmp_path, every_s=1e-9):
-        learning_speed(split, small, epochs=3, seeds=(0, 1), batch_size=64)
-        raise Stopped  # after the call: the block stops before it completes
+    with pytest.raises(Stopped):
+        learning_speed(split, small, epochs=3, seeds=(0, 1), batch_size=64,
+                       checkpoint=Checkpointing(tmp_path, every_s=1e-9))
+        raise Stopped  # after the call: the experiment stops before it completes
     stop_at = None
-    with checkpointing(tmp_path, every_s=1e-9, resume=True):
-        resumed = learning_speed(split, small, epochs=3, seeds=(0, 1), batch_size=64)
+    resumed = learning_speed(split, small, epochs=3, seeds=(0, 1), batch_size=64,
+                             checkpoint=Checkpointing(tmp_path, every_s=1e-9, resume=True))
     assert resumed.shape == (300,) and np.array_equal(resumed, fresh)
 
 

@@ -20,6 +20,7 @@ from lazyhasty.experiments.phase import PRESETS, Config, cell_configs, cell_ense
 from lazyhasty.experiments.phase_analysis import regime_winner, variance_collapse
 from lazyhasty.metrics.scaling import broken_power_law, consistent, crossing_time, power_law, seed_bootstrap
 from lazyhasty.report import build_report
+from lazyhasty.runs import Output
 
 # ---------------------------------------------------------------- fits against exact and noisy synthetic data
 
@@ -171,7 +172,7 @@ def test_lazy_regime_kernel_change_slope_is_minus_one(tmp_path):
     for sa in (30.0, 100.0, 300.0, 1000.0):
         cfg = Config(source="teacher", ptr=40, pte=40, pca=None, widths=(32,), sqrt_h_alphas=(sa,), seeds=2,
                      depth=2, max_steps=3000, n_probe=20, dtype="float64")
-        rows += run_cell(cfg, tmp_path / f"sa{sa:g}")
+        rows += run_cell(cfg, Output(tmp_path / f"sa{sa:g}"))
     df = pd.DataFrame(rows)
     assert df.reached_progress.all()  # compared at equal progress: training loss = 0.03 L(0)
     fit = power_law(df.sqrt_h_alpha, df.kernel_change_progress)
@@ -265,7 +266,7 @@ def test_cnn_cell_on_image_files(tmp_path):
         write_idx(tmp_path / f"{split}-labels-idx1-ubyte", np.arange(n) % 10, 2049, gz=False)
     cfg = Config(source="mnist", data_root=str(tmp_path), arch="cnn", pca=None, ptr=20, pte=10, depth=2,
                  widths=(4,), sqrt_h_alphas=(1.0,), seeds=2, max_steps=15, n_probe=6)
-    df = pd.DataFrame(run_cell(cfg, tmp_path / "cell"))
+    df = pd.DataFrame(run_cell(cfg, Output(tmp_path / "cell")))
     assert len(df) == 2 and (df.steps > 0).all() and np.isfinite(df.kernel_change_end).all()
     assert (df.kernel_change_end > 0).all() and np.isfinite(df.test_err_end).all()
     with np.load(tmp_path / "cell" / "outputs.npz") as z:
@@ -276,7 +277,7 @@ def test_three_class_yinyang_cell(tmp_path):
     """Kriener et al.'s three classes: three outputs, the multi-class soft hinge, arg-max predictions."""
     cfg = Config(source="yinyang", pca=None, ptr=30, pte=30, depth=2, widths=(16,), sqrt_h_alphas=(1.0,), seeds=2,
                  max_steps=40, n_probe=8)
-    df = pd.DataFrame(run_cell(cfg, tmp_path))
+    df = pd.DataFrame(run_cell(cfg, Output(tmp_path)))
     assert len(df) == 2 and np.isfinite(df.test_err_end).all() and (df.test_err_end < 1).all()
     with np.load(tmp_path / "outputs.npz") as z:
         assert z["f_end"].shape == (2, 30, 3) and set(np.unique(z["y"])) <= {0, 1, 2}
@@ -292,7 +293,7 @@ def test_cells_through_submitit_keep_their_ids(tmp_path):
 
     cfg = Config(source="teacher", pca=None, ptr=20, pte=20, depth=2, widths=(8,), sqrt_h_alphas=(1.0, 10.0),
                  seeds=2, max_steps=30, n_probe=5, executor="submitit-local", slurm_time=5)
-    main(cfg, tmp_path)
+    main(cfg, Output(tmp_path))
     assert json.loads((tmp_path / "analysis.json").read_text())["runs"] == 4 and (tmp_path / "phase.png").is_file()
     ids = sorted(p.name for p in (tmp_path / "cells").iterdir() if (p / "outputs.npz").is_file())
     local = [dataclasses.replace(c, executor="local") for c in cell_configs(cfg)]

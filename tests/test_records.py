@@ -8,6 +8,7 @@ import pytest
 from lazyhasty import RunRecord, load_runs
 from lazyhasty.runs import atomic_write
 from lazyhasty.runs.output import prepare_output
+from lazyhasty.runs.records import FolderInUse
 
 
 def test_interrupted_write_leaves_previous_file_intact(tmp_path, monkeypatch):
@@ -75,6 +76,21 @@ def scalars_as_tensorboard_shows_them(folder):
                                  downsample=10**9, run_tag_filter=None)
     (run,) = data.values()
     return {tag: {d.step: d.value for d in series} for tag, series in run.items()}
+
+
+def test_what_a_record_writes_is_decided_by_its_arguments_only(tmp_path, monkeypatch):
+    """No environment variable switches TensorBoard on, and a folder holding a run is reopened only when the call
+    says it resumes (the Output an experiment is handed says both)."""
+    from lazyhasty.runs import Checkpointing, Output
+
+    monkeypatch.setenv("LAZYHASTY_TENSORBOARD", "1")  # what --tensorboard set before; now it means nothing
+    RunRecord(tmp_path / "a").start({"lr": 0.3}).set_status("complete")
+    assert not (tmp_path / "a" / "tensorboard").exists()
+    with pytest.raises(FolderInUse):
+        Output(tmp_path).record("a", {"lr": 0.3})
+    rec = Output(tmp_path, Checkpointing(tmp_path, resume=True)).record("a", {"lr": 0.3})
+    assert rec.status()["status"] == "running" and rec.tensorboard is None
+    rec.set_status("complete")
 
 
 def test_tensorboard_sink_has_every_scalar_of_the_parquet_record(tmp_path):

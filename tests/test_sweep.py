@@ -64,7 +64,6 @@ def test_plan_ids_grid_and_seeds(tmp_path):
 
 
 def test_sweep_runs_once_and_skips_completed(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("LAZYHASTY_TENSORBOARD", "")  # restored after the test: --tensorboard sets it
     args = ["sweep", "demo", "--grid", "lr=0.2,0.5", "--seeds", "0-1", "--out", str(tmp_path), "--workers", "2"]
     for a in FAST:
         args += ["--set", a]

@@ -27,29 +27,28 @@ def _cmd_list(args) -> int:
     return 0
 
 
-def _tensorboard(on: bool) -> None:
-    """``--tensorboard``: every run record also writes TensorBoard event files (the environment variable reaches
-    sweep workers and cluster jobs too)."""
-    if not on:
-        return
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        raise UsageError("--tensorboard needs the tensorboard package: pip install 'lazyhasty[tensorboard]'") from None
-    os.environ["LAZYHASTY_TENSORBOARD"] = "1"
+def _tensorboard(on: bool) -> bool:
+    """``--tensorboard``: checked here, then handed explicitly to the experiment (``Output``) or the sweep's jobs."""
+    if on:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise UsageError("--tensorboard needs the tensorboard package: pip install 'lazyhasty[tensorboard]'") \
+                from None
+    return on
 
 
 def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume: bool = False,
-         checkpoint_every: float = 60.0) -> int:
+         checkpoint_every: float = 60.0, tensorboard: bool = False) -> int:
     """One experiment into a folder of its own: ``out`` if it holds no records (else exit 2; with ``resume``, an
     earlier run of the same experiment, continued from its checkpoints), or without ``out`` the first
     free one of runs/NAME, runs/NAME.2, ... Every way out leaves experiment.json with a final status."""
     from .config import check_machine, override, to_dict
-    from .dynamics.checkpoint import checkpointing
+    from .dynamics.checkpoint import Checkpointing
     from .experiments import REGISTRY
     from .runs.output import claim_output, records_in
-    from .runs.records import _now, atomic_write, close_open_records, environment
-    from .runs.sweep import get_experiment
+    from .runs.records import Output, _now, atomic_write, close_open_records, environment
+    from .runs.sweep import get_experiment, run_experiment
 
     exp = get_experiment(REGISTRY, name)
     preset = preset or exp.default_preset
@@ -84,8 +83,8 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
                                                    "wall_s": round(time.perf_counter() - t0, 2), **more}, reserve=True)
 
     try:
-        with checkpointing(out_dir, checkpoint_every, resume=resume):
-            summary = exp.main(cfg, out_dir)
+        summary = run_experiment(exp, cfg, Output(out_dir, Checkpointing(out_dir, checkpoint_every, resume),
+                                                  tensorboard))
         atomic_write(out_dir / "summary.json", {"wall_s": round(time.perf_counter() - t0, 2), **(summary or {})})
         end("complete")
     except (UsageError, ValueError) as e:  # bad input (a missing dataset, a value a config check let through)
@@ -125,8 +124,8 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
 
 
 def _cmd_run(args) -> int:
-    _tensorboard(args.tensorboard)
-    return _run(args.experiment, args.preset, args.set or [], args.out, args.resume, args.checkpoint_every)
+    return _run(args.experiment, args.preset, args.set or [], args.out, args.resume, args.checkpoint_every,
+                _tensorboard(args.tensorboard))
 
 
 def _cmd_demo(args) -> int:
@@ -187,7 +186,7 @@ def _cmd_sweep(args) -> int:
         return 0
     if not args.out:
         raise UsageError("sweep needs --out (the sweep folder), or --status DIR to show one")
-    _tensorboard(args.tensorboard)
+    tensorboard = _tensorboard(args.tensorboard)
     spec = {"experiment": args.experiment, "preset": args.preset, "grid": args.grid or [], "seeds": args.seeds,
             "set": args.set or []}
     if args.file:
@@ -212,7 +211,7 @@ def _cmd_sweep(args) -> int:
     out = prepare_output(args.out)
     try:
         result = run_sweep(jobs, out, executor=args.executor, workers=args.workers,
-                           checkpoint_every_s=args.checkpoint_every,
+                           checkpoint_every_s=args.checkpoint_every, tensorboard=tensorboard,
                            slurm={"partition": args.partition, "time": args.time, "gpus_per_run": args.gpus_per_run})
     except KeyboardInterrupt as e:
         print(f"lazyhasty: sweep interrupted ({str(e) or 'Ctrl-C'}); finished jobs are kept, run the same command to "

@@ -34,7 +34,6 @@ from .claims import (
 from .claims import write as write_claims
 from .data.groups import Split
 from .data.inputs import chunks, take
-from .dynamics.checkpoint import current as current_checkpointing
 from .dynamics.losses import MSE, Loss, check_data, get_loss
 from .dynamics.probes import LinearityProbe, Schedule, loss_probe, parameter_distance_probe
 from .dynamics.steppers import Stepper
@@ -46,7 +45,7 @@ from .metrics.progress import at_equal_progress, rises
 from .models.ensemble import Ensemble
 from .models.regimes import AlphaScaled, Linearized, frozen_stats
 from .runs.output import records_in
-from .runs.records import FolderInUse, RunRecord, environment
+from .runs.records import FolderInUse, Output, RunRecord, environment
 
 LINEARITY = ("ntk_alignment", "sign_similarity", "representation_alignment", "ntk_distance")
 
@@ -379,7 +378,7 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
                     lazy: str | None = None, rate_check: str | None = None,
                     levels: int | Sequence[float] = 12, schedule: Schedule | None = None,
                     probe_size: int = 256, linearity: bool = True, confidence: float = 0.95,
-                    out: str | Path | None = None, show_progress: bool | None = None) -> Comparison:
+                    out: str | Path | Output | None = None, show_progress: bool | None = None) -> Comparison:
     """Train every regime from the same initialisation and minibatch order, for every seed, and compare them at
     equal training progress (George et al. 2022, sections 3-4).
 
@@ -409,9 +408,11 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
             equal-progress milestones of :class:`lazyhasty.Schedule`); a target is checked at each.
         probe_size: training examples for the linearity metrics (``linearity=False`` skips them).
         confidence: level of the bootstrap intervals (``scipy.stats.bootstrap``, percentile, over seeds).
-        out: write the run records there (``out/runs/<id>``) while training (nothing is lost if the process
-            stops), then :meth:`Comparison.save`. Inside a resuming ``checkpointing`` block (``lazyhasty run
-            --resume``) the runs continue from their checkpoints.
+        out: a folder, or an experiment's :class:`~lazyhasty.runs.Output`: the run records are written there
+            (``out/runs/<id>``) while training (nothing is lost if the process stops), then
+            :meth:`Comparison.save`. With an ``Output``, each training call is checkpointed in its series, a resuming
+            one (``lazyhasty run --resume``) continues the runs from their checkpoints, and its ``tensorboard``
+            applies to the records.
     Returns:
         a :class:`Comparison`.
     """
@@ -457,9 +458,9 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
                 "levels": levels,
                 "probe_size": int(probe_size), "confidence": float(confidence),
                 "model": getattr(model_factory, "__qualname__", repr(model_factory)), "examples": len(train_set)}
-    out = None if out is None else Path(out)
-    ctx = current_checkpointing()
-    if out is not None and records_in(out / "runs") is not None and not (ctx is not None and ctx.resume):
+    output = out if isinstance(out, Output) or out is None else Output(Path(out))
+    out = None if output is None else output.path
+    if out is not None and records_in(out / "runs") is not None and not output.resume:
         raise FolderInUse(f"{out} already holds run records ({records_in(out / 'runs')}); compare into an empty "
                           "folder")
     if target is not None:
@@ -486,13 +487,12 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
             nets = [Linearized(same_init(bases[s])) if r.alpha is None else AlphaScaled(same_init(bases[s]), r.alpha)
                     for s, r in todo]
             alphas_ = [np.inf if r.alpha is None else r.alpha for _, r in todo]
-            recs = None if out is None else [RunRecord(out / "runs" / rid).start(settings, seed=s, regime=r.label,
-                                                                                 alpha=a)
+            recs = None if out is None else [output.record(f"runs/{rid}", settings, seed=s, regime=r.label, alpha=a)
                                              for rid, (s, r), a in zip(ids, todo, alphas_)]
             got = train(Ensemble(nets), train_set, loss=loss, stepper=members[0].stepper,
                         stop=replace(members[0].stop, reach=reach), splits=probe_splits, probes=probes,
                         schedule=schedule or Schedule(points_per_decade=8), data_seed=todo[0][0], run_id=ids,
-                        record=recs, progress=show_progress)
+                        record=recs, progress=show_progress, checkpoint=output and output.checkpoints)
             for rid, (s, r), a, res in zip(ids, todo, alphas_, got):
                 results[rid] = res
                 rows.append({"run_id": rid, "seed": s, "regime": r.label, "alpha": a, "status": res.status,

@@ -10,20 +10,18 @@ It is written every ``every_s`` seconds of training, and when SIGTERM, SIGHUP, S
 loop finishes its step, writes the checkpoint, then stops; SIGUSR2, SLURM's warning before a time limit or
 pre-emption, is then handed to submitit, which requeues the job).
 
-Two ways to use it: ``train(..., checkpoint=PATH)`` continues from PATH when it exists and deletes it when the
-run ends; inside :func:`checkpointing` (what ``lazyhasty run`` and sweep jobs do), the i-th ``train`` call of the
-block uses ``FOLDER/.checkpoints/train-<i>.pt``, keeps its final state so that a resumed experiment skips the
-calls that had finished, and the folder is deleted when the block completes. A checkpoint that does not match
-the call resuming it (another stepper, budget, schedule, data, theta0) is refused, never used.
+Two ways to use it, both explicit: ``train(..., checkpoint=PATH)`` continues from PATH when it exists and deletes it
+when the run ends; ``train(..., checkpoint=series)`` with a :class:`Checkpointing` series (what ``lazyhasty run``
+and sweep jobs hand an experiment, ``Output.checkpoints``) gives the series' i-th call ``FOLDER/.checkpoints/
+train-<i>.pt``, keeps its final state so that a resumed experiment skips the calls that had finished, and the runner
+deletes the folder when the experiment completes. A call without ``checkpoint`` is never checkpointed. A checkpoint
+that does not match the call resuming it (another stepper, budget, schedule, data, theta0) is refused, never used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import shutil
-from collections.abc import Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,42 +39,28 @@ class CheckpointMismatch(UsageError):
 
 @dataclass
 class Checkpointing:
-    """The checkpoints of a block of code (an experiment's ``main``): ``folder/.checkpoints/train-<i>.pt`` for its
-    i-th ``train`` call, written every ``every_s`` seconds (0: never); ``resume``: continue from the ones there."""
+    """A series of checkpoints, one per ``train`` call given it: ``folder/.checkpoints/train-<i>.pt`` for the i-th,
+    written every ``every_s`` seconds (0: never); ``resume``: continue from the ones an earlier attempt left (and
+    reopen its run records, :meth:`lazyhasty.RunRecord.start`). :meth:`clear` deletes them."""
 
     folder: Path
     every_s: float = 60.0
     resume: bool = False
     calls: int = 0
 
+    def __post_init__(self):
+        if not self.every_s >= 0:
+            raise UsageError(f"checkpoint interval must be >= 0 seconds, got {self.every_s}")
+        self.folder = Path(self.folder)
+
     def next_path(self) -> Path:
         path = self.folder / ".checkpoints" / f"train-{self.calls:04d}.pt"
         self.calls += 1
         return path
 
-
-_CURRENT: ContextVar[Checkpointing | None] = ContextVar("lazyhasty_checkpointing", default=None)
-
-
-def current() -> Checkpointing | None:
-    """The :class:`Checkpointing` of the enclosing :func:`checkpointing` block, if any."""
-    return _CURRENT.get()
-
-
-@contextlib.contextmanager
-def checkpointing(folder: str | Path, every_s: float = 60.0, resume: bool = False) -> Iterator[Checkpointing]:
-    """Checkpoint every ``train`` call in the block under ``folder/.checkpoints`` (see the module docstring);
-    with ``resume``, continue from the checkpoints an earlier attempt left, and reopen its run records
-    (:meth:`lazyhasty.RunRecord.start`). The checkpoints are deleted when the block completes without an error."""
-    if not every_s >= 0:
-        raise UsageError(f"checkpoint interval must be >= 0 seconds, got {every_s}")
-    ctx = Checkpointing(Path(folder), float(every_s), bool(resume))
-    token = _CURRENT.set(ctx)
-    try:
-        yield ctx
-    finally:
-        _CURRENT.reset(token)
-    shutil.rmtree(ctx.folder / ".checkpoints", ignore_errors=True)
+    def clear(self) -> None:
+        """The experiment completed: its checkpoints are not needed any more."""
+        shutil.rmtree(self.folder / ".checkpoints", ignore_errors=True)
 
 
 def save(path: Path, payload: dict) -> None:

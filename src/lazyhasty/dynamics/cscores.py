@@ -22,6 +22,7 @@ from torch import nn
 from ..data.groups import Split
 from ..data.inputs import chunks, first
 from ..models.ensemble import Ensemble
+from .checkpoint import Checkpointing
 from .probes import Schedule
 from .steppers import SGD
 from .train import Stop, seeded, train
@@ -34,7 +35,7 @@ def _epoch_steps(n: int, batch_size: int) -> int:
 def estimate_cscores(split: Split, model_fn: Callable[[], nn.Module], ratios: Sequence[float] = tuple(
         np.round(np.arange(0.1, 1.0, 0.1), 2)), runs_per_ratio: int = 3, epochs: int = 10, seed: int = 0,
         lr: float = 0.05, momentum: float = 0.9, batch_size: int = 128, score: str = "correct",
-        progress: bool | None = None) -> dict:
+        progress: bool | None = None, checkpoint: Checkpointing | None = None) -> dict:
     """Hold-out C-scores of every example of ``split`` (cross-entropy, integer labels).
 
     Args:
@@ -43,6 +44,7 @@ def estimate_cscores(split: Split, model_fn: Callable[[], nn.Module], ratios: Se
         ratios: subset sizes as fractions of n. runs_per_ratio: models per ratio.
         epochs: SGD epochs over the full set (each member only learns from its subset's examples in a batch).
         score: ``"correct"`` (0/1) or ``"prob"`` (softmax probability of the label).
+        checkpoint: as for :func:`lazyhasty.train` (an experiment's ``out.checkpoints``).
     Returns:
         dict with ``scores`` (n,), ``per_ratio`` (len(ratios), n) (nan where an example was never held out),
         ``held_out_counts`` (len(ratios), n).
@@ -61,7 +63,7 @@ def estimate_cscores(split: Split, model_fn: Callable[[], nn.Module], ratios: Se
     steps = epochs * _epoch_steps(n, batch_size)
     train(ens, split, loss="cross_entropy", stepper=SGD(lr, momentum=momentum, batch_size=batch_size),
           stop=Stop(max_steps=steps), probes=(), schedule=Schedule(points_per_decade=0, milestone_ratio=None),
-          data_seed=seed, weights=weights.to(first(split.x).device), progress=progress)
+          data_seed=seed, weights=weights.to(first(split.x).device), progress=progress, checkpoint=checkpoint)
     ens.eval()
     with torch.no_grad():
         out = torch.cat([ens(xb) for xb in chunks(split.x, 2048)], dim=1)  # (E, n, C)
@@ -87,12 +89,12 @@ def estimate_cscores(split: Split, model_fn: Callable[[], nn.Module], ratios: Se
 
 def learning_speed(split: Split, model_fn: Callable[[], nn.Module], epochs: int = 5, seeds: Sequence[int] = (0, 1),
                    lr: float = 0.05, momentum: float = 0.9, batch_size: int = 128,
-                   progress: bool | None = None) -> np.ndarray:
+                   progress: bool | None = None, checkpoint: Checkpointing | None = None) -> np.ndarray:
     """Mean correctness of each training example over per-epoch checkpoints and seeds, shape (n,).
 
     The correctness at each epoch end is a row of the run's table (group: the example's index), not a value kept
     aside: a call resumed from its checkpoint (``lazyhasty run --resume``) has every epoch's rows, measured before
-    the interruption or after."""
+    the interruption or after (``checkpoint``: as for :func:`lazyhasty.train`)."""
     n = len(split)
 
     def correctness(ctx):  # (split, example index, "correct", 0 or 1) at every checkpoint after the first
@@ -106,7 +108,7 @@ def learning_speed(split: Split, model_fn: Callable[[], nn.Module], epochs: int 
     results = train(ens, split, loss="cross_entropy", stepper=SGD(lr, momentum=momentum, batch_size=batch_size),
                     stop=Stop(max_steps=epochs * per_epoch), probes=(correctness,),
                     schedule=Schedule(points_per_decade=0, milestone_ratio=None, every=per_epoch),
-                    run_id=[f"seed{s}" for s in seeds], progress=progress)
+                    run_id=[f"seed{s}" for s in seeds], progress=progress, checkpoint=checkpoint)
     seen = []
     for r in results:  # rows in the order measured: (checkpoints, n) per run
         m = r.metrics[r.metrics.metric == "correct"]

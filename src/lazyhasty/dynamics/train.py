@@ -294,7 +294,7 @@ def train(
     flush_every_s: float = 5.0,
     on_step: Callable[[Evaluation], None] | None = None,
     weights: torch.Tensor | None = None,
-    checkpoint: str | Path | None = None,
+    checkpoint: str | Path | checkpoints.Checkpointing | None = None,
     checkpoint_every_s: float | None = None,
     compile: bool | None = None,
 ) -> TrainResult | list[TrainResult]:
@@ -327,8 +327,9 @@ def train(
             estimation); a member's loss is then sum_i w_i l_i / sum_i w_i over the batch.
         checkpoint: a file for the whole training state (:mod:`lazyhasty.dynamics.checkpoint`): the run continues
             from it when it exists, writes it every ``checkpoint_every_s`` seconds (default 60; 0: never) and
-            when SIGTERM, SIGHUP, SIGINT or SIGUSR2 arrives, and deletes it when the run ends. Within a
-            ``checkpointing`` block (``lazyhasty run``, sweep jobs) every call is checkpointed without this.
+            when SIGTERM, SIGHUP, SIGINT or SIGUSR2 arrives, and deletes it when the run ends. Or a
+            :class:`~lazyhasty.runs.Checkpointing` series (an experiment's ``out.checkpoints``): the call takes the
+            series' next file and interval, resumes only when the series does, and keeps its final state.
             The records of a resumed run are bit-identical to those of a run that never stopped (each resume is
             listed in its ``status.json``). A checkpoint of another call (stepper, budget, schedule, loss, data,
             theta0) is refused with :class:`~lazyhasty.dynamics.checkpoint.CheckpointMismatch`.
@@ -877,18 +878,18 @@ class _Checkpoint:
 
     path: Path
     every_s: float
-    resumable: bool  # continue from a checkpoint at ``path`` (always for an explicit file; in a block, on resume)
-    explicit: bool  # ``train(checkpoint=PATH)``: deleted when the run ends (a block's is kept, marked done)
+    resumable: bool  # continue from a checkpoint at ``path`` (always for a file; in a series, when it resumes)
+    explicit: bool  # ``train(checkpoint=PATH)``: deleted when the run ends (a series' is kept, marked done)
     fingerprint: dict
     last: float = 0.0
 
     @classmethod
     def of(cls, engine: _Engine, checkpoint, every_s: float | None, named: bool) -> _Checkpoint | None:
-        ctx = checkpoints.current()
-        if checkpoint is None and ctx is None:
+        if checkpoint is None:
             return None
-        path = Path(checkpoint) if checkpoint is not None else ctx.next_path()
-        every = every_s if every_s is not None else ctx.every_s if ctx is not None and checkpoint is None else 60.0
+        series = isinstance(checkpoint, checkpoints.Checkpointing)
+        path = checkpoint.next_path() if series else Path(checkpoint)
+        every = every_s if every_s is not None else checkpoint.every_s if series else 60.0
         e = engine
         fingerprint = {
             "members": len(e.ens), "examples": len(e.train_set), "stepper": repr(e.stepper), "stop": repr(e.stop),
@@ -898,8 +899,7 @@ class _Checkpoint:
             "data": checkpoints.digest(*leaves(e.x), e.y, e.weights),
             "compile": e.compile_at if e.compiled is None else 0,  # paths round differently: a resume takes the same
             "run_ids": [r.run_id for r in e.runs] if named else None}
-        return cls(path, every, checkpoint is not None or ctx.resume, checkpoint is not None, fingerprint,
-                   time.perf_counter())
+        return cls(path, every, not series or checkpoint.resume, not series, fingerprint, time.perf_counter())
 
     def resume(self, engine: _Engine) -> bool:
         """Continue from the checkpoint if there is one to resume from; returns whether that call had finished."""

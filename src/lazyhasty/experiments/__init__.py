@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lazyhasty import UsageError
@@ -22,7 +21,7 @@ class Experiment:
     description: str
     config: type
     presets: Mapping[str, Any]
-    main: Callable[[Any, Path], dict]
+    main: Callable[[Any, Any], dict]  # main(cfg, out: lazyhasty.runs.Output): where and how it writes
     default_preset: str = "quick"  # what `lazyhasty run NAME` uses without --preset
     demo_preset: str = "quick"  # what `lazyhasty demo` runs
     schema: int = 1  # raise when a code change alters what a config means: sweeps then re-run its finished jobs

@@ -16,7 +16,6 @@ is the same with either lazy run (``numbers.rate_check``; not measured where it 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -139,9 +138,9 @@ def regimes(cfg, n_train: int, feature_lrs: dict[float, float] | None = None) ->
     return out
 
 
-def compare(cfg, factory, train: lh.Split, splits: dict[str, lh.Split], progress: tuple[str, str, str], out: Path,
-            loss: str = "cross_entropy", regs: list[lh.Regime] | None = None, feature: str | None = None,
-            points_per_decade: int = 5) -> lh.Comparison:
+def compare(cfg, factory, train: lh.Split, splits: dict[str, lh.Split], progress: tuple[str, str, str],
+            out: lh.runs.Output, loss: str = "cross_entropy", regs: list[lh.Regime] | None = None,
+            feature: str | None = None, points_per_decade: int = 5) -> lh.Comparison:
     """``compare_regimes`` with the experiment's regimes, every run until ``progress`` reaches ``cfg.target``,
     measured at log-spaced steps, at loss milestones and once an epoch."""
     spe = -(-len(train) // cfg.batch_size)

@@ -12,7 +12,6 @@ Claim: ``stays_linear`` (the regimes are what they say). The per-region verdicts
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -53,7 +52,8 @@ PRESETS = {
 }
 
 
-def main(cfg: Config, out: Path) -> dict:
+def main(cfg: Config, output: lh.runs.Output) -> dict:
+    out = output.path
     dtype = getattr(torch, cfg.dtype)
     data = lh.data.yinyang(cfg.n_train, seed=cfg.data_seed, dtype=dtype).to(cfg.device)
     print(f"[demo] alpha in {cfg.alphas}, {cfg.seeds} seeds: GD, lr = {cfg.lr:g} / alpha^2, until the training loss "
@@ -61,7 +61,7 @@ def main(cfg: Config, out: Path) -> dict:
     comp = lh.compare_regimes(lambda: lh.MLP([2, *cfg.widths, 1]).to(device=cfg.device, dtype=dtype), data,
                               alphas=cfg.alphas, loss="bce", stepper=lh.GD(cfg.lr),
                               stop=lh.Stop(max_steps=cfg.max_steps), target=cfg.loss_threshold,
-                              seeds=range(cfg.seed, cfg.seed + cfg.seeds), probe_size=cfg.n_train, out=out,
+                              seeds=range(cfg.seed, cfg.seed + cfg.seeds), probe_size=cfg.n_train, out=output,
                               show_progress=True)
     text = "demo: yin-yang MLP, alpha-scaled, forked from one initialisation per seed\n" + comp.summary()
     doc = lh.claims.write(out, "demo", [lh.claims.stays_linear_claim(comp.stays_linear(), comp.feature, comp.lazy)],

@@ -126,7 +126,8 @@ def regimes(cfg: Config) -> list[tuple[str, float, float]]:
     return out + ([(RATE_CHECK, a_lin, lr_lin / 2)] if cfg.rate_check else [])
 
 
-def main(cfg: Config, out: Path) -> dict:
+def main(cfg: Config, output: lh.runs.Output) -> dict:
+    out = output.path
     wall0 = time.perf_counter()
     grid, _ = grid_split(cfg.grid, cfg.device)
     maps = GridMaps(out / "grid", grid.y)
@@ -145,13 +146,13 @@ def main(cfg: Config, out: Path) -> dict:
                 ens = lh.Ensemble([lh.AlphaScaled(lh.seeded(lambda: lh.MLP([2, 60, 60, 60, 1]), s), alpha)
                                    for s in chunk]).to(cfg.device)
                 ids = [run_id(name, s) for s in chunk]
-                recs = [lh.RunRecord(out / "runs" / rid).start(cfg, regime=name, alpha=alpha, lr=lr, seed=s)
+                recs = [output.record(f"runs/{rid}", cfg, regime=name, alpha=alpha, lr=lr, seed=s)
                         for s, rid in zip(chunk, ids)]
                 lh.train(ens, sets, loss="bce", stepper=lh.GD(lr), splits={"grid": grid},
                          stop=lh.Stop(max_steps=cfg.max_steps, reach=target),
                          schedule=lh.Schedule(levels=cfg.thresholds, points_per_decade=5),
                          probes=(lh.loss_probe, lh.LinearityProbe(lin_x), maps), run_id=ids, record=recs,
-                         progress=True, compile=cfg.compile)
+                         progress=True, compile=cfg.compile, checkpoint=output.checkpoints)
     finally:
         torch.set_flush_denormal(False)
     return summarize(out, cfg, f"[fig1] wall {time.perf_counter() - wall0:.1f} s")

@@ -26,7 +26,6 @@ similarity 1 - change) decides (Linearized: 0 by construction).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -104,7 +103,7 @@ def dense(d: int, cfg: Config) -> nn.Module:
     return net
 
 
-def train_examples(cfg: Config, network: str, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def train_examples(cfg: Config, network: str, out: lh.runs.Output) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both regimes of one network on the three examples (``compare_regimes`` per example, records under
     ``out/<network>-<example>/``); returns (long table, runs table with ``example``)."""
     metrics, runs = [], []
@@ -131,17 +130,18 @@ def train_examples(cfg: Config, network: str, out: Path) -> tuple[pd.DataFrame, 
                                   seeds=seeds,
                                   target=cfg.loss_fraction * float((0.5 * split.y**2).mean()), probe_size=n,
                                   schedule=lh.Schedule(milestone_ratio=0.9, points_per_decade=20),
-                                  out=out / f"{network}-{ex}", show_progress=True)
+                                  out=out.under(f"{network}-{ex}"), show_progress=True)
         key = f"{ex}:"  # run ids are unique within one comparison; prefixed, across the three
         metrics.append(comp.metrics.assign(run_id=key + comp.metrics.run_id))
         runs.append(comp.runs.assign(example=ex, run_id=key + comp.runs.run_id))
     return pd.concat(metrics, ignore_index=True), pd.concat(runs, ignore_index=True)
 
 
-def main(cfg: Config, out: Path) -> dict:
+def main(cfg: Config, output: lh.runs.Output) -> dict:
+    out = output.path
     claims, lines, figs = [], ["fig14: Examples 1-3 with trained networks"], []
     for network in ("dense", "diagonal"):
-        metrics, runs = train_examples(cfg, network, out)
+        metrics, runs = train_examples(cfg, network, output)
         rate = RATE_CHECK if cfg.rate_check else None
         feature, lazy = [r for r in dict.fromkeys(runs.regime) if r != rate]
         comps = comparisons(metrics, runs, feature, lazy, exact=network == "diagonal", rate_check=rate,

@@ -61,7 +61,8 @@ PRESETS = {
 }
 
 
-def main(cfg: Config, out: Path) -> dict:
+def main(cfg: Config, output: lh.runs.Output) -> dict:
+    out = output.path
     t0 = time.perf_counter()
     pool, _ = load_fmnist(cfg.data_root, cfg.n_pool, 10, cfg.data_seed, cfg.device, cfg.dataset)
     factory = model_factory(cfg.arch, cfg.width, 10, tuple(pool.x.shape[1:]))
@@ -76,9 +77,10 @@ def main(cfg: Config, out: Path) -> dict:
               f"{cfg.runs_per_ratio} runs, {cfg.estimator_epochs} epochs", flush=True)
         est = estimate_cscores(pool, factory, cfg.ratios, cfg.runs_per_ratio, cfg.estimator_epochs,
                                seed=cfg.data_seed, lr=cfg.lr, momentum=cfg.momentum, batch_size=cfg.batch_size,
-                               progress=True)
+                               progress=True, checkpoint=output.checkpoints)
     speed = learning_speed(pool, factory, epochs=max(2, cfg.estimator_epochs // 2), seeds=(0, 1), lr=cfg.lr,
-                           momentum=cfg.momentum, batch_size=cfg.batch_size, progress=True)
+                           momentum=cfg.momentum, batch_size=cfg.batch_size, progress=True,
+                           checkpoint=output.checkpoints)
     scores = np.nan_to_num(est["scores"], nan=float(np.nanmean(est["scores"])))
     print(f"[fig2_cscores] C-scores and learning speed in {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -94,7 +96,7 @@ def main(cfg: Config, out: Path) -> dict:
     held = Split(pool.x[ho_idx], pool.y[ho_idx], quantile_groups(scores[n_tr:]))
     print(f"[fig2_cscores] {cfg.seeds} seeds: regimes {cfg.alphas} on {n_tr} examples, until mean training loss "
           f"{cfg.target:g}", flush=True)
-    comp = compare(cfg, factory, train, {"held_out": held}, ("train", "all", "loss"), out)
+    comp = compare(cfg, factory, train, {"held_out": held}, ("train", "all", "loss"), output)
     return summarize(cfg, out, comp, scores, speed, pool.y.cpu().numpy())
 
 

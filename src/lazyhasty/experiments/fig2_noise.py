@@ -20,7 +20,6 @@ reaches it in ~15 epochs, alpha = 100 in ~35 (70 at half the rate).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import lazyhasty as lh
 
@@ -51,13 +50,14 @@ PRESETS = {
 SOURCE = "George et al. 2022, Fig. 2 (bottom), section 3.2.2"
 
 
-def main(cfg: Config, out: Path) -> dict:
+def main(cfg: Config, output: lh.runs.Output) -> dict:
+    out = output.path
     train_all, test = load_fmnist(cfg.data_root, cfg.n_train, cfg.n_test, cfg.data_seed, cfg.device, cfg.dataset)
     train, _ = noisy_split(cfg, train_all, cfg.data_seed)  # the same noisy labels for every seed
     print(f"[fig2_noise] alpha in {cfg.alphas}, {cfg.seeds} seeds, {cfg.n_train} examples, {cfg.noise:.0%} noisy, "
           f"until clean loss {cfg.target:g}", flush=True)
     factory = model_factory(cfg.arch, cfg.width, 10, tuple(train.x.shape[1:]))
-    comp = compare(cfg, factory, train, {"test": test}, ("train", "clean", "loss"), out)
+    comp = compare(cfg, factory, train, {"test": test}, ("train", "clean", "loss"), output)
     test_loss = comp.metrics[(comp.metrics.split == "test") & (comp.metrics.group == "all")
                              & (comp.metrics.metric == "loss")]
     best = {r: test_loss[test_loss.regime == r].groupby("seed").value.min().tolist() for r in (comp.feature, comp.lazy)}

@@ -145,7 +145,8 @@ def resnet_factory(cfg: Config):
     return make
 
 
-def main(cfg: Config, out: Path) -> dict:
+def main(cfg: Config, output: lh.runs.Output) -> dict:
+    out = output.path
     if cfg.dataset in ("celeba", "waterbirds"):
         train, bal_train, test = load_images(cfg)
         probe_acc = float("nan")  # the linear probe is for the planted benchmark
@@ -165,7 +166,7 @@ def main(cfg: Config, out: Path) -> dict:
     print(f"[fig3] alpha in {cfg.alphas}, {cfg.seeds} seeds, until the balanced training set's with-spurious "
           f"accuracy is {cfg.target:g}", flush=True)
     comp = compare(cfg, factory, train, {"bal_train": bal_train, "bal_test": test},
-                   ("bal_train", "with_spurious", "accuracy"), out, loss="bce", feature="alpha=1",
+                   ("bal_train", "with_spurious", "accuracy"), output, loss="bce", feature="alpha=1",
                    points_per_decade=20)
     return summarize(cfg, out, comp, probe_acc)
 

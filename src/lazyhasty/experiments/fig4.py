@@ -13,7 +13,6 @@ applies to trained networks (:func:`example_claims`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -187,7 +186,8 @@ def example_lines(claims: list[dict]) -> list[str]:
             f"Example 3 without-spurious gap (non-linear - linear) at equal progress {c3['gap']:+.4f}"]
 
 
-def main(cfg: Config, out: Path) -> dict:
+def main(cfg: Config, output: lh.runs.Output) -> dict:
+    out = output.path
     metrics, runs = closed_form_runs(cfg)
     lh.runs.atomic_write(out / "curves.parquet", metrics.merge(runs, on="run_id"))
     df = pd.read_parquet(out / "curves.parquet")  # the figure and the claims read what was written

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -64,7 +63,8 @@ def rate_name(lr: float) -> str:
     return f"lr={lr:g},alpha=1"
 
 
-def main(cfg: Config, out: Path) -> dict:
+def main(cfg: Config, output: lh.runs.Output) -> dict:
+    out = output.path
     train_all, test = load_fmnist(cfg.data_root, cfg.n_train, cfg.n_test, cfg.data_seed, cfg.device, cfg.dataset)
     train, _ = noisy_split(cfg, train_all, cfg.data_seed)
     base = cfg.lrs[0]
@@ -75,7 +75,7 @@ def main(cfg: Config, out: Path) -> dict:
     print(f"[fig5_lr] alpha = 1 at lr {', '.join(f'{lr:g}' for lr in cfg.lrs)}, alpha = {cfg.alphas[-1]:g} at "
           f"{cfg.lazy_lr:g}; {cfg.seeds} seeds, until clean loss {cfg.target:g}", flush=True)
     factory = model_factory(cfg.arch, cfg.width, 10, tuple(train.x.shape[1:]))
-    comp = compare(cfg, factory, train, {"test": test}, PROGRESS, out, regs=regs, feature=rate_name(base))
+    comp = compare(cfg, factory, train, {"test": test}, PROGRESS, output, regs=regs, feature=rate_name(base))
     def verdict(c: lh.Comparison) -> tuple[bool | None, dict]:
         """In every seed, the largest mean |difference| of the noisy loss between two alpha = 1 rates is smaller than
         the one between alpha = 1 (base rate) and the lazy run."""

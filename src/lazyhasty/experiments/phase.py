@@ -259,10 +259,11 @@ def run_row(run_dir: Path) -> dict:
     return row
 
 
-def run_cell(cfg: Config, out: Path) -> list[dict]:
+def run_cell(cfg: Config, output: lh.runs.Output) -> list[dict]:
     """Train one (h, √h·α) cell: an ensemble over seeds. Writes one run record per seed and ``outputs.npz``
     (the test outputs F of every seed at the end and at the last equal-progress point). Returns the run rows."""
     torch.set_flush_denormal(True)  # softplus far in its tails makes denormal floats: 5x slower without this
+    out = output.path
     h, sa = cfg.widths[0], cfg.sqrt_h_alphas[0]
     alpha = sa / math.sqrt(h)
     train_set, test_set = load_task(cfg)
@@ -273,7 +274,7 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
     with torch.no_grad():  # |f(w0, x)| on the test points: is subtracting f0 needed (Geiger et al.)?
         f0 = [float(m.model(test_set.x).double().pow(2).mean().sqrt()) for m in (ens.member(k) for k in
                                                                                      range(len(seeds)))]
-    recs = [lh.RunRecord(out / "runs" / rid).start(cfg, h=h, sqrt_h_alpha=sa, alpha=alpha, seed=s, f0_rms=f)
+    recs = [output.record(f"runs/{rid}", cfg, h=h, sqrt_h_alpha=sa, alpha=alpha, seed=s, f0_rms=f)
             for s, rid, f in zip(seeds, ids, f0)]
     l0 = initial_loss(cfg)
     levels = (0.5 * l0, 0.1 * l0, cfg.progress * l0)
@@ -287,7 +288,8 @@ def run_cell(cfg: Config, out: Path) -> list[dict]:
     lh.train(ens, train_set, loss=lh.SoftHinge(cfg.hinge_beta), stepper=stepper(cfg, sa),
              stop=lh.Stop(max_steps=cfg.max_steps, max_time=cfg.max_time, min_margin=1.0),
              splits={"test": test_set}, probes=probes, run_id=ids, record=recs, data_seed=cfg.data_seed,
-             schedule=lh.Schedule(levels=levels, points_per_decade=4), compile=compiles(cfg))
+             schedule=lh.Schedule(levels=levels, points_per_decade=4), compile=compiles(cfg),
+             checkpoint=output.checkpoints)
     with torch.no_grad():  # F at the end, from the trained parameters (the last measurement's outputs)
         F = torch.cat([ens(xb) for xb in test_set.x.split(4096)], dim=1)  # (seeds, n, C)
     f_end = F.reshape(len(seeds), len(test_set.y), -1).double().cpu().numpy()
@@ -316,11 +318,14 @@ def cell_jobs(cfg: Config, out: Path) -> list:
     return lh.runs.config_jobs(REGISTRY, "phase", "quick", cell_configs(cfg), out / "cells")
 
 
-def run_cells(cfg: Config, out: Path) -> dict:
-    """Every cell as a job of the sweep runner under ``out/cells`` (resumable: complete cells are kept)."""
-    jobs = cell_jobs(cfg, out)
+def run_cells(cfg: Config, output: lh.runs.Output) -> dict:
+    """Every cell as a job of the sweep runner under ``out/cells`` (resumable: complete cells are kept), with the
+    experiment's checkpoint interval and TensorBoard setting."""
+    jobs = cell_jobs(cfg, output.path)
     slurm = {"partition": cfg.slurm_partition, "time": cfg.slurm_time, "gpus_per_run": cfg.gpus_per_run}
-    return lh.run_sweep(jobs, out / "cells", executor=cfg.executor, workers=min(cfg.workers, len(jobs)), slurm=slurm)
+    every = output.checkpoints.every_s if output.checkpoints is not None else 60.0
+    return lh.run_sweep(jobs, output.path / "cells", executor=cfg.executor, workers=min(cfg.workers, len(jobs)),
+                        slurm=slurm, checkpoint_every_s=every, tensorboard=output.tensorboard)
 
 
 def predict(F: np.ndarray) -> np.ndarray:
@@ -362,12 +367,13 @@ def collect(cfg: Config, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             pd.DataFrame(cells).sort_values(["h", "sqrt_h_alpha"], ignore_index=True))
 
 
-def main(cfg: Config, out: Path) -> dict:
+def main(cfg: Config, output: lh.runs.Output) -> dict:
     if cfg.is_cell:
-        return {"runs": run_cell(cfg, out)}
+        return {"runs": run_cell(cfg, output)}
+    out = output.path
     wall0 = time.perf_counter()
     load_task(cfg)  # a missing or corrupt dataset is a clear error here, before any worker starts
-    counts = run_cells(cfg, out)["counts"]
+    counts = run_cells(cfg, output)["counts"]
     if counts["failed"]:
         print(f"[phase] {counts['failed']} cells failed (see cells/*/worker.log); the analysis uses the others. "
               "Run the same command again to retry them.", flush=True)

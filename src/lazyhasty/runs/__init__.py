@@ -4,9 +4,9 @@ and ``run_sweep`` are also in ``lazyhasty``)."""
 from .._lazy import exports as _exports
 
 __getattr__, __dir__, __all__ = _exports(__name__, {
-    "records": "RunRecord TensorBoardSink load_runs",
+    "records": "RunRecord TensorBoardSink Output load_runs",
     "sweep": "run_sweep config_jobs",
     "..dynamics.train": "RecordSink TrainResult",
-    "..dynamics.checkpoint": "checkpointing CheckpointMismatch",
+    "..dynamics.checkpoint": "Checkpointing CheckpointMismatch",
     "..files": "atomic_write",
 })

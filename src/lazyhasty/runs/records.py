@@ -165,38 +165,34 @@ class RunRecord:
 
     Args:
         path: the run's folder.
-        tensorboard: also write TensorBoard event files under ``path/tensorboard`` (a :class:`TensorBoardSink`);
-            ``None`` reads the environment variable ``LAZYHASTY_TENSORBOARD`` (set by ``--tensorboard``).
+        tensorboard: also write TensorBoard event files under ``path/tensorboard`` (a :class:`TensorBoardSink`).
     """
 
-    def __init__(self, path: str | Path, tensorboard: bool | None = None):
+    def __init__(self, path: str | Path, tensorboard: bool = False):
         self.path = Path(path)
         self.run_id = self.path.name
-        if tensorboard is None:
-            tensorboard = os.environ.get("LAZYHASTY_TENSORBOARD", "") not in ("", "0")
         self.tensorboard = TensorBoardSink(self.path / "tensorboard") if tensorboard else None
         self._lock: FolderLock | None = None
         self._written: list[str] = []  # files of the run, listed with their digests in every status written
 
-    def start(self, config, **fields) -> RunRecord:
+    def start(self, config, *, resume: bool = False, **fields) -> RunRecord:
         """Take the folder (refused with :class:`FolderInUse` if another process writes it or it already holds a
         run) and write ``config.json`` (``config``, a dict or a config dataclass, updated with ``fields``),
         ``env.json`` (provenance, with the config's ``seed`` and ``device``) and status ``running``.
 
-        Inside a resuming :func:`~lazyhasty.dynamics.checkpoint.checkpointing` block (``lazyhasty run --resume``,
-        a requeued sweep job) a folder that holds this run, with the same config, is reopened instead: the engine
-        then continues it from its checkpoint (or trains it again) and gives it its final status again."""
+        With ``resume`` (``lazyhasty run --resume``, a requeued sweep job: :meth:`Output.record`) a folder that
+        holds this run, with the same config, is reopened instead: the engine then continues it from its
+        checkpoint (or trains it again) and gives it its final status again."""
         config = {**(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config), **fields}
         self._lock = FolderLock(self.path, "run folder")
         old = self.status()
         if old is not None:
-            ctx = checkpoints.current()
             same = _json(config) == _json(json.loads((self.path / "config.json").read_text())) \
                 if (self.path / "config.json").is_file() else False
-            if not (ctx is not None and ctx.resume and same):
+            if not (resume and same):
                 self._lock.release()
                 raise FolderInUse(f"run folder {self.path} already holds a run's records" + (
-                    " of another config" if ctx is not None and ctx.resume else "") + "; choose another folder "
+                    " of another config" if resume else "") + "; choose another folder "
                     "(records are never overwritten)")
             self._written = [f for f in old.get("files", {}) if (self.path / f).is_file()]
         _OPEN.add(self)
@@ -242,6 +238,33 @@ class RunRecord:
         self._save("trace.parquet", trace)
         if self.tensorboard is not None:
             self.tensorboard.write(metrics, trace)
+
+
+@dataclasses.dataclass
+class Output:
+    """Where an experiment writes and how, as its runner hands it to ``main(cfg, out)`` (``lazyhasty run``, a sweep
+    job; or you, in a script): the folder ``path``; each ``train`` call checkpointed in the series ``checkpoints``
+    (None: never), which also says whether this attempt resumes an earlier one; TensorBoard files beside every run
+    record when ``tensorboard``. Nothing else decides these: no environment variable, no enclosing context."""
+
+    path: Path
+    checkpoints: checkpoints.Checkpointing | None = None
+    tensorboard: bool = False
+
+    def __post_init__(self):
+        self.path = Path(self.path)
+
+    @property
+    def resume(self) -> bool:
+        return self.checkpoints is not None and self.checkpoints.resume
+
+    def under(self, name: str) -> Output:
+        """The same settings (and checkpoint series) for a subfolder, e.g. one comparison of several."""
+        return Output(self.path / name, self.checkpoints, self.tensorboard)
+
+    def record(self, path: str | Path, config, **fields) -> RunRecord:
+        """A started :class:`RunRecord` at ``self.path / path`` (reopened when this attempt resumes)."""
+        return RunRecord(self.path / path, tensorboard=self.tensorboard).start(config, resume=self.resume, **fields)
 
 
 def _json(d) -> object:

@@ -53,14 +53,14 @@ from pathlib import Path
 from typing import get_args, get_origin, get_type_hints
 
 from ..config import MAX_INT, changed_fields, check_machine, override, split_assignment, to_assignments, to_dict
-from ..dynamics.checkpoint import checkpointing
-from ..dynamics.checkpoint import current as current_checkpointing
+from ..dynamics.checkpoint import Checkpointing
 from ..errors import UsageError, stopped_by
 from .output import RECORD_FILES, records_in
 from .records import (
     FINAL_STATUSES,
     FolderInUse,
     FolderLock,
+    Output,
     _now,
     atomic_write,
     check_files,
@@ -304,7 +304,7 @@ def _log_event(out: Path, **event) -> None:
         os.close(fd)
 
 
-def prepare_job(job: Job, checkpoint_every_s: float = 60.0) -> None:
+def prepare_job(job: Job, checkpoint_every_s: float = 60.0, tensorboard: bool = False) -> None:
     """The job's folder with its spec, status pending. An interrupted attempt (or one whose process died) is kept,
     to continue from its checkpoints; a failed or corrupt one is wiped. Refused with :class:`FolderInUse` if a
     process still holds the folder (e.g. a worker of a sweep that was killed)."""
@@ -319,7 +319,17 @@ def prepare_job(job: Job, checkpoint_every_s: float = 60.0) -> None:
     atomic_write(job.dir / "job.json", {"id": job.id, "experiment": job.experiment, "preset": job.preset,
                                         "assignments": list(job.assignments), "config": job.config,
                                         "registry": job.registry, "status": "pending", "attempts": attempts,
-                                        "checkpoint_every_s": checkpoint_every_s}, reserve=True)
+                                        "checkpoint_every_s": checkpoint_every_s, "tensorboard": tensorboard},
+                 reserve=True)
+
+
+def run_experiment(exp, cfg, output: Output) -> dict | None:
+    """An experiment's ``main`` into ``output``: the one way the command line (``lazyhasty run``) and sweep jobs
+    run one. Its checkpoints are deleted once ``main`` completes (an error keeps them, for a resume)."""
+    summary = exp.main(cfg, output)
+    if output.checkpoints is not None:
+        output.checkpoints.clear()
+    return summary
 
 
 def run_job(job_dir: str | Path) -> str:
@@ -359,8 +369,8 @@ def run_job(job_dir: str | Path) -> str:
         exp = get_experiment(spec["registry"], spec["experiment"])
         cfg = override(exp.preset(spec["preset"]), spec["assignments"])
         check_machine(to_dict(cfg))
-        with checkpointing(job_dir, spec.get("checkpoint_every_s", 60.0), resume=resume):
-            exp.main(cfg, job_dir)
+        run_experiment(exp, cfg, Output(job_dir, Checkpointing(job_dir, spec.get("checkpoint_every_s", 60.0), resume),
+                                        bool(spec.get("tensorboard"))))
     except BaseException as e:
         status, reason = stopped_by(e)
         close_open_records(status, reason)
@@ -601,19 +611,17 @@ def _slurm_queue() -> dict[str, str] | None:
 
 
 def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int | None = None,
-              progress: bool | None = True, slurm: dict | None = None, checkpoint_every_s: float | None = None) -> dict:
+              progress: bool | None = True, slurm: dict | None = None, checkpoint_every_s: float = 60.0,
+              tensorboard: bool = False) -> dict:
     """Run every job that is not complete. Returns counts by final status and the list of re-run reasons.
 
-    ``checkpoint_every_s``: how often each job's training runs write their checkpoints (default: the enclosing
-    :func:`~lazyhasty.checkpointing` block's, else 60 s). ``progress``: print one line per job state change.
+    ``checkpoint_every_s``: how often each job's training runs write their checkpoints; ``tensorboard``: every run
+    record of the jobs also writes TensorBoard files. ``progress``: print one line per job state change.
 
     Refused with :class:`FolderInUse` (exit 2 on the command line) while another sweep holds ``out``, or when
     ``out`` holds the records of another experiment or of a single run."""
     if executor not in ("local", "slurm", "submitit-local"):
         raise UsageError(f"unknown executor {executor!r}; choose local, slurm or submitit-local")
-    if checkpoint_every_s is None:
-        ctx = current_checkpointing()
-        checkpoint_every_s = ctx.every_s if ctx is not None else 60.0
     make_folder(out)
     lock = FolderLock(out, "sweep folder")
     try:
@@ -641,7 +649,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int 
             if state != "missing":
                 notes.append(f"{job.id}: {state}{': ' + why if why else ''} -> " + (
                     "continue from its checkpoints" if state == "interrupted" else "re-run"))
-            prepare_job(job, checkpoint_every_s)
+            prepare_job(job, checkpoint_every_s, tensorboard)
             todo.append(job)
         for n in notes:
             print(f"[sweep] {n}", flush=True)
