@@ -64,3 +64,46 @@ def test_a_given_kernel_and_records(gen, tmp_path):
         lh.kernel_regime(net, train, loss="mse", lr=0.2, steps=1, kernel=lambda a, b: torch.zeros(9, 8))
     with pytest.raises(ValueError, match="lr"):
         lh.kernel_regime(net, train, loss="mse", lr=float("nan"), steps=1)
+
+
+def test_it_runs_on_the_engine_statuses_and_all(gen, tmp_path):
+    """A step too large diverges and says so, in the result and the record, as train does; a probe that reaches
+    for the network instead of the outputs is refused."""
+    train = data(gen, 9, 3)
+    net = lh.seeded(lambda: lh.MLP([3, 16, 1]).double(), 0)
+    res = lh.kernel_regime(net, train, loss="mse", lr=1e3, steps=200,
+                           record=lh.RunRecord(tmp_path / "r").start({"regime": "kernel"}))
+    assert res.status == "diverged" and res.steps < 200 and "non-finite" in res.reason
+    assert lh.RunRecord(tmp_path / "r").status()["status"] == "diverged"
+    probe = lh.LinearityProbe(train.x[:4])
+    with pytest.raises(TypeError, match="example indices"):
+        lh.kernel_regime(net, train, loss="mse", lr=0.1, steps=3, probes=(lh.loss_probe, probe))
+
+
+def test_the_function_space_model_has_the_kernel_value_and_the_output_gradient(gen):
+    """The model kernel_regime trains (float64): outputs f0 + K gamma on any indices into its bank, and the gradient
+    d(w . out)/d gamma = w scattered onto the training rows (so GD on gamma is GD in function space), for a split's
+    block (views), a block across the training boundary and gathered indices alike."""
+    from lazyhasty.dynamics.kernel import _KernelMachine
+
+    M, n, C = 9, 5, 2
+    m = _KernelMachine(torch.randn(M, C, generator=gen, dtype=torch.float64),
+                       torch.randn(M, C, n, C, generator=gen, dtype=torch.float64), (C,), 1.0)
+    with torch.no_grad():
+        m.gamma.copy_(torch.randn(n, C, generator=gen, dtype=torch.float64))
+    for idx in (torch.arange(0, 5), torch.arange(5, 9), torch.arange(3, 7), torch.tensor([0, 2, 7, 2])):
+        out = m(idx)
+        np.testing.assert_allclose(out.detach(), m.f0[idx] + torch.einsum("icjd,jd->ic", m.K[idx], m.gamma.detach()),
+                                   rtol=1e-14, atol=1e-14)
+        w = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+        expected = torch.zeros(n, C, dtype=torch.float64)
+        for r, i in enumerate(idx.tolist()):
+            if i < n:
+                expected[i] += w[r]
+        if out.requires_grad:
+            (grad,) = torch.autograd.grad((out * w).sum(), m.gamma)
+            assert torch.equal(grad, expected)
+        else:  # no training row among them
+            assert not expected.any()
+    with pytest.raises(TypeError, match="example indices"):
+        m(torch.zeros(3, 2))

@@ -102,6 +102,6 @@ def test_opposite_fig14_the_diagonal_model_at_a_large_initialisation(tmp_path):
     from lazyhasty.experiments.fig4 import comparisons, example_claims
 
     cfg = fig14.Config(sigma=0.3, rate_check=False, max_steps=20_000)
-    metrics, runs = fig14.train_examples(cfg, "diagonal", tmp_path)
+    metrics, runs = fig14.train_examples(cfg, "diagonal", lh.runs.Output(tmp_path))
     comps = comparisons(metrics, runs, "alpha=1", "linearized", exact=True, **fig14.DIAGONAL_MEASURES)
     assert example_claims(comps, "test")[0]["numbers"]["flipped_per_seed"] == [False]

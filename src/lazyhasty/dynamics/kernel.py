@@ -14,20 +14,18 @@ as in :func:`lazyhasty.train`; the prediction does not depend on alpha.
 from __future__ import annotations
 
 import math
-import time
-import uuid
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..data.groups import Split
-from ..errors import stopped_by
 from ..metrics.ntk import ntk_gram
 from ..models.regimes import frozen_stats, regime_alpha
-from .losses import Loss, check_data, get_loss
-from .probes import Probe, ProbeContext, Schedule, loss_probe
-from .train import RecordSink, TrainResult, tables
+from .losses import Loss, get_loss
+from .probes import Probe, Schedule, loss_probe
+from .steppers import GD
+from .train import RecordSink, Stop, TrainResult, train
 
 
 def _full(K: torch.Tensor, n1: int, n2: int, C: int) -> torch.Tensor:
@@ -39,11 +37,46 @@ def _full(K: torch.Tensor, n1: int, n2: int, C: int) -> torch.Tensor:
     raise ValueError(f"kernel returned shape {tuple(K.shape)}; expected ({n1}, {n2}) or ({n1}, {C}, {n2}, {C})")
 
 
+class _KernelMachine(nn.Module):
+    """The kernel regime as a model the engine trains: its inputs are indices into a bank of every split's
+    examples (the n training examples first), its outputs f(x) = f0(x) + K(x, X) gamma, (m, ...), with K the
+    wrapper's kernel (M, C, n, C) and gamma (n, C) the dual coefficients (0 at the start), and ``alpha`` the
+    wrapper's, so that the engine's step is lr / alpha^2 (:func:`lazyhasty.train`).
+
+    Its gradient is taken in function space: d out_i / d gamma is the selection of row i for a training example
+    (the value K gamma, the gradient of gamma_i - gamma_i, which is 0), so GD on gamma is
+    gamma <- gamma - (lr / alpha^2) dL/df(X), i.e. f <- f - (lr / alpha^2) K(., X) dL/df(X): the kernel regime's
+    update, with every status, probe, stop rule and signal of the one engine. Only ``kernel_regime`` builds it."""
+
+    def __init__(self, f0: torch.Tensor, K: torch.Tensor, shape: tuple[int, ...], alpha: float):
+        super().__init__()
+        n, C = K.shape[2], K.shape[3]
+        self.register_buffer("f0", f0)  # (M, C)
+        self.register_buffer("K", K)  # (M, C, n, C)
+        self.gamma = nn.Parameter(torch.zeros(n, C, dtype=K.dtype, device=K.device))
+        self.shape, self.alpha, self.n = shape, alpha, n
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long or idx.ndim != 1:
+            raise TypeError("the kernel regime's model takes example indices, not inputs: a probe of kernel_regime "
+                            "reads ctx.outputs(split), not the network")
+        m, a = len(idx), int(idx[0]) if len(idx) else 0
+        if (a + m <= self.n or a >= self.n) and torch.equal(idx, torch.arange(a, a + m, device=idx.device)):
+            rows, own = slice(a, a + m), self.gamma[a:a + m] if a + m <= self.n else None  # a split's block: views
+        else:
+            rows, own = idx, self.gamma[idx.clamp(max=self.n - 1)] * (idx < self.n)[:, None]
+        out = self.f0[rows] + torch.einsum("icjd,jd->ic", self.K[rows], self.gamma.detach())  # (m, C)
+        if own is not None:  # training rows: the value K gamma, the gradient of gamma_i
+            out = out + (own - own.detach())
+        return out.reshape(m, *self.shape)
+
+
 def kernel_regime(model: nn.Module, train_set: Split, *, loss: Loss | str, lr: float, steps: int,
                   splits: dict[str, Split] | None = None,
                   kernel: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                   probes: Sequence[Probe] = (loss_probe,), schedule: Schedule | None = None,
-                  run_id: str | None = None, record: RecordSink | None = None) -> TrainResult:
+                  run_id: str | None = None, record: RecordSink | None = None,
+                  progress: bool | None = None) -> TrainResult:
     """Gradient descent in function space, f <- f - (lr / alpha^2) Theta0 df(mean loss), for ``steps`` steps.
 
     Args:
@@ -57,8 +90,8 @@ def kernel_regime(model: nn.Module, train_set: Split, *, loss: Loss | str, lr: f
             unwrapped network). The update uses the wrapper's kernel, alpha^2 times it, with the rate lr / alpha^2,
             so alpha cancels, exactly as with the default, ``ntk_gram(model, x1, x2, outputs="full")`` (the
             wrapper's kernel).
-        probes, schedule, run_id, record: as for :func:`lazyhasty.train` (probes see ``ctx.outputs(split)``;
-            there are no parameters to probe).
+        probes, schedule, run_id, record, progress: as for :func:`lazyhasty.train`, whose engine runs the steps
+            (probes see ``ctx.outputs(split)``; the parameters are the dual coefficients, not the network's).
 
     Returns:
         A :class:`TrainResult`, its tables like ``train``'s, so that ``train(Linearized(model), ..., GD(lr))``
@@ -66,59 +99,21 @@ def kernel_regime(model: nn.Module, train_set: Split, *, loss: Loss | str, lr: f
     """
     if not (math.isfinite(lr) and lr > 0) or int(steps) != steps or steps < 0:
         raise ValueError(f"lr must be a finite number > 0 and steps an integer >= 0, got lr={lr}, steps={steps}")
-    loss = get_loss(loss)
-    schedule = schedule or Schedule()
-    splits = {"train": train_set, **(splits or {})}
-    run_id = run_id or f"run-{uuid.uuid4().hex[:8]}"
-    alpha2 = regime_alpha(model) ** 2
-    eta = lr / alpha2
+    alpha = regime_alpha(model)
     gram = (lambda x1, x2: ntk_gram(model, x1, x2, outputs="full")) if kernel is None else \
-        (lambda x1, x2: alpha2 * kernel(x1, x2))  # the wrapper's kernel
-    rows, trace, t0 = [], [], time.perf_counter()
-    status, reason, step = "complete", f"reached steps = {steps}", 0
-    try:
-        with torch.no_grad(), frozen_stats(model):  # batch norm on its running statistics, as in ntk_gram
-            f = {name: model(s.x) for name, s in splits.items()}  # (m, ...) outputs at theta0
-        shape = {name: out.shape for name, out in f.items()}
-        for name, split in splits.items():
-            check_data(loss, tuple(shape["train"][1:]), split, name)
-        C = f["train"][0].numel()
-        n = len(train_set)
-        u = {name: out.reshape(out.shape[0], C).clone() for name, out in f.items()}  # (m, C)
-        K = {name: _full(gram(s.x, train_set.x).detach(), len(s), n, C).to(u["train"].dtype)
-             for name, s in splits.items()}  # (m, C, n, C)
-        milestones = None
-        for step in range(int(steps) + 1):
-            out = u["train"].detach().requires_grad_(True)
-            mean = loss(out.reshape(shape["train"]), train_set.y).mean()
-            (g,) = torch.autograd.grad(mean, out)  # (n, C): dL/df on the training examples
-            value = float(mean.detach())
-            trace.append((step, step * lr, value, 0.0 if step == 0 else lr))
-            if step == 0:
-                milestones = schedule.milestones(value)
-            if not math.isfinite(value):
-                status, reason = "diverged", f"non-finite training loss at step {step}"
-            m = milestones.update(value) if milestones is not None and step > 0 else None
-            if m is not None or schedule.log_step(step) or step == steps or status == "diverged":
-                ctx = ProbeContext(model, splits, loss, step, step * lr, {}, m, run_id,
-                                   source=lambda name: u[name].reshape(shape[name]))
-                for probe in probes:
-                    rows += [(run_id, step, step * lr, m, *r[:3], float(r[3])) for r in probe(ctx)]
-            if status == "diverged" or step == steps:
-                break
-            with torch.no_grad():
-                for name in u:
-                    u[name] -= eta * torch.einsum("icjd,jd->ic", K[name], g)
-    except BaseException as e:
-        if record is not None:
-            record.write(*tables(rows, trace))
-            record.set_status(*stopped_by(e), steps=step, t=step * lr)
-        raise
-    wall = time.perf_counter() - t0
-    metrics, trace_df = tables(rows, trace)
-    if record is not None:
-        record.write(metrics, trace_df)
-        record.set_status(status, reason, steps=step, t=step * lr, wall_s=round(wall, 3), alpha=regime_alpha(model),
-                          regime="kernel")
-    return TrainResult(status, reason, None, step, step * lr, metrics, trace_df, wall, 0.0, {})
-
+        (lambda x1, x2: alpha**2 * kernel(x1, x2))  # the wrapper's kernel
+    splits = {"train": train_set, **(splits or {})}
+    with torch.no_grad(), frozen_stats(model):  # batch norm on its running statistics, as in ntk_gram
+        f0 = {name: model(s.x) for name, s in splits.items()}  # (m, ...) outputs at theta0
+    shape = tuple(f0["train"].shape[1:])
+    C, n = math.prod(shape), len(train_set)
+    K = [_full(gram(s.x, train_set.x).detach(), len(s), n, C) for s in splits.values()]  # (m, C, n, C) each
+    bank = _KernelMachine(torch.cat([f.reshape(len(f), C) for f in f0.values()]),
+                          torch.cat(K).to(f0["train"].dtype), shape, alpha)
+    start, index = 0, {}
+    for name, s in splits.items():  # each split's examples as indices into the bank, with its targets and groups
+        index[name] = Split(torch.arange(start, start + len(s), device=f0["train"].device), s.y, s.groups)
+        start += len(s)
+    return train(bank, index["train"], loss=get_loss(loss), stepper=GD(lr), stop=Stop(max_steps=int(steps)),
+                 splits={k: v for k, v in index.items() if k != "train"}, probes=probes, schedule=schedule,
+                 run_id=run_id, record=record, progress=progress, compile=False)
