@@ -104,12 +104,16 @@ def test_a_cancelled_slurm_job_is_rerun(tmp_path):
     while not any(json.loads(j.read_text()).get("status") == "running" for j in out.glob("*/job.json")):
         assert time.monotonic() - t0 < 120, f"no job started: {queue()}"
         time.sleep(0.5)
+    running = [j for j in out.glob("*/job.json") if json.loads(j.read_text()).get("status") == "running"]
     subprocess.run(["scancel", "--full", "--name", "SubmititJob"], check=False)
     subprocess.run(["scancel", "--full", "-u", "root"], check=False)
     _, err = p.communicate(timeout=300)
     assert p.returncode != 0 and "Traceback" not in err.split("lazyhasty:")[-1]
     states = {json.loads(j.read_text())["status"] for j in out.glob("*/job.json")}
     assert states <= {"failed", "interrupted"}, states
+    for j in running:  # SLURM's SIGTERM stopped it at once and it said so (not SIGKILL after KillWait, unrecorded)
+        spec = json.loads(j.read_text())
+        assert spec["status"] == "interrupted" and "SIGTERM" in spec["reason"], spec
     # finishes: same folder, new config
     code, stdout, err = sweep(out, "--executor", "slurm", "--partition", "debug", "--time", "5")
     assert code == 0, err[-2000:]

@@ -17,13 +17,14 @@ def save_figure(fig, path_stem: str | Path, formats: Sequence[str] = ("png", "pd
     with a :class:`~lazyhasty.plotting.style.FigureWarning` naming each problem."""
     finish(fig)
     found = problems(fig)
-    if fig.get_layout_engine() is not None:  # lay the panels out once, not in each of the formats' two draws
-        fig.draw_without_rendering()
-        fig.set_layout_engine("none")
+    # lay the panels out and find the tight bounding box once, not in each format's two draws
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
     paths = []
     for fmt in formats:
         p = Path(f"{path_stem}.{fmt}")
-        atomic_write(p, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight"))
+        atomic_write(p, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches=bbox))
         if fmt == "png" and (width := matplotlib.image.imread(p).shape[1]) > MAX_WIDTH_PX:
             found.append(f"{width} px wide (at most {MAX_WIDTH_PX})")
         paths.append(p)

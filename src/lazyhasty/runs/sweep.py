@@ -54,7 +54,7 @@ from typing import get_args, get_origin, get_type_hints
 
 from ..config import MAX_INT, changed_fields, check_machine, override, split_assignment, to_assignments, to_dict
 from ..dynamics.checkpoint import Checkpointing
-from ..errors import UsageError, stopped_by
+from ..errors import UsageError, signals_interrupt, stopped_by
 from .output import RECORD_FILES, records_in
 from .records import (
     FINAL_STATUSES,
@@ -401,13 +401,15 @@ def _slurm_id() -> str:
 
 class SubmititJob:
     """The callable submitit runs: one job folder. On pre-emption or timeout it is requeued and continues from its
-    checkpoints."""
+    checkpoints. SIGTERM (``scancel``, a requeue) ends it at once as interrupted, as it does a local worker's job:
+    submitit's own handler would ignore it until SLURM's KillWait ran out and SIGKILL left the job unrecorded."""
 
     def __init__(self, job_dir: str):
         self.job_dir = job_dir
 
     def __call__(self) -> str:
-        return run_job(self.job_dir)
+        with signals_interrupt():
+            return run_job(self.job_dir)
 
     def checkpoint(self):  # submitit calls this on preemption / timeout and requeues what it returns
         import submitit
