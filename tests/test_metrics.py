@@ -7,7 +7,20 @@ import torch
 from torch import nn
 
 from conftest import small_mlp
-from lazyhasty import CNN, GD, AlphaScaled, LinearityProbe, Linearized, Split, Stop, ntk_gram, same_init, seeded, train
+from lazyhasty import (
+    CNN,
+    GD,
+    AlphaScaled,
+    LinearityProbe,
+    Linearized,
+    Split,
+    Stop,
+    ntk_gram,
+    parameter_distance_probe,
+    same_init,
+    seeded,
+    train,
+)
 from lazyhasty.metrics import (
     kernel_alignment,
     kernel_distance,
@@ -222,3 +235,43 @@ def test_linearity_probe_in_training(gen):
     assert res["lin"]["ntk_alignment"] == pytest.approx(1.0, abs=1e-6)  # the linearized model's kernel never moves
     assert res["1"]["ntk_alignment"] < 0.99 and res["1"]["ntk_distance"] > 0.05
     assert res["1"]["sign_similarity"] < 1.0
+
+
+def test_the_linearity_probe_measures_from_each_calls_theta0_as_computed_by_hand(gen):
+    """A plain network trained twice with one probe: the second call starts from a new theta0 (where the first
+    stopped; its parameter distance starts at 0), and every linearity measure is taken from it (K0 included, which
+    the probe once kept from the first call). Each value equals a direct float64 computation: the NTK from
+    per-example gradients, the pre-activations' signs and the last hidden layer's Gram by hand."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(),
+                              torch.nn.Linear(16, 1)).double()
+    x = torch.randn(40, 2, generator=gen, dtype=torch.float64)
+    data, xp = Split(x, torch.sign(x[:, 0] * x[:, 1])), x[:12]
+    probe = LinearityProbe(xp)
+
+    def by_hand(theta):
+        def f(p, xi):
+            return torch.func.functional_call(net, p, (xi[None],))[0, 0]
+
+        J = torch.func.vmap(torch.func.grad(f), in_dims=(None, 0))(theta, xp)
+        J = torch.cat([J[k].flatten(1) for k in theta], 1)
+        z1 = xp @ theta["0.weight"].T + theta["0.bias"]
+        z2 = torch.relu(z1) @ theta["2.weight"].T + theta["2.bias"]
+        return J @ J.T, [z1 > 0, z2 > 0], torch.relu(z2)
+
+    def align(A, B):
+        return float((A * B).sum() / (A.norm() * B.norm()))
+
+    for _ in range(2):
+        theta0 = {k: v.detach().clone() for k, v in net.named_parameters()}
+        m = train(net, data, loss="bce", stepper=GD(2.0), stop=Stop(max_steps=60), probes=(parameter_distance_probe,
+                  probe), progress=False).metrics
+        first, last = (m[m.step == s].set_index("metric")["value"] for s in (0, m.step.max()))
+        assert first["param_distance"] == 0 and first["sign_similarity"] == 1.0
+        assert first["ntk_alignment"] == pytest.approx(1.0, abs=1e-12) and first["ntk_distance"] < 1e-12
+        K0, s0, R0 = by_hand(theta0)
+        K, s, R = by_hand({k: v.detach() for k, v in net.named_parameters()})
+        assert last["ntk_alignment"] == pytest.approx(align(K, K0), rel=1e-10) and last["ntk_alignment"] < 0.999
+        assert last["ntk_distance"] == pytest.approx(float((K - K0).norm() / K0.norm()), rel=1e-10)
+        assert last["sign_similarity"] == sum(int((a == b).sum()) for a, b in zip(s, s0)) / sum(a.numel() for a in s)
+        assert last["representation_alignment"] == pytest.approx(align(R @ R.T, R0 @ R0.T), rel=1e-10)

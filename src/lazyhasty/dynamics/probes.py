@@ -19,7 +19,7 @@ from torch import nn
 from ..data.groups import Split
 from ..data.inputs import chunks
 from ..metrics.alignment import kernel_alignment, kernel_distance
-from ..metrics.linearity import representation_alignment, sign_similarity
+from ..metrics.linearity import features, same_signs, theta0_of
 from ..metrics.ntk import ntk_gram
 from .losses import Loss
 
@@ -263,7 +263,8 @@ parameter_distance_probe.batched = _distance_probe_batched
 
 
 class LinearityProbe:
-    """How far a run is from its linearisation, on a fixed probe set (K0 computed once per run). Rows
+    """How far a run is from its linearisation, on a fixed probe set (what it compares with at theta0, K0
+    included, computed once per run: :meth:`at_init`). Rows
     ``(split, "all", metric, value)`` at every measurement point:
 
     * ``ntk_alignment`` KA(K_t, K_0) (eq. 5 of George et al.) and ``ntk_distance`` ||K_t - K_0||_F / ||K_0||_F
@@ -282,32 +283,33 @@ class LinearityProbe:
         self.x, self.split, self.outputs = x, split, outputs
         self.ntk, self.signs, self.representation = ntk, signs, representation
         self.method, self.block = method, block
-        self._K0: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._init: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> at_init(...)
 
-    def kernel0(self, ctx: ProbeContext) -> torch.Tensor:
-        if ctx.model not in self._K0:
-            self._K0[ctx.model] = ntk_gram(ctx.model, self.x, params=ctx.params0, outputs=self.outputs,
-                                           method=self.method, block=self.block)
-        return self._K0[ctx.model]
+    def at_init(self, ctx: ProbeContext) -> dict:
+        """What the measures compare with, at the run's theta0: K0, the ReLU signs and the representation's Gram
+        matrix, computed once per model and theta0 (a model trained again from where it stopped starts from a new
+        theta0, and they are computed again)."""
+        saved = self._init.get(ctx.model)
+        if saved is None or saved["params0"].keys() != ctx.params0.keys() or not all(
+                torch.equal(v, ctx.params0[k]) for k, v in saved["params0"].items()):
+            p0 = {k: v.detach().clone() for k, v in ctx.params0.items()}
+            signs, R0 = features(ctx.model, theta0_of(ctx.model, p0), self.x)
+            saved = self._init[ctx.model] = {"params0": p0, "signs": signs, "gram": None if R0 is None else R0 @ R0.T,
+                                             "K0": ntk_gram(ctx.model, self.x, params=p0, outputs=self.outputs,
+                                                            method=self.method, block=self.block) if self.ntk else None}
+        return saved
 
     def __call__(self, ctx: ProbeContext) -> list[Row]:
-        rows: list[Row] = []
+        init, rows = self.at_init(ctx), []
         if self.ntk:
-            K0 = self.kernel0(ctx)
             K = ntk_gram(ctx.model, self.x, outputs=self.outputs, method=self.method, block=self.block)
-            rows += [(self.split, "all", "ntk_alignment", kernel_alignment(K, K0)),
-                     (self.split, "all", "ntk_distance", kernel_distance(K, K0))]
-        if self.signs:
-            try:
-                rows.append((self.split, "all", "sign_similarity", sign_similarity(ctx.model, ctx.params0, self.x)))
-            except ValueError:
-                self.signs = False  # no ReLU modules: nothing to measure
-        if self.representation:
-            try:
-                rows.append((self.split, "all", "representation_alignment",
-                             representation_alignment(ctx.model, ctx.params0, self.x)))
-            except ValueError:
-                self.representation = False  # no nn.Linear read-out (e.g. the diagonal quadratic model)
+            rows += [(self.split, "all", "ntk_alignment", kernel_alignment(K, init["K0"])),
+                     (self.split, "all", "ntk_distance", kernel_distance(K, init["K0"]))]
+        signs, R = features(ctx.model, None, self.x) if self.signs or self.representation else ([], None)
+        if self.signs and signs:  # none for a network without ReLU modules
+            rows.append((self.split, "all", "sign_similarity", same_signs(signs, init["signs"])))
+        if self.representation and R is not None:  # none without an nn.Linear (e.g. the diagonal quadratic model)
+            rows.append((self.split, "all", "representation_alignment", kernel_alignment(R @ R.T, init["gram"])))
         return rows
 
 

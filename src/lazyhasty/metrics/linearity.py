@@ -25,7 +25,7 @@ from .ntk import unwrap
 LINEAR_LEVEL = 0.9
 
 
-def _params0(model: nn.Module, model0_or_params0) -> dict[str, torch.Tensor]:
+def theta0_of(model: nn.Module, model0_or_params0) -> dict[str, torch.Tensor]:
     if isinstance(model0_or_params0, nn.Module):
         net0, _, _ = unwrap(model0_or_params0)
         return {k: v.detach() for k, v in net0.named_parameters()}
@@ -37,21 +37,38 @@ def _is_relu(m: nn.Module) -> bool:
     return isinstance(m, nn.ReLU) or (isinstance(m, Activation) and m.name == "relu")
 
 
-def _capture(net: nn.Module, select, params, x, which: str) -> list[torch.Tensor]:
-    """Inputs (``which="in"``) or outputs of the selected modules, in call order, for one forward pass."""
+def features(model: nn.Module, params, x, layer: str | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """One forward pass of the network (of a wrapper: its network f_theta) at ``params`` (its names; None: its own):
+    whether each ReLU module's input is > 0 (bool tensors, in call order) and the representation R (n, h) in float64,
+    the input of the last ``nn.Linear`` to run (or of module ``layer``), None where there is none."""
+    net, _, _ = unwrap(model)
+    mods = dict(net.named_modules())
+    if layer is not None and layer not in mods:
+        raise ValueError(f"no module named {layer!r}; modules: {', '.join(k for k in mods if k)}")
+    target = mods.get(layer)
+    signs: list[torch.Tensor] = []
     seen: list[torch.Tensor] = []
 
     def hook(mod, inp, out):
-        seen.append((inp[0] if which == "in" else out).detach())
+        if _is_relu(mod):
+            signs.append(inp[0].detach() > 0)
+        if mod is target or (target is None and isinstance(mod, nn.Linear)):
+            seen.append(inp[0].detach())
 
-    handles = [m.register_forward_hook(hook) for m in net.modules() if select(m)]
+    handles = [m.register_forward_hook(hook) for m in net.modules()
+               if _is_relu(m) or m is target or (target is None and isinstance(m, nn.Linear))]
     try:
         with torch.no_grad(), frozen_stats(net):
             functional_call(net, params, (x,)) if params is not None else net(x)
     finally:
         for h in handles:
             h.remove()
-    return seen
+    return signs, seen[-1].reshape(batch_size(x), -1).double() if seen else None
+
+
+def same_signs(now: list[torch.Tensor], then: list[torch.Tensor]) -> float:
+    """The fraction of ReLU inputs, over every layer and example, with the same sign in both (:func:`features`)."""
+    return sum(int((a == b).sum()) for a, b in zip(now, then)) / sum(a.numel() for a in now)
 
 
 def sign_similarity(model: nn.Module, model0_or_params0, x: torch.Tensor) -> float:
@@ -61,37 +78,20 @@ def sign_similarity(model: nn.Module, model0_or_params0, x: torch.Tensor) -> flo
     ReLUs are found as ``nn.ReLU`` modules or lazyhasty ``Activation("relu")`` modules (functional
     ``torch.relu`` calls are invisible: a model without ReLU modules is an error).
     """
-    net, _, _ = unwrap(model)
-    p0 = _params0(model, model0_or_params0)
-    now = _capture(net, _is_relu, None, x, "in")
-    then = _capture(net, _is_relu, p0, x, "in")
+    now = features(model, None, x)[0]
     if not now:
         raise ValueError("sign_similarity found no ReLU module (nn.ReLU or Activation('relu')) in the model")
-    same = sum(int(((a > 0) == (b > 0)).sum()) for a, b in zip(now, then))
-    return same / sum(a.numel() for a in now)
-
-
-def _last_linear_input(net, params, x, layer: str | None) -> torch.Tensor:
-    if layer is not None:
-        mods = dict(net.named_modules())
-        if layer not in mods:
-            raise ValueError(f"no module named {layer!r}; modules: {', '.join(k for k in mods if k)}")
-        target = mods[layer]
-        return _capture(net, lambda m: m is target, params, x, "in")[-1]
-    seen = _capture(net, lambda m: isinstance(m, nn.Linear), params, x, "in")
-    if not seen:
-        raise ValueError("representation_alignment found no nn.Linear layer; pass layer='name'")
-    return seen[-1]  # the input of the last linear layer to run
+    return same_signs(now, features(model, theta0_of(model, model0_or_params0), x)[0])
 
 
 def representation_alignment(model: nn.Module, params0, x: torch.Tensor, layer: str | None = None) -> float:
     """Kernel alignment of the example Gram matrices R_t R_t^T and R_0 R_0^T, where R (n, h) is the input of
     the last linear layer (the last non-softmax representation; George et al. sec. 2), or of ``layer``."""
-    net, _, _ = unwrap(model)
-    p0 = _params0(model, params0)
-    n = batch_size(x)
-    R = _last_linear_input(net, None, x, layer).reshape(n, -1).double()
-    R0 = _last_linear_input(net, p0, x, layer).reshape(n, -1).double()
+    R = features(model, None, x, layer)[1]
+    if R is None:
+        raise ValueError(f"representation_alignment found no input to {layer or 'an nn.Linear layer'}; "
+                         "pass layer='name'")
+    R0 = features(model, theta0_of(model, params0), x, layer)[1]
     return kernel_alignment(R @ R.T, R0 @ R0.T)
 
 
