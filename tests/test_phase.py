@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from conftest import read_claims
 from lazyhasty import seeded
 from lazyhasty.config import override, to_assignments
 from lazyhasty.experiments import registry
-from lazyhasty.experiments.phase import PRESETS, Config, cell_configs, cell_ensemble, factory, run_cell
+from lazyhasty.experiments.phase import PRESETS, Config, cell_configs, cell_ensemble, cell_jobs, factory, run_cell
 from lazyhasty.experiments.phase_analysis import regime_winner, variance_collapse
 from lazyhasty.metrics.scaling import broken_power_law, consistent, crossing_time, power_law, seed_bootstrap
 from lazyhasty.report import build_report
@@ -129,7 +130,8 @@ def test_cells_split_the_grid_widest_first():
     cells = cell_configs(cfg)
     assert [(c.widths, c.sqrt_h_alphas) for c in cells] == [((32,), (0.1,)), ((32,), (10.0,)), ((8,), (0.1,)),
                                                             ((8,), (10.0,))]
-    assert all(c.is_cell for c in cells) and not cfg.is_cell
+    assert all(len(c.widths) == len(c.sqrt_h_alphas) == 1 for c in cells)
+    assert {j.registry for j in cell_jobs(cfg, Path("/nonexistent"))} == {"lazyhasty.experiments.phase:cells"}
 
 
 @pytest.mark.parametrize("bad, msg", [(["arch=cnn"], "pca=none"), (["progress=0.5"], "progress"),
@@ -223,16 +225,24 @@ def test_phase_end_to_end_through_the_cli_and_resume(tmp_path, capsys):
     assert len(pd.read_parquet(out / "phase_runs.parquet")) == 2 * 4 * 2  # only this grid's cells are analysed
 
 
-def test_a_cell_killed_after_training_and_resumed_keeps_its_progress_outputs(tmp_path, capsys, monkeypatch):
+def test_a_cell_killed_after_training_and_resumed_keeps_its_progress_outputs(tmp_path, monkeypatch):
     """The test outputs at the equal-progress point are measured once, during training: a cell whose process dies
-    after its training call resumes (the call is not run again) with the same outputs.npz as an uninterrupted one."""
+    after its training call resumes (the call is not run again) with the same outputs.npz as an uninterrupted one.
+    The cell runs here as a sweep worker runs it (its registry's experiment, through ``run_experiment``)."""
     import lazyhasty as lh
-    from lazyhasty.cli import main
+    from lazyhasty.dynamics.checkpoint import Checkpointing
+    from lazyhasty.experiments.phase import cells
+    from lazyhasty.runs.sweep import run_experiment
 
-    args = ["run", "phase", "--set", "source=teacher", "--set", "pca=none", "--set", "ptr=30", "--set", "pte=20",
-            "--set", "depth=2", "--set", "widths=8", "--set", "sqrt_h_alphas=10", "--set", "seeds=2",
-            "--set", "max_steps=3000", "--set", "n_probe=10", "--set", "dtype=float64"]
-    assert main([*args, "--out", str(tmp_path / "ref")]) == 0
+    cfg = dataclasses.replace(PRESETS["tiny"], source="teacher", pca=None, ptr=30, pte=20, depth=2, widths=(8,),
+                              sqrt_h_alphas=(10.0,), seeds=2, max_steps=3000, n_probe=10, dtype="float64")
+    cell = cells()["phase"]
+
+    def run(folder, resume=False):
+        folder.mkdir(exist_ok=True)
+        return run_experiment(cell, cfg, Output(folder, Checkpointing(folder, 60.0, resume)))
+
+    run(tmp_path / "ref")
     train = lh.train
 
     def killed(*a, **k):  # the process dies right after its training call
@@ -240,10 +250,10 @@ def test_a_cell_killed_after_training_and_resumed_keeps_its_progress_outputs(tmp
         raise KeyboardInterrupt
 
     monkeypatch.setattr(lh, "train", killed)
-    assert main([*args, "--out", str(tmp_path / "k")]) == 130
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "k")
     monkeypatch.setattr(lh, "train", train)
-    assert main([*args, "--out", str(tmp_path / "k"), "--resume"]) == 0
-    capsys.readouterr()
+    run(tmp_path / "k", resume=True)
     with np.load(tmp_path / "ref" / "outputs.npz") as ref, np.load(tmp_path / "k" / "outputs.npz") as got:
         assert np.isfinite(ref["f_progress"]).all() and ref["f_progress"].shape == (2, 20, 1)
         for key in ("f_end", "f_progress", "y"):

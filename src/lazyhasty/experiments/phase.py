@@ -22,7 +22,8 @@ Equal progress. Within a CPU budget the lazy runs do not reach "every margin >= 
 on a time scale > 1e4), so the scaling fits compare runs when the training loss first falls to ``progress``·L(0)
 (every run in the quick preset gets there); end-of-run values are recorded and plotted too.
 
-Layout: each (h, √h·α) cell is one vectorised ensemble over seeds, run as one job of the sweep runner (in its own
+Layout: each (h, √h·α) cell is one vectorised ensemble over seeds, run as one job of the sweep runner (registry
+``lazyhasty.experiments.phase:cells``; in its own
 process; an interrupted sweep resumes with the cells that are not complete). Then the aggregation reads every
 cell's run records and ``outputs.npz`` (re-running a finished sweep redoes only this), fits the scaling laws,
 draws ``phase.png`` and writes
@@ -45,7 +46,7 @@ import torch
 import lazyhasty as lh
 from lazyhasty.data import SOURCES, binary_task, kriener_yinyang
 
-from . import REGISTRY, Experiment
+from . import Experiment
 
 HALF_DECADES = tuple(float(f"{10 ** (k / 2):.6g}") for k in range(-4, 6))  # 0.01 ... 316
 
@@ -115,10 +116,6 @@ class Config:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
-
-    @property
-    def is_cell(self) -> bool:
-        return len(self.widths) == 1 and len(self.sqrt_h_alphas) == 1
 
 
 PRESETS = {
@@ -313,9 +310,15 @@ def cell_configs(cfg: Config) -> list[Config]:
             for h in sorted(cfg.widths, reverse=True) for sa in cfg.sqrt_h_alphas]
 
 
+def cells() -> dict[str, Experiment]:
+    """The registry of phase's cells, the sweep's jobs: ``phase`` trains one (h, √h·α) cell (:func:`run_cell`)."""
+    return {"phase": Experiment("phase", "one (h, sqrt(h) alpha) cell of the phase diagram", Config, PRESETS,
+                                lambda cfg, output: {"runs": run_cell(cfg, output)})}
+
+
 def cell_jobs(cfg: Config, out: Path) -> list:
     """The sweep runner's jobs, one per cell, in ``out/cells/<id>`` (the id hashes the cell's config)."""
-    return lh.runs.config_jobs(REGISTRY, "phase", "quick", cell_configs(cfg), out / "cells")
+    return lh.runs.config_jobs(f"{__name__}:cells", "phase", "quick", cell_configs(cfg), out / "cells")
 
 
 def run_cells(cfg: Config, output: lh.runs.Output) -> dict:
@@ -368,8 +371,6 @@ def collect(cfg: Config, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def main(cfg: Config, output: lh.runs.Output) -> dict:
-    if cfg.is_cell:
-        return {"runs": run_cell(cfg, output)}
     out = output.path
     wall0 = time.perf_counter()
     load_task(cfg)  # a missing or corrupt dataset is a clear error here, before any worker starts
