@@ -293,7 +293,8 @@ class LinearityProbe:
         if saved is None or saved["params0"].keys() != ctx.params0.keys() or not all(
                 torch.equal(v, ctx.params0[k]) for k, v in saved["params0"].items()):
             p0 = {k: v.detach().clone() for k, v in ctx.params0.items()}
-            signs, R0 = features(ctx.model, theta0_of(ctx.model, p0), self.x)
+            signs, R0 = features(ctx.model, theta0_of(ctx.model, p0), self.x) if self.signs or self.representation \
+                else ([], None)
             saved = self._init[ctx.model] = {"params0": p0, "signs": signs, "gram": None if R0 is None else R0 @ R0.T,
                                              "K0": ntk_gram(ctx.model, self.x, params=p0, outputs=self.outputs,
                                                             method=self.method, block=self.block) if self.ntk else None}

@@ -23,11 +23,10 @@ on a time scale > 1e4), so the scaling fits compare runs when the training loss 
 (every run in the quick preset gets there); end-of-run values are recorded and plotted too.
 
 Layout: each (h, √h·α) cell is one vectorised ensemble over seeds, run as one job of the sweep runner (registry
-``lazyhasty.experiments.phase:cells``; in its own
-process; an interrupted sweep resumes with the cells that are not complete). Then the aggregation reads every
-cell's run records and ``outputs.npz`` (re-running a finished sweep redoes only this), fits the scaling laws,
-draws ``phase.png`` and writes
-``phase_runs.parquet``, ``phase_cells.parquet``, ``fits.csv``, ``summary.txt`` and ``claims.json``.
+``lazyhasty.experiments.phase:cells``; in its own process; an interrupted sweep resumes with the cells that are not
+complete). Then the aggregation reads every cell's run records and ``outputs.npz`` (re-running a finished sweep
+redoes only this), fits the scaling laws, draws ``phase.png`` and writes ``phase_runs.parquet``,
+``phase_cells.parquet``, ``fits.csv``, ``summary.txt`` and ``claims.json``.
 """
 
 from __future__ import annotations

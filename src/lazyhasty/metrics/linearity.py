@@ -26,6 +26,7 @@ LINEAR_LEVEL = 0.9
 
 
 def theta0_of(model: nn.Module, model0_or_params0) -> dict[str, torch.Tensor]:
+    """theta0 under the network's own names, from a module holding it or a dict (the wrapper's names or its own)."""
     if isinstance(model0_or_params0, nn.Module):
         net0, _, _ = unwrap(model0_or_params0)
         return {k: v.detach() for k, v in net0.named_parameters()}
@@ -45,18 +46,12 @@ def features(model: nn.Module, params, x, layer: str | None = None) -> tuple[lis
     mods = dict(net.named_modules())
     if layer is not None and layer not in mods:
         raise ValueError(f"no module named {layer!r}; modules: {', '.join(k for k in mods if k)}")
-    target = mods.get(layer)
+    reps = [mods[layer]] if layer is not None else [m for m in net.modules() if isinstance(m, nn.Linear)]
     signs: list[torch.Tensor] = []
     seen: list[torch.Tensor] = []
-
-    def hook(mod, inp, out):
-        if _is_relu(mod):
-            signs.append(inp[0].detach() > 0)
-        if mod is target or (target is None and isinstance(mod, nn.Linear)):
-            seen.append(inp[0].detach())
-
-    handles = [m.register_forward_hook(hook) for m in net.modules()
-               if _is_relu(m) or m is target or (target is None and isinstance(m, nn.Linear))]
+    handles = [m.register_forward_hook(lambda mod, inp, out: signs.append(inp[0].detach() > 0))
+               for m in net.modules() if _is_relu(m)]
+    handles += [m.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach())) for m in reps]
     try:
         with torch.no_grad(), frozen_stats(net):
             functional_call(net, params, (x,)) if params is not None else net(x)
