@@ -206,6 +206,10 @@ def test_records_are_complete_and_loadable(data, tmp_path):
     df = load_runs(tmp_path)
     assert set(df.run_id) == {"alpha=1", "alpha=10"} and set(df.alpha) == {1.0, 10.0}
     assert "nested.a" in df.columns and (df.status == "complete").all()
+    mine = df[df.run_id == "alpha=10"]  # the status's numbers and words, as the run wrote them
+    for key in ("reason", "steps", "t", "wall_s", "loss0", "probe_s"):
+        assert (mine[f"status.{key}"] == status[key]).all(), key
+    assert not {"status.files", "status.status", "status.converged"} & set(df.columns)
 
 
 def test_a_failing_run_keeps_its_results(data, tmp_path):

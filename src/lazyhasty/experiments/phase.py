@@ -32,7 +32,6 @@ redoes only this), fits the scaling laws, draws ``phase.png`` and writes ``phase
 from __future__ import annotations
 
 import io
-import json
 import math
 import time
 from dataclasses import dataclass, replace
@@ -225,34 +224,39 @@ def _value(m: pd.DataFrame, metric: str, split: str = "test") -> float:
 PROGRESS_POINTS = {1: "half", 3: "progress"}
 
 
-def run_row(run_dir: Path) -> dict:
-    """One run's numbers, read back from its record (config, status, metrics, trace): end-of-run values and the
-    values at each equal-progress point (``*_half``: loss L(0)/2; ``*_progress``: loss progress * L(0))."""
-    cfg = json.loads((run_dir / "config.json").read_text())
-    st = json.loads((run_dir / "status.json").read_text())
-    m = lh.load_runs(run_dir, errors="raise")  # tables checked against the sizes and checksums the run recorded
-    tr = lh.load_runs(run_dir, table="trace", errors="raise")
-    last = m[m.step == m.step.max()]
-    nan = float("nan")
-    row = {"h": int(cfg["h"]), "sqrt_h_alpha": float(cfg["sqrt_h_alpha"]), "alpha": float(cfg["alpha"]),
-           "seed": int(cfg["seed"]), "run_id": run_dir.name, "status": st.get("status"),
-           "converged": bool(st.get("converged")), "reason": st.get("reason") or "", "steps": st.get("steps"),
-           "t_end": st.get("t"), "wall_s": st.get("wall_s"), "f0_rms": float(cfg.get("f0_rms", nan)),
-           "train_loss_end": _value(last, "loss", "train"), "train_err_end": 1 - _value(last, "accuracy", "train"),
-           "min_margin_end": _value(last, "min_margin", "train"), "test_err_end": 1 - _value(last, "accuracy"),
-           "kernel_change_end": _value(last, "ntk_distance", "probe"),
-           "param_change_end": _value(last, "param_distance", "-"), "f_change_end": _value(last, "f_change"),
-           "t_half": lh.metrics.crossing_time(tr.t, tr.loss, 0.5 * float(st.get("loss0", nan)))}
-    for k, name in PROGRESS_POINTS.items():
-        at = m[m.milestone == k]
-        reached = len(at) > 0
-        row[f"reached_{name}"] = reached
-        row[f"t_{name}"] = float(at.t.iloc[0]) if reached else nan
-        for col, metric, split in (("test_err", "accuracy", "test"), ("kernel_change", "ntk_distance", "probe"),
-                                   ("param_change", "param_distance", "-"), ("f_change", "f_change", "test")):
-            v = _value(at, metric, split) if reached else nan
-            row[f"{col}_{name}"] = 1 - v if col == "test_err" else v
-    return row
+def run_rows(runs_dir: Path) -> list[dict]:
+    """The numbers of every run in ``runs_dir``, read back with ``load_runs`` (tables checked against the sizes and
+    checksums the runs recorded; config and status as columns): end-of-run values and the values at each
+    equal-progress point (``*_half``: loss L(0)/2; ``*_progress``: loss progress * L(0))."""
+    metrics = lh.load_runs(runs_dir, errors="raise")
+    traces = dict(iter(lh.load_runs(runs_dir, table="trace", errors="raise").groupby("run_id")))
+    rows = []
+    for rid, m in metrics.groupby("run_id", sort=True):
+        s, tr, nan = m.iloc[0], traces[rid], float("nan")
+        st = {k: (None if pd.isna(v) else v) for k, v in s.items() if k.startswith("status") or k == "converged"}
+        loss0 = nan if st.get("status.loss0") is None else float(st["status.loss0"])
+        last = m[m.step == m.step.max()]
+        row = {"h": int(s.h), "sqrt_h_alpha": float(s.sqrt_h_alpha), "alpha": float(s.alpha), "seed": int(s.seed),
+               "run_id": rid, "status": st["status"], "converged": bool(st["converged"]),
+               "reason": st.get("status.reason") or "", "steps": st.get("status.steps"), "t_end": st.get("status.t"),
+               "wall_s": st.get("status.wall_s"),
+               "f0_rms": float(s.get("f0_rms", nan)),
+               "train_loss_end": _value(last, "loss", "train"), "train_err_end": 1 - _value(last, "accuracy", "train"),
+               "min_margin_end": _value(last, "min_margin", "train"), "test_err_end": 1 - _value(last, "accuracy"),
+               "kernel_change_end": _value(last, "ntk_distance", "probe"),
+               "param_change_end": _value(last, "param_distance", "-"), "f_change_end": _value(last, "f_change"),
+               "t_half": lh.metrics.crossing_time(tr.t, tr.loss, 0.5 * loss0)}
+        for k, name in PROGRESS_POINTS.items():
+            at = m[m.milestone == k]
+            reached = len(at) > 0
+            row[f"reached_{name}"] = reached
+            row[f"t_{name}"] = float(at.t.iloc[0]) if reached else nan
+            for col, metric, split in (("test_err", "accuracy", "test"), ("kernel_change", "ntk_distance", "probe"),
+                                       ("param_change", "param_distance", "-"), ("f_change", "f_change", "test")):
+                v = _value(at, metric, split) if reached else nan
+                row[f"{col}_{name}"] = 1 - v if col == "test_err" else v
+        rows.append(row)
+    return rows
 
 
 def run_cell(cfg: Config, output: lh.runs.Output) -> list[dict]:
@@ -298,7 +302,7 @@ def run_cell(cfg: Config, output: lh.runs.Output) -> list[dict]:
             np.savez_compressed(f, f_end=f_end, f_progress=np.stack(f_prog), y=y, seeds=np.array(seeds))
 
     lh.runs.atomic_write(out / "outputs.npz", write_npz)
-    return [run_row(r.path) for r in recs]
+    return run_rows(out / "runs")
 
 
 def cell_configs(cfg: Config) -> list[Config]:
@@ -337,14 +341,14 @@ def predict(F: np.ndarray) -> np.ndarray:
 
 def collect(cfg: Config, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs, cells) from the records of this config's finished cells (cells of other configs in the same folder
-    are left out): every run's row (:func:`run_row`), and per cell the ensemble predictor and the variance over
+    are left out): every run's row (:func:`run_rows`), and per cell the ensemble predictor and the variance over
     seeds (from ``outputs.npz``)."""
     runs, cells = [], []
     for job in cell_jobs(cfg, out):
         npz = job.dir / "outputs.npz"
         if not npz.is_file():
             continue
-        rows = [run_row(d) for d in sorted((npz.parent / "runs").iterdir()) if (d / "metrics.parquet").exists()]
+        rows = run_rows(npz.parent / "runs")
         if not rows:
             continue
         runs += rows
