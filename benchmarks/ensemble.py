@@ -1,16 +1,17 @@
 """The training engine on many members at once vs a Python loop of single runs, side by side in one process.
 
 Issue targets (MLP 2 -> 64 -> 64 -> 64 -> 1, 100 yin-yang points, full-batch GD, float32, 100 members x 1000 steps):
-the vectorised ensemble >= 3x faster than a loop of single runs (``train`` on one model at a time, the same
-engine as an ensemble of one), and its achieved FLOP rate (forward + backward matmuls) against the dense float32
-matmul rate measured in the same run, for eager steps (``compile=False``), for the default (``compile=None``:
-eager until the members have taken ``COMPILE_AFTER`` steps together, compiled after) and with ``compile=True``.
-Issue 33's targets: the default reaches >= 50% of the matmul rate at steady state (its per-step time after the
-switch) and is faster than eager end to end, its compilation included. The default runs first, in a fresh inductor
+the vectorised ensemble >= 3x faster than a loop of single runs (``train`` on one model at a time, the same engine
+as an ensemble of one), and its achieved FLOP rate (forward + backward matmuls) against the dense float32 matmul
+rate measured in the same run, for eager steps (``compile=False``), for the default (``compile=None``: eager until
+the members have taken ``COMPILE_AFTER`` steps together, compiled after) and with ``compile=True``. Issue 33's
+targets: the default reaches >= 50% of the matmul rate at steady state (its per-step time after the switch) and is
+faster than eager end to end, its compilation included. Printed beside them: the rate of the step's matmuls alone,
+batched at the network's shapes, which bounds what any engine can reach. The default runs first, in a fresh inductor
 cache (``TORCHINDUCTOR_CACHE_DIR`` set to an empty folder before anything is compiled): its compilation is a cold
-one, as on a new machine; it runs again later, compiling from the now warm cache (as every later run on that
-machine does: inductor keeps its cache on disk), and both are printed. The loop is timed on --loop-members
-members and scaled to --members (it is linear in the number of members); both are printed.
+one, as on a new machine; it runs again later, compiling from the now warm cache (as every later run on that machine
+does: inductor keeps its cache on disk), and both are printed. The loop is timed on --loop-members members and
+scaled to --members (it is linear in the number of members); both are printed.
 
 Measuring must not cost more than training (target: <= 1.25x): the same ensemble with the default measurement
 schedule (log-spaced points and equal-progress milestones) and then with the default probes too, each timed
@@ -52,6 +53,25 @@ def matmul_rate() -> float:
         a @ b
         times.append(time.perf_counter() - t0)
     return 2 * 2048**3 / statistics.median(times)
+
+
+def matmuls_alone(members: int, n: int) -> float:
+    """Seconds of one step's matmuls alone, as batched matmuls of the network's shapes (forward, input and weight
+    gradients of every layer, over the members): the most a step of this network can reach, whatever runs them."""
+    E, calls = members, []
+    for fi, fo in zip(WIDTHS[:-1], WIDTHS[1:]):
+        a, w, d = torch.randn(E, n, fi), torch.randn(E, fi, fo), torch.randn(E, n, fo)
+        calls += [lambda a=a, w=w: torch.bmm(a, w), lambda d=d, w=w: torch.bmm(d, w.transpose(1, 2)),
+                  lambda a=a, d=d: torch.bmm(a.transpose(1, 2), d)]
+    for f in calls:
+        f()
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        for f in calls:
+            f()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def flops_per_step(members: int, n: int) -> float:
@@ -111,6 +131,7 @@ def main():
     step_c = steady(stamps, args.steps // 10)
     rate = (rate0 + matmul_rate()) / 2
     flops = flops_per_step(args.members, len(data))
+    ceiling = flops / matmuls_alone(args.members, len(data)) / rate
     achieved = flops * args.steps / t_vec
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MLP {'-'.join(map(str, WIDTHS))}, "
           f"n = {len(data)}, {args.members} members x {args.steps} full-batch GD steps, float32")
@@ -125,7 +146,8 @@ def main():
             ("FLOP rate / dense matmul rate, eager", achieved / rate, "", None),
             ("FLOP rate / dense matmul rate, default (steady)", flops / step_d / rate, ">= 50%",
              flops / step_d / rate >= 0.5),
-            ("FLOP rate / dense matmul rate, compile=True", flops / step_c / rate, "", None)]
+            ("FLOP rate / dense matmul rate, compile=True", flops / step_c / rate, "", None),
+            ("the step's matmuls alone (bmm, these shapes) / dense", ceiling, "(ceiling)", None)]
     for name in ("schedule", "schedule+probes"):
         ratio = statistics.median(a / b for a, b in zip(times[name], times["bare"]))
         rows.append((f"default {name} / bare engine (eager)", ratio, "<= 1.25x", ratio <= 1.25))
