@@ -223,6 +223,13 @@ def test_phase_end_to_end_through_the_cli_and_resume(tmp_path, capsys):
     code, stdout, _ = again(sub)
     assert code == 0 and "8 already done, 0 to run" in stdout, stdout[-1000:]
     assert len(pd.read_parquet(out / "phase_runs.parquet")) == 2 * 4 * 2  # only this grid's cells are analysed
+    from lazyhasty.experiments.phase import run_rows  # a run whose trace table is gone: refused, naming the run
+
+    runs_dir = next((out / "cells").glob("*/runs"))
+    assert len(run_rows(runs_dir)) == 2
+    next(runs_dir.glob("*/trace.parquet")).unlink()
+    with pytest.raises(OSError, match="has a metrics table but no trace table"):
+        run_rows(runs_dir)
 
 
 def test_a_cell_killed_after_training_and_resumed_keeps_its_progress_outputs(tmp_path, monkeypatch):

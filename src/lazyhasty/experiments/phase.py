@@ -232,6 +232,8 @@ def run_rows(runs_dir: Path) -> list[dict]:
     traces = dict(iter(lh.load_runs(runs_dir, table="trace", errors="raise").groupby("run_id")))
     rows = []
     for rid, m in metrics.groupby("run_id", sort=True):
+        if rid not in traces:
+            raise OSError(f"run {rid} in {runs_dir} has a metrics table but no trace table: its record is incomplete")
         s, tr, nan = m.iloc[0], traces[rid], float("nan")
         st = {k: (None if pd.isna(v) else v) for k, v in s.items() if k.startswith("status") or k == "converged"}
         loss0 = nan if st.get("status.loss0") is None else float(st["status.loss0"])
