@@ -58,22 +58,14 @@ def _parse(text: str, tp: Any, key: str) -> Any:
         vals = [_parse(p.strip(), inner, key) for p in parts]
         return tuple(vals) if origin is tuple else vals
     if tp is bool:
-        low = text.lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise UsageError(f"{key} expects true/false; got {text!r}")
-    if tp is int:
+        if text.lower() not in _TRUE | _FALSE:
+            raise UsageError(f"{key} expects true/false; got {text!r}")
+        return text.lower() in _TRUE
+    if tp in (int, float):
         try:
-            return int(text)
+            return tp(text)
         except ValueError:
-            raise UsageError(f"{key} expects an integer; got {text!r}") from None
-    if tp is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise UsageError(f"{key} expects a number; got {text!r}") from None
+            raise UsageError(f"{key} expects {'an integer' if tp is int else 'a number'}; got {text!r}") from None
     if tp is str:
         return text
     raise UsageError(f"{key}: cannot set a value of type {tp} from the command line")

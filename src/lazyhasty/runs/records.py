@@ -357,10 +357,9 @@ def find_runs(path: str | Path) -> list[Path]:
 def load_runs(path: str | Path, table: str = "metrics", errors: str = "warn") -> pd.DataFrame:
     """One DataFrame of every run under ``path``: the rows of each run's ``metrics`` (or ``trace``) table,
     with ``run_id`` (the run's folder relative to ``path``, so runs of two folders never share one), ``path``
-    (its folder), ``status``, ``converged`` (None: the run had no target; False: it missed it), the other numbers
-    and words of its status as ``status.<key>`` (``status.reason``, ``status.steps``, ``status.t``,
-    ``status.wall_s``, ``status.loss0``, ... as the run wrote them) and the run's flattened config as columns (a
-    config key that collides with a table column is prefixed ``config.``).
+    (its folder), ``status``, ``converged`` (None: the run had no target; False: it missed it), the status's other
+    scalars as ``status.<key>`` (``status.reason``, ``status.steps``, ``status.t``, ``status.loss0``, ...) and the
+    flattened config as columns (a config key that collides with a table column is prefixed ``config.``).
 
     A run whose files cannot be read, or differ from the sizes and checksums its status recorded, is reported
     (``errors="warn"``: a warning naming the file, the run is left out; ``"raise"``: an error) and never read.
