@@ -275,3 +275,29 @@ def test_the_linearity_probe_measures_from_each_calls_theta0_as_computed_by_hand
         assert last["ntk_distance"] == pytest.approx(float((K - K0).norm() / K0.norm()), rel=1e-10)
         assert last["sign_similarity"] == sum(int((a == b).sum()) for a, b in zip(s, s0)) / sum(a.numel() for a in s)
         assert last["representation_alignment"] == pytest.approx(align(R @ R.T, R0 @ R0.T), rel=1e-10)
+
+
+def test_sign_similarity_refuses_relus_that_ran_differently_at_theta0():
+    """A network that applies its ReLU a number of times that depends on its parameters: the signs at theta0 and now
+    do not pair up one to one, so the measure is refused instead of comparing the first calls only."""
+    from lazyhasty.metrics.linearity import sign_similarity
+
+    class Branchy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.relu = torch.nn.Linear(3, 3), torch.nn.ReLU()
+
+        def forward(self, x):
+            h = self.relu(self.lin(x))
+            return self.relu(h - 1) if self.lin.bias.sum() > 0 else h
+
+    torch.manual_seed(0)
+    net, x = Branchy(), torch.randn(5, 3, dtype=torch.float64)
+    net.double()
+    p0 = {k: v.detach().clone() for k, v in net.named_parameters()}
+    with torch.no_grad():
+        net.lin.bias.fill_(1.0)
+    p0["lin.bias"] = torch.full((3,), -1.0, dtype=torch.float64)
+    assert sign_similarity(net, {k: v.detach().clone() for k, v in net.named_parameters()}, x) == 1.0
+    with pytest.raises(ValueError, match="ran differently at theta0"):
+        sign_similarity(net, p0, x)

@@ -63,6 +63,9 @@ def features(model: nn.Module, params, x, layer: str | None = None) -> tuple[lis
 
 def same_signs(now: list[torch.Tensor], then: list[torch.Tensor]) -> float:
     """The fraction of ReLU inputs, over every layer and example, with the same sign in both (:func:`features`)."""
+    if [a.shape for a in now] != [b.shape for b in then]:  # a network whose ReLU calls depend on its parameters
+        raise ValueError(f"the ReLU modules ran differently at theta0 ({len(then)} calls) and now ({len(now)} calls, "
+                         "or other shapes): their signs cannot be compared one to one")
     return sum(int((a == b).sum()) for a, b in zip(now, then)) / sum(a.numel() for a in now)
 
 
