@@ -24,8 +24,9 @@ import torch
 import lazyhasty as lh
 from lazyhasty.cli import main
 from lazyhasty.config import ZERO_OK
+from lazyhasty.errors import FolderInUse
 from lazyhasty.experiments import REGISTRY, registry
-from lazyhasty.runs.records import FolderInUse, FolderLock
+from lazyhasty.files import FolderLock
 from lazyhasty.runs.sweep import job_id
 
 TINY = ["n_train=30", "widths=8,8", "max_steps=40", "seeds=1", "dtype=float64"]  # demo in about a second
@@ -148,7 +149,7 @@ def test_bad_command_lines(tmp_path, capsys, argv, message):
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and one_line_error(err), err
-    assert not (tmp_path / "s" / "sweep.json").exists()
+    assert not (tmp_path / "s").exists()  # refused before the sweep folder is kept
 
 
 def test_cuda_without_a_gpu_is_refused(tmp_path, capsys):
@@ -180,7 +181,7 @@ def test_a_folder_holding_records_is_refused_and_the_default_never_overwrites(tm
 
 
 def test_two_writers_of_one_folder_are_impossible(tmp_path, capsys):
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from lazyhasty.runs.records import "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from lazyhasty.files import "
                                "FolderLock; FolderLock(sys.argv[1]); print('locked', flush=True); time.sleep(60)",
                                str(tmp_path / "busy")], stdout=subprocess.PIPE, text=True)
     try:
@@ -190,6 +191,11 @@ def test_two_writers_of_one_folder_are_impossible(tmp_path, capsys):
         assert code == 2 and f"in use by process {holder.pid}" in err and one_line_error(err)
         with pytest.raises(FolderInUse, match=str(holder.pid)):
             lh.RunRecord(tmp_path / "busy").start({})
+        sweep = subprocess.run([sys.executable, "-c", "import sys; from lazyhasty.cli import main; print(main(['sweep', "
+                                "'demo', '--out', sys.argv[1]]), 'torch' in sys.modules)", str(tmp_path / "busy")],
+                               capture_output=True, text=True, timeout=60)
+        assert sweep.stdout.split() == ["2", "False"], sweep  # a sweep is refused before it imports torch
+        assert f"in use by process {holder.pid}" in sweep.stderr and one_line_error(sweep.stderr)
     finally:
         holder.kill()
         holder.wait()

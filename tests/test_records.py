@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from lazyhasty import RunRecord, load_runs
+from lazyhasty.errors import FolderInUse
 from lazyhasty.runs import atomic_write
 from lazyhasty.runs.output import prepare_output
-from lazyhasty.runs.records import FolderInUse
 
 
 def test_interrupted_write_leaves_previous_file_intact(tmp_path, monkeypatch):

@@ -174,10 +174,12 @@ def _cmd_demo(args) -> int:
 def _cmd_sweep(args) -> int:
     from .config import check_machine
     from .experiments import REGISTRY
+    from .files import FolderLock
     from .runs.output import prepare_output
-    from .runs.sweep import load_sweep_file, plan, run_sweep, sweep_status
 
     if args.status:  # read only: the table of a sweep's jobs, nothing started
+        from .runs.sweep import sweep_status
+
         rows = sweep_status(Path(args.status))
         for jid, state, why, assignments in rows:
             print(f"{jid}  {state:<11} {assignments}" + (f"  ({why})" if why else ""))
@@ -190,6 +192,8 @@ def _cmd_sweep(args) -> int:
     spec = {"experiment": args.experiment, "preset": args.preset, "grid": args.grid or [], "seeds": args.seeds,
             "set": args.set or []}
     if args.file:
+        from .runs.sweep import load_sweep_file
+
         f = load_sweep_file(args.file)
         spec = {"experiment": args.experiment or f["experiment"], "preset": args.preset or f["preset"],
                 "grid": f["grid"] + spec["grid"], "seeds": args.seeds or f["seeds"], "set": f["set"] + spec["set"]}
@@ -204,13 +208,21 @@ def _cmd_sweep(args) -> int:
             raise UsageError(f"{flag} must be between 1 and 100000, got {v}")
     if args.executor == "slurm" and not shutil.which("sbatch"):
         raise UsageError("--executor slurm needs a SLURM cluster: sbatch is not on this machine's PATH")
-    jobs = plan(REGISTRY, spec["experiment"], spec["preset"], spec["set"], spec["grid"], spec["seeds"], Path(args.out))
-    if args.executor != "slurm":  # the jobs run on this machine: its device and paths are checked now
-        for job in jobs:
-            check_machine(job.config)
-    out = prepare_output(args.out)
+    created = not Path(args.out).exists()
+    lock = FolderLock(out := prepare_output(args.out), "sweep folder")  # a second sweep is refused at once
+    lock.created = created
     try:
-        result = run_sweep(jobs, out, executor=args.executor, workers=args.workers,
+        from .runs.sweep import plan, run_sweep
+
+        jobs = plan(REGISTRY, spec["experiment"], spec["preset"], spec["set"], spec["grid"], spec["seeds"], out)
+        if args.executor != "slurm":  # the jobs run on this machine: its device and paths are checked now
+            for job in jobs:
+                check_machine(job.config)
+    except BaseException:
+        lock.release(discard=True)  # bad input: a folder this command created is removed again
+        raise
+    try:
+        result = run_sweep(jobs, out, executor=args.executor, workers=args.workers, lock=lock,
                            checkpoint_every_s=args.checkpoint_every, tensorboard=tensorboard,
                            slurm={"partition": args.partition, "time": args.time, "gpus_per_run": args.gpus_per_run})
     except KeyboardInterrupt as e:

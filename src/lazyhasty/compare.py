@@ -38,14 +38,14 @@ from .dynamics.losses import MSE, Loss, check_data, get_loss
 from .dynamics.probes import LinearityProbe, Schedule, loss_probe, parameter_distance_probe
 from .dynamics.steppers import Stepper
 from .dynamics.train import Stop, TrainResult, same_init, seeded, train
-from .errors import UsageError
+from .errors import FolderInUse, UsageError
 from .files import atomic_write, make_folder
 from .metrics.linearity import LINEAR_LEVEL
 from .metrics.progress import at_equal_progress, rises
 from .models.ensemble import Ensemble
 from .models.regimes import AlphaScaled, Linearized, frozen_stats
 from .runs.output import records_in
-from .runs.records import FolderInUse, Output, RunRecord, environment
+from .runs.records import Output, RunRecord, environment
 
 LINEARITY = ("ntk_alignment", "sign_similarity", "representation_alignment", "ntk_distance")
 

@@ -10,6 +10,10 @@ class UsageError(Exception):
     """Bad input: an unknown name, a value of the wrong type or range, an unusable path."""
 
 
+class FolderInUse(UsageError):
+    """A folder another process is writing, or that already holds another run's records."""
+
+
 class BadData(UsageError, ValueError):
     """Data a computation cannot use correctly (labels outside a loss's convention, NaN inputs): refused before the
     first step."""

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import stat
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
-from .errors import UsageError
+from .errors import FolderInUse, UsageError
 
 
 def writable_target(path: str | Path) -> Path:
@@ -54,7 +53,7 @@ def atomic_write(path: str | Path, content, reserve: bool = False) -> None:
         data += b" " * (-len(data) % BLOCK)
 
     def write(p: Path) -> None:
-        if isinstance(data, pd.DataFrame):
+        if hasattr(data, "to_parquet"):  # a DataFrame (pandas is not imported for the others)
             data.to_parquet(p, index=False)
         else:
             p.write_bytes(data) if isinstance(data, bytes) else data(p)
@@ -103,3 +102,42 @@ def make_folder(path: str | Path) -> Path:
             os.chmod(path, 0o755)
             fsync_folder(path.parent)
     return path
+
+
+class FolderLock:
+    """An exclusive lock on ``folder`` (``flock`` on ``folder/.lock``, which holds the owner's PID), so that two
+    processes can never write one run or one sweep. Released by :meth:`release`, or by the kernel when the process
+    ends in any way (kill -9 included): a lock can never be left stale.
+
+    Raises :class:`FolderInUse`, naming the PID that holds it, when another process (or another lock in this one)
+    holds the folder."""
+
+    def __init__(self, folder: str | Path, what: str = "folder"):
+        self.created = not Path(folder).exists()  # by this lock: removed again by release(discard=True) if unused
+        self.path = make_folder(folder) / ".lock"
+        try:  # never through a link: a planted .lock link would truncate the file it points to
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            why = "a link" if self.path.is_symlink() else e.strerror
+            raise FolderInUse(f"cannot lock {what} {folder}: its {self.path.name} is {why}; lazyhasty writes only "
+                              "regular files it owns") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise FolderInUse(f"{what} {folder} is in use by process {holder}; wait for it to finish or choose "
+                              "another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd: int | None = fd
+
+    def release(self, discard: bool = False) -> None:
+        """Unlock; with ``discard`` (a refused command), a folder this lock created and nothing else wrote to is
+        removed again."""
+        if discard and self.fd is not None and self.created and os.listdir(self.path.parent) == [".lock"]:
+            self.path.unlink()
+            self.path.parent.rmdir()
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None

@@ -7,8 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import UsageError
-from .records import FolderInUse, FolderLock, make_folder
+from ..errors import FolderInUse, UsageError
+from ..files import FolderLock, make_folder
 
 RECORD_FILES = ("experiment.json", "status.json", "sweep.json", "job.json")  # what marks a folder as holding records
 

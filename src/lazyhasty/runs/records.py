@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import datetime as _dt
-import fcntl
 import functools
 import hashlib
 import json
@@ -36,58 +35,15 @@ import pandas as pd
 
 from ..dynamics import checkpoint as checkpoints
 from ..dynamics.train import METRIC_COLUMNS
-from ..errors import UsageError
-from ..files import atomic_write, make_folder
+from ..errors import FolderInUse
+from ..files import FolderLock, atomic_write
 
 STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
 FINAL_STATUSES = STATUSES[1:]
 
 
-class FolderInUse(UsageError):
-    """A folder another process is writing, or that already holds another run's records."""
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-class FolderLock:
-    """An exclusive lock on ``folder`` (``flock`` on ``folder/.lock``, which holds the owner's PID), so that two
-    processes can never write one run or one sweep. Released by :meth:`release`, or by the kernel when the process
-    ends in any way (kill -9 included): a lock can never be left stale.
-
-    Raises :class:`FolderInUse`, naming the PID that holds it, when another process (or another lock in this one)
-    holds the folder."""
-
-    def __init__(self, folder: str | Path, what: str = "folder"):
-        self.created = not Path(folder).exists()  # by this lock: removed again by release(discard=True) if unused
-        self.path = make_folder(folder) / ".lock"
-        try:  # never through a link: a planted .lock link would truncate the file it points to
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as e:
-            why = "a link" if self.path.is_symlink() else e.strerror
-            raise FolderInUse(f"cannot lock {what} {folder}: its {self.path.name} is {why}; lazyhasty writes only "
-                              "regular files it owns") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise FolderInUse(f"{what} {folder} is in use by process {holder}; wait for it to finish or choose "
-                              "another folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self.fd: int | None = fd
-
-    def release(self, discard: bool = False) -> None:
-        """Unlock; with ``discard`` (a refused command), a folder this lock created and nothing else wrote to is
-        removed again."""
-        if discard and self.fd is not None and self.created and os.listdir(self.path.parent) == [".lock"]:
-            self.path.unlink()
-            self.path.parent.rmdir()
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor drops the flock
-            self.fd = None
 
 
 def file_digest(path: Path) -> dict:

@@ -54,20 +54,10 @@ from typing import get_args, get_origin, get_type_hints
 
 from ..config import MAX_INT, changed_fields, check_machine, override, split_assignment, to_assignments, to_dict
 from ..dynamics.checkpoint import Checkpointing
-from ..errors import UsageError, signals_interrupt, stopped_by
+from ..errors import FolderInUse, UsageError, signals_interrupt, stopped_by
+from ..files import FolderLock, atomic_write, make_folder
 from .output import RECORD_FILES, records_in
-from .records import (
-    FINAL_STATUSES,
-    FolderInUse,
-    FolderLock,
-    Output,
-    _now,
-    atomic_write,
-    check_files,
-    close_open_records,
-    file_digest,
-    make_folder,
-)
+from .records import FINAL_STATUSES, Output, _now, check_files, close_open_records, file_digest
 
 FINAL = ("complete", "diverged")
 MAX_JOBS = 10_000  # a sweep plans at most this many jobs (a typo such as --seeds 0-100000000 is refused at once)
@@ -614,18 +604,18 @@ def _slurm_queue() -> dict[str, str] | None:
 
 def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int | None = None,
               progress: bool | None = True, slurm: dict | None = None, checkpoint_every_s: float = 60.0,
-              tensorboard: bool = False) -> dict:
+              tensorboard: bool = False, lock: FolderLock | None = None) -> dict:
     """Run every job that is not complete. Returns counts by final status and the list of re-run reasons.
 
     ``checkpoint_every_s``: how often each job's training runs write their checkpoints; ``tensorboard``: every run
     record of the jobs also writes TensorBoard files. ``progress``: print one line per job state change.
 
     Refused with :class:`FolderInUse` (exit 2 on the command line) while another sweep holds ``out``, or when
-    ``out`` holds the records of another experiment or of a single run."""
+    ``out`` holds the records of another experiment or of a single run. ``lock``: ``out``'s lock if the caller
+    holds it already (the command line takes it before it plans the jobs), released at the end."""
     if executor not in ("local", "slurm", "submitit-local"):
         raise UsageError(f"unknown executor {executor!r}; choose local, slurm or submitit-local")
-    make_folder(out)
-    lock = FolderLock(out, "sweep folder")
+    lock = lock or FolderLock(make_folder(out), "sweep folder")
     try:
         old = {"jobs": read_plan(out) if (out / "sweep.json").exists() else []}
         mine = {"sweep.json", *(j["id"] for j in old["jobs"])}
