@@ -191,9 +191,10 @@ def test_two_writers_of_one_folder_are_impossible(tmp_path, capsys):
         assert code == 2 and f"in use by process {holder.pid}" in err and one_line_error(err)
         with pytest.raises(FolderInUse, match=str(holder.pid)):
             lh.RunRecord(tmp_path / "busy").start({})
-        sweep = subprocess.run([sys.executable, "-c", "import sys; from lazyhasty.cli import main; print(main(['sweep', "
-                                "'demo', '--out', sys.argv[1]]), 'torch' in sys.modules)", str(tmp_path / "busy")],
-                               capture_output=True, text=True, timeout=60)
+        script = "import sys; from lazyhasty.cli import main; print(main(['sweep', 'demo', '--out', sys.argv[1]]), " \
+               "'torch' in sys.modules)"
+        sweep = subprocess.run([sys.executable, "-c", script, str(tmp_path / "busy")], capture_output=True, text=True,
+                               timeout=60)
         assert sweep.stdout.split() == ["2", "False"], sweep  # a sweep is refused before it imports torch
         assert f"in use by process {holder.pid}" in sweep.stderr and one_line_error(sweep.stderr)
     finally:

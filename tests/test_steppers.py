@@ -1,5 +1,7 @@
 """Steppers against closed forms, an ODE solver and torch.optim (a second implementation), float64."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -165,7 +167,9 @@ def test_sgd_matches_torch_optim(gen, alpha):
 
 
 @pytest.mark.parametrize("make", [lambda: GD(0.0), lambda: SGD(0.1, momentum=1.0), lambda: GradientFlow(dt=-1),
-                                  lambda: MomentumFlow(tau=0.0)])
+                                  lambda: MomentumFlow(tau=0.0), lambda: GD(math.inf), lambda: SGD(math.nan),
+                                  lambda: GradientFlow(dt=math.inf), lambda: GradientFlow(grow=math.inf),
+                                  lambda: GradientFlow(min_dt=math.inf), lambda: MomentumFlow(tau=math.inf)])
 def test_bad_stepper_arguments(make):
     with pytest.raises(ValueError):
         make()

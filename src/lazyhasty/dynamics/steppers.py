@@ -100,8 +100,8 @@ class GD(Stepper):
     lr: float
 
     def __post_init__(self):
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"learning rate must be a finite number > 0, got {self.lr}")
         # a tensor, not a number, in the compiled step: a graph input, so another rate reuses the compiled code
         self._rate = torch.tensor(float(self.lr), dtype=torch.float64)
 
@@ -134,8 +134,8 @@ class SGD(Stepper):
     full_batch = False
 
     def __post_init__(self):
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"learning rate must be a finite number > 0, got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.batch_size < 1:
@@ -193,12 +193,13 @@ class _AdaptiveFlow(Stepper):
 
     def __post_init__(self):
         for name in ("dt", "max_dgrad", "max_dout", "min_dt"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+            v, finite = getattr(self, name), name in ("dt", "min_dt")  # an infinite dt is rejected for ever
+            if not (0 < v < math.inf or (v == math.inf and not finite)):
+                raise ValueError(f"{name} must be {'a finite number ' * finite}> 0, got {v}")
         if self.min_dgrad is not None and not 0 < self.min_dgrad <= self.max_dgrad:
             raise ValueError(f"min_dgrad must be in (0, max_dgrad], got {self.min_dgrad}")
-        if not (self.grow >= 1 and self.shrink > 1):
-            raise ValueError("grow must be >= 1 and shrink > 1")
+        if not (1 <= self.grow < math.inf and 1 < self.shrink < math.inf):
+            raise ValueError(f"grow must be in [1, inf) and shrink in (1, inf), got {self.grow} and {self.shrink}")
 
     def init_state(self, params):
         E = params[0].shape[0]
@@ -278,7 +279,7 @@ class MomentumFlow(_AdaptiveFlow):
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.tau > 0:
+        if not 0 < self.tau < math.inf:
             raise ValueError(f"tau must be > 0, got {self.tau}")
 
     def _init_extra(self, params):
