@@ -94,7 +94,7 @@ def test_divergence_is_a_status_not_an_exception(data, tmp_path):
     assert json.loads((tmp_path / "r" / "status.json").read_text())["status"] == "diverged"
 
 
-def test_stop_needs_a_budget_and_numbers_that_mean_something():
+def test_stop_and_schedule_need_numbers_that_mean_something():
     with pytest.raises(ValueError, match="budget"):
         Stop(loss_below=0.1)
     for bad in (dict(max_steps=2.5), dict(max_steps=True), dict(max_steps=10, loss_below=float("nan")),
@@ -102,6 +102,10 @@ def test_stop_needs_a_budget_and_numbers_that_mean_something():
                 dict(max_steps=10, reach=(("train", "all", "loss", float("inf")),))):
         with pytest.raises(ValueError):
             Stop(**bad)
+    for bad in (dict(points_per_decade=float("inf")), dict(every=-2), dict(every=0.5), dict(levels=(0.5, 0.5)),
+                dict(levels=(0.3, 0.5)), dict(levels=(0.5, float("nan"))), dict(levels=())):  # NaN: never reached
+        with pytest.raises(ValueError, match="points_per_decade|every|levels"):
+            Schedule(**bad)
 
 
 def test_stop_on_a_measured_group_loss_and_a_rising_accuracy(data):

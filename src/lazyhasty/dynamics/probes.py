@@ -63,6 +63,12 @@ class Schedule:
             raise ValueError(f"milestone_ratio must be in (0, 1), got {self.milestone_ratio}")
         if self.smoothing is not None and not 0 <= self.smoothing < 1:
             raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
+        for name in ("points_per_decade", "every", "max_milestones"):
+            if not (0 <= getattr(self, name) < math.inf and getattr(self, name) == int(getattr(self, name))):
+                raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)}")
+        if self.levels is not None and not (len(self.levels) and all(map(math.isfinite, self.levels)) and all(
+                a > b for a, b in zip(self.levels, self.levels[1:]))):
+            raise ValueError(f"levels must be finite loss levels, strictly decreasing, got {self.levels}")
 
     def log_step(self, step: int) -> bool:
         if step == 0 or (self.every and step % self.every == 0):
