@@ -161,6 +161,11 @@ def test_labels_outside_the_loss_convention_and_nan_data_are_refused_before_step
     with pytest.raises(lh.UsageError, match="NaN"):
         lh.train(lh.MLP([4, 8, 1]), lh.Split(xn, 2 * y01 - 1), loss="bce", stepper=lh.GD(0.1),
                  stop=lh.Stop(max_steps=1))
+    full, empty = lh.Split(x, 2 * y01 - 1), lh.Split(x[:0], y01[:0])
+    for train, test in ((empty, full), (full, empty)):
+        with pytest.raises(lh.UsageError, match="has no examples"):  # an empty split: no loss, not a torch error
+            lh.train(lh.MLP([4, 8, 1]), train, splits={"test": test}, loss="bce", stepper=lh.GD(0.1),
+                     stop=lh.Stop(max_steps=1))
     with pytest.raises(lh.UsageError, match=r"-1 or \+1"):  # a comparison: refused before any run record exists
         lh.compare_regimes(lambda: lh.MLP([4, 8, 1]), lh.Split(x, y01), loss="bce", stepper=lh.GD(0.1),
                            stop=lh.Stop(max_steps=1), seeds=[0], out=tmp_path / "c")

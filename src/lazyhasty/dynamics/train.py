@@ -33,7 +33,7 @@ from torch.utils._pytree import tree_map, tree_structure
 
 from ..data.groups import Split
 from ..data.inputs import chunks, leaves, take
-from ..errors import Deferred, stopped_by
+from ..errors import BadData, Deferred, stopped_by
 from ..metrics.progress import rises
 from ..models.ensemble import Ensemble
 from ..models.regimes import _Regime, running_stats
@@ -535,11 +535,13 @@ class _Engine:
 
     def start(self, ids: list[str], sinks: list) -> None:
         """Check the data against the loss on every split and open one run per member at its initial loss."""
+        sets = [(n, one) for n, s in self.splits.items() for one in (s.sets if isinstance(s, OwnSets) else (s,))]
+        if empty := [n for n, one in sets if len(one) == 0]:
+            raise BadData(f"split {empty[0]!r} has no examples: there is nothing to train on or measure")
         with torch.no_grad():
             out0 = self.whole(self.x, self.own)
-            for name, split in self.splits.items():
-                for one in split.sets if isinstance(split, OwnSets) else (split,):
-                    check_data(self.loss, tuple(out0.shape[2:]), one, name)
+            for name, one in sets:
+                check_data(self.loss, tuple(out0.shape[2:]), one, name)
             per = member_losses(self.loss, out0, self.y, own=self.own)[1].double()
             loss0 = _means(per, len(self.ens), self.weights, None).cpu().numpy()
         self.runs = [_Run(rid, sink, self.schedule.milestones(float(l0)), float(l0))
