@@ -1,8 +1,10 @@
 """Toy data generators: labels, balance, determinism, region labels."""
 
 import numpy as np
+import pytest
 import torch
 
+import lazyhasty as lh
 from lazyhasty.data import kriener_class, kriener_yinyang, yinyang, yinyang_labels, yinyang_regions
 
 
@@ -39,3 +41,14 @@ def test_kriener_yinyang():
                                   [2, 2, 1, 0])
     assert torch.equal(kriener_yinyang(600, seed=1).x, d.x)
     assert len(d.groups["dot"]) == 200 and len(d.groups["near_boundary"]) > 0
+
+
+def test_groups_take_indices_or_masks_and_refuse_what_would_count_wrong():
+    g = lh.Groups({"mask": np.array([False, True, True]), "idx": [2, 0], "none": []}, n=3)
+    assert g["mask"].tolist() == [1, 2] and g["idx"].tolist() == [2, 0] and g["none"].numel() == 0
+    for sel, why in ((np.array([0.0, 1.0, 1.0]), "boolean mask"), ([0, 0, 2], "listed twice"), ([-1], "in \\[0, 3\\)"),
+                     ([3], "in \\[0, 3\\)")):
+        with pytest.raises(ValueError, match=why):
+            lh.Groups({"g": sel}, n=3)
+    with pytest.raises(ValueError, match="in \\[0, n\\)"):  # no n: a negative index would count from the end
+        lh.Groups({"g": [-1]})

@@ -14,7 +14,8 @@ from .inputs import batch_size, cast
 class Groups(Mapping):
     """Named groups of examples: ``{name: LongTensor of example indices}``.
 
-    Build from index lists, boolean masks or an integer/str label per example (:meth:`from_labels`).
+    Build from integer index lists (each example once), boolean masks or an integer/str label per example
+    (:meth:`from_labels`); float selections are refused (a 0/1 mask of floats would read as the indices 0 and 1).
     Groups may overlap; every probe also reports the implicit group ``"all"``.
     """
 
@@ -26,9 +27,13 @@ class Groups(Mapping):
                 if n is not None and idx.numel() != n:
                     raise ValueError(f"group {name!r}: mask has {idx.numel()} entries for {n} examples")
                 idx = idx.nonzero()[:, 0]
+            elif idx.numel() and (idx.is_floating_point() or idx.is_complex()):  # 0.5 -> 0, a 0/1 mask read as indices
+                raise ValueError(f"group {name!r}: give example indices (integers) or a boolean mask, not {idx.dtype}")
             idx = idx.long().reshape(-1)
-            if n is not None and idx.numel() and (idx.min() < 0 or idx.max() >= n):
-                raise ValueError(f"group {name!r}: indices must lie in [0, {n})")
+            if idx.numel() and (idx.min() < 0 or (n is not None and idx.max() >= n)):
+                raise ValueError(f"group {name!r}: indices must lie in [0, {n if n is not None else 'n'})")
+            if idx.unique().numel() != idx.numel():
+                raise ValueError(f"group {name!r}: an example is listed twice; its loss would count twice in the mean")
             if name == "all":
                 raise ValueError("'all' is reserved: every probe reports it")
             self._g[str(name)] = idx
