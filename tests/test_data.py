@@ -52,3 +52,8 @@ def test_groups_take_indices_or_masks_and_refuse_what_would_count_wrong():
             lh.Groups({"g": sel}, n=3)
     with pytest.raises(ValueError, match="in \\[0, n\\)"):  # no n: a negative index would count from the end
         lh.Groups({"g": [-1]})
+    x, y = torch.zeros(6, 2), torch.zeros(6)
+    for groups in (lh.Groups({"a": [0, 1]}, n=10), lh.Groups({"a": [0, 9]})):  # another set's groups
+        with pytest.raises(ValueError, match="not of this split's 6 examples"):
+            lh.Split(x, y, groups)
+    assert lh.Split(x, y, lh.Groups({"a": [0, 5]})).groups["a"].tolist() == [0, 5]

@@ -78,6 +78,10 @@ class Split:
             raise ValueError(f"x has {n} examples but y has {len(self.y)}")
         if not isinstance(self.groups, Groups):
             self.groups = Groups(self.groups, n=n)
+        elif self.groups.n not in (None, n) or any(len(g) and int(g.max()) >= n for g in self.groups.values()):
+            raise ValueError(f"these groups (of {self.groups.n or 'unknown n'} examples, largest index "
+                             f"{max((int(g.max()) for g in self.groups.values() if len(g)), default=-1)}) are not "
+                             f"of this split's {n} examples")
 
     def __len__(self) -> int:
         return len(self.y)
