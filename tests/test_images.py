@@ -164,3 +164,12 @@ def test_binary_task_from_mnist_images_keeps_the_pixel_layout(tmp_path):
     np.testing.assert_allclose(tr.x.flatten(1).norm(dim=1).numpy(), 28.0, rtol=1e-5)  # ||x|| = sqrt(784)
     with pytest.raises(ValueError, match="d=None"):
         binary_task("mnist", d=10, root=tmp_path, images=True)
+
+
+def test_cscores_outside_zero_one_and_nan_are_refused(tmp_path):
+    for bad in (np.nan, 1.5, -0.1):  # a NaN would sort as the easiest example, into the top decile
+        np.save(tmp_path / "s.npy", np.array([0.2, bad, 0.9]))
+        with pytest.raises(DatasetError, match="1 scores are NaN or outside"):
+            cscores(tmp_path / "s.npy")
+    with pytest.raises(ValueError, match="1 are NaN"):
+        quantile_groups(np.array([0.2, np.nan, 0.9]), q=2)

@@ -245,6 +245,8 @@ def cscores(path: str | Path, labels=None) -> np.ndarray:
         raise DatasetError(f"cannot read C-scores from {path}: {type(e).__name__}: {e}") from None
     if scores.ndim != 1:
         raise DatasetError(f"{path}: scores must be one-dimensional, got shape {scores.shape}")
+    if not ((scores >= 0) & (scores <= 1)).all():  # a C-score is an expected accuracy; NaN would sort as easiest
+        raise DatasetError(f"{path}: {int(np.sum(~((scores >= 0) & (scores <= 1))))} scores are NaN or outside [0, 1]")
     if labels is not None:
         labels = np.asarray(labels)
         if len(labels) != len(scores):
@@ -279,6 +281,8 @@ def quantile_groups(scores, q: int = 10, prefix: str = "decile") -> Groups:
     """Groups of examples by quantile of ``scores`` (q = 10: deciles; group ``{prefix}_1`` has the lowest scores).
     Ties are broken by order so that groups have equal sizes (up to one)."""
     scores = np.asarray(scores)
+    if not np.isfinite(scores).all():
+        raise ValueError(f"scores must be finite; {int(np.sum(~np.isfinite(scores)))} are NaN or infinite")
     order = np.argsort(scores, kind="stable")
     bins = np.array_split(order, q)
     return Groups({f"{prefix}_{i + 1}": b for i, b in enumerate(bins)}, n=len(scores))
