@@ -124,6 +124,9 @@ def test_label_noise_and_quantile_groups():
     counts = np.bincount(((noisy[mask] - y[mask]) % 10).numpy(), minlength=10)
     assert counts[0] == 0 and counts[1:].min() > 5  # every other class is used
     assert torch.equal(label_noise(y, 0.15, 10, seed=3)[0], noisy)
+    for bad in (torch.tensor([0, 12, 3]), torch.tensor([0.5, 1.7]), torch.tensor([-1, 2])):
+        with pytest.raises(ValueError, match="class indices in 0..9"):
+            label_noise(bad, 1.0, 10)
     g = quantile_groups(np.linspace(1, 0, 100), q=10)
     assert len(g) == 10 and all(len(v) == 10 for v in g.values())
     assert sorted(g["decile_1"].tolist()) == list(range(90, 100))  # lowest scores

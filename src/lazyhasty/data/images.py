@@ -261,11 +261,14 @@ def cscores(path: str | Path, labels=None) -> np.ndarray:
 def label_noise(y, fraction: float, num_classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Replace the labels of ``round(fraction * n)`` examples, chosen at random, by a *different* class drawn
     uniformly. Returns (noisy labels (n,), noisy mask (n,) bool)."""
-    y = torch.as_tensor(y).long()
+    y = torch.as_tensor(y)
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
     if num_classes < 2:
         raise ValueError("label noise needs at least 2 classes")
+    if y.is_floating_point() or (len(y) and not 0 <= int(y.min()) <= int(y.max()) < num_classes):
+        raise ValueError(f"labels must be class indices in 0..{num_classes - 1} (a label outside would wrap round)")
+    y = y.long()
     g = torch.Generator().manual_seed(seed)
     n = len(y)
     idx = torch.randperm(n, generator=g)[: int(round(fraction * n))]
