@@ -305,6 +305,9 @@ def test_unsupported_state_is_a_clear_error(gen):
     with pytest.raises(ValueError, match="'1' is dropout in train mode.*model.eval"):
         ntk_gram(dropout, x)
     assert ntk_gram(dropout.eval(), x).shape == (5, 1, 5, 1)
+    for x1, x2 in ((x[:0], None), (x, x[:0])):  # no examples: a clear error, not torch's reshape message
+        with pytest.raises(ValueError, match="at least one example"):
+            ntk_gram(dropout, x1, x2)
 
     class Counter(nn.Module):  # a module with state lazyhasty does not know
         def __init__(self):

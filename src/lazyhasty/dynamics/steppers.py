@@ -280,7 +280,7 @@ class MomentumFlow(_AdaptiveFlow):
     def __post_init__(self):
         super().__post_init__()
         if not 0 < self.tau < math.inf:
-            raise ValueError(f"tau must be > 0, got {self.tau}")
+            raise ValueError(f"tau must be a finite number > 0, got {self.tau}")
 
     def _init_extra(self, params):
         return {"v": [torch.zeros_like(p) for p in params]}

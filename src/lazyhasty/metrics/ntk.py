@@ -399,8 +399,8 @@ def ntk_gram(model: nn.Module, x1, x2=None, *, params: dict | None = None, outpu
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
-    for x in (x1,) if x2 is None else (x1, x2):
-        batch_size(x)  # a clear error for leaves of different lengths, before the model sees them
+    if not all(batch_size(x) for x in ((x1,) if x2 is None else (x1, x2))):  # also: leaves of different lengths
+        raise ValueError("ntk_gram needs at least one example in x1 and in x2")
     net, params, factor = unwrap(model, params)
     coupled = batch_coupled(net)
     if coupled:
