@@ -124,6 +124,9 @@ def test_claims_table_show_and_readme_block(tmp_path, capsys):
     assert text.endswith("<!-- claims:end -->\noutro\n")
     assert "old" not in text and text.count("robust_first@bal_test") == 1
     assert main(["show", str(root)]) == 0 and "example1: HELD" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    assert main(["claims", str(tmp_path / "empty"), "--readme", str(readme)]) == 2  # the table stays
+    assert readme.read_text() == text and "no claims.json under" in capsys.readouterr().err
     readme.write_text("no markers\n")
     for args, msg in ((["claims", str(tmp_path / "none")], "no such folder"),
                       (["claims", str(root), "--readme", str(readme)], "block to replace"),

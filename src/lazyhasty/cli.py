@@ -301,6 +301,8 @@ def _cmd_claims(args) -> int:
     if not Path(args.dir).is_dir():
         raise UsageError(f"no such folder: {args.dir}")
     table = claims_markdown(args.dir)
+    if len(table.splitlines()) <= 2:  # a header only: a wrong folder, never a README's table replaced by nothing
+        raise UsageError(f"no claims.json under {args.dir}: run an experiment there first")
     if not args.readme:
         print(table, end="")
         return 0
