@@ -156,6 +156,8 @@ def test_bad_input_gets_a_clear_error():
         lh.compare_regimes(factory, DATA, regimes=[1.0, lh.Regime(10.0, name="ten/a")], **KW)
     with pytest.raises(lh.UsageError, match="distinct regimes"):
         lh.compare_regimes(factory, DATA, regimes=[1.0, 10.0], lazy="alpha=3", **KW)
+    with pytest.raises(lh.UsageError, match="probe_size >= 1"):  # no examples for the linearity metrics
+        lh.compare_regimes(factory, DATA, alphas=(1, 10), **{**KW, "probe_size": 0})
 
 
 USER_MODULE = '''

@@ -40,6 +40,9 @@ def test_corrupt_record_is_reported_not_read(tmp_path):
     assert set(df.run_id) == {"good"}
     with pytest.raises(OSError, match="bad"):
         load_runs(tmp_path, errors="raise")
+    for kw in (dict(errors="rasie"), dict(table="metric")):  # a typo is refused, not read as "warn" or as no runs
+        with pytest.raises(ValueError, match="errors 'warn' or 'raise'"):
+            load_runs(tmp_path, **kw)
 
 
 def test_status_values_are_checked(tmp_path):

@@ -427,8 +427,9 @@ def compare_regimes(model_factory: Callable[[], nn.Module], train_set: Split, *,
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise UsageError(f"seeds must be distinct integers >= 0, got {seeds}")
-    if not 0 < confidence < 1 or (np.isscalar(levels) and levels < 2):
-        raise UsageError("confidence must lie in (0, 1) and levels be >= 2")
+    if not 0 < confidence < 1 or (np.isscalar(levels) and levels < 2) or (linearity and not probe_size >= 1):
+        raise UsageError(f"confidence must lie in (0, 1), levels be >= 2 and probe_size >= 1 (got {confidence}, "
+                         f"{levels}, {probe_size})")
     if target is not None and not np.isfinite(target):
         raise UsageError(f"target must be a finite number, got {target}")
     try:

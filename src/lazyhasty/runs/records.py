@@ -320,6 +320,8 @@ def load_runs(path: str | Path, table: str = "metrics", errors: str = "warn") ->
     A run whose files cannot be read, or differ from the sizes and checksums its status recorded, is reported
     (``errors="warn"``: a warning naming the file, the run is left out; ``"raise"``: an error) and never read.
     """
+    if table not in ("metrics", "trace") or errors not in ("warn", "raise"):  # a typo must not mean "warn"
+        raise ValueError(f"table must be 'metrics' or 'trace' and errors 'warn' or 'raise'; got {table!r}, {errors!r}")
     frames, root = [], Path(path)
     for run in find_runs(root):
         try:
