@@ -56,7 +56,10 @@ def test_writes_refuse_links_devices_fifos_and_folders(tmp_path, capsys):
     real = tmp_path / "README.md"
     real.write_text("a\n<!-- claims:begin -->\nold\n<!-- claims:end -->\nb\n")
     (tmp_path / "link.md").symlink_to(real)
-    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "fig4").mkdir(parents=True)  # one experiment's claims, to be tabulated
+    (tmp_path / "runs" / "fig4" / "experiment.json").write_text(json.dumps({"experiment": "fig4", "preset": "quick"}))
+    (tmp_path / "runs" / "fig4" / "claims.json").write_text(json.dumps({"experiment": "fig4", "claims": [
+        {"id": "example1", "text": "Example 1: the order flips", "source": "Fig. 4", "held": True, "numbers": {}}]}))
     assert main(["claims", str(tmp_path / "runs"), "--readme", str(tmp_path / "link.md")]) == 2
     assert "symbolic link" in capsys.readouterr().err
     assert (tmp_path / "link.md").is_symlink() and "old" in real.read_text()  # neither replaced nor written
