@@ -174,8 +174,7 @@ def _cmd_demo(args) -> int:
 def _cmd_sweep(args) -> int:
     from .config import check_machine
     from .experiments import REGISTRY
-    from .files import FolderLock
-    from .runs.output import prepare_output
+    from .runs.output import lock_output
 
     if args.status:  # read only: the table of a sweep's jobs, nothing started
         from .runs.sweep import sweep_status
@@ -208,9 +207,7 @@ def _cmd_sweep(args) -> int:
             raise UsageError(f"{flag} must be between 1 and 100000, got {v}")
     if args.executor == "slurm" and not shutil.which("sbatch"):
         raise UsageError("--executor slurm needs a SLURM cluster: sbatch is not on this machine's PATH")
-    created = not Path(args.out).exists()
-    lock = FolderLock(out := prepare_output(args.out), "sweep folder")  # a second sweep is refused at once
-    lock.created = created
+    out, lock = Path(args.out), lock_output(args.out, "sweep folder")  # a second sweep is refused at once
     try:
         from .runs.sweep import plan, run_sweep
 

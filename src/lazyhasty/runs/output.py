@@ -26,6 +26,15 @@ def prepare_output(path: str | Path) -> Path:
     return path
 
 
+def lock_output(path: str | Path, what: str = "output folder") -> FolderLock:
+    """``path`` created and checked (:func:`prepare_output`), then locked; ``release(discard=True)`` removes it again
+    if this call created it and nothing was written there (a refused command)."""
+    created = not Path(path).exists()
+    lock = FolderLock(prepare_output(path), what)
+    lock.created = created
+    return lock
+
+
 def records_in(path: Path) -> Path | None:
     """The first record file under ``path`` (a run, an experiment, a sweep), or None."""
     return next((f for f in path.rglob("*.json") if f.name in RECORD_FILES), None) if path.is_dir() else None
@@ -55,10 +64,8 @@ def claim_output(path: str | Path | None, default: Path, resume: str | None = No
     for folder in candidates:
         held = records_in(folder)
         if held is None:
-            created = not folder.exists()
             try:
-                lock = FolderLock(prepare_output(folder), "output folder")
-                lock.created = created
+                lock = lock_output(folder)
             except FolderInUse:
                 if path is not None:
                     raise
