@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import functools
 import gzip
+import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -64,14 +65,26 @@ class _DataUnpickler(pickle.Unpickler):
         return allowed[(module, name)]
 
 
+_GUNZIPPED: dict[bytes, bytes] = {}  # sha256 of a gzip file -> its contents (the last four files read)
+
+
 def _open_maybe_gz(path: Path) -> bytes:
+    """A file's bytes, gunzipped when it is gzip. Decompressed contents are kept by the compressed bytes' hash, so
+    a process that reads a dataset again (a sweep worker's cells, a test session) does not decompress it again,
+    and a file that changed is never served from the old contents."""
     data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
+    if data[:2] != b"\x1f\x8b":
+        return data
+    key = hashlib.sha256(data).digest()
+    if key not in _GUNZIPPED:
         try:
-            return gzip.decompress(data)
+            contents = gzip.decompress(data)
         except (OSError, EOFError) as e:
             raise DatasetError(f"{path} is not a valid gzip file ({e}); re-download or reinstall it") from None
-    return data
+        if len(_GUNZIPPED) >= 4:
+            del _GUNZIPPED[next(iter(_GUNZIPPED))]
+        _GUNZIPPED[key] = contents
+    return _GUNZIPPED[key]
 
 
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:

@@ -21,7 +21,7 @@ class Experiment:
     description: str
     config: type
     presets: Mapping[str, Any]
-    main: Callable[[Any, Any], dict]  # main(cfg, out: lazyhasty.runs.Output): where and how it writes
+    main: Callable[[Any, Any], dict | None]  # main(cfg, out: lazyhasty.runs.Output): where and how it writes
     default_preset: str = "quick"  # what `lazyhasty run NAME` uses without --preset
     demo_preset: str = "quick"  # what `lazyhasty demo` runs
     schema: int = 1  # raise when a code change alters what a config means: sweeps then re-run its finished jobs

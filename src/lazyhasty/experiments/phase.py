@@ -260,9 +260,10 @@ def run_rows(runs_dir: Path) -> list[dict]:
     return rows
 
 
-def run_cell(cfg: Config, output: lh.runs.Output) -> list[dict]:
+def run_cell(cfg: Config, output: lh.runs.Output) -> None:
     """Train one (h, √h·α) cell: an ensemble over seeds. Writes one run record per seed and ``outputs.npz``
-    (the test outputs F of every seed at the end and at the last equal-progress point). Returns the run rows."""
+    (the test outputs F of every seed at the end and at the last equal-progress point); :func:`run_rows` reads
+    them back."""
     torch.set_flush_denormal(True)  # softplus far in its tails makes denormal floats: 5x slower without this
     out = output.path
     h, sa = cfg.widths[0], cfg.sqrt_h_alphas[0]
@@ -303,7 +304,6 @@ def run_cell(cfg: Config, output: lh.runs.Output) -> list[dict]:
             np.savez_compressed(f, f_end=f_end, f_progress=np.stack(f_prog), y=y, seeds=np.array(seeds))
 
     lh.runs.atomic_write(out / "outputs.npz", write_npz)
-    return run_rows(out / "runs")
 
 
 def cell_configs(cfg: Config) -> list[Config]:
@@ -317,7 +317,7 @@ def cell_configs(cfg: Config) -> list[Config]:
 def cells() -> dict[str, Experiment]:
     """The registry of phase's cells, the sweep's jobs: ``phase`` trains one (h, √h·α) cell (:func:`run_cell`)."""
     return {"phase": Experiment("phase", "one (h, sqrt(h) alpha) cell of the phase diagram", Config, PRESETS,
-                                lambda cfg, output: {"runs": run_cell(cfg, output)})}
+                                run_cell)}
 
 
 def cell_jobs(cfg: Config, out: Path) -> list:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib.image
 import matplotlib.pyplot as plt
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from ..files import atomic_write
 from .style import DPI, MAX_WIDTH_PX, FigureWarning, finish, problems
@@ -17,10 +18,13 @@ def save_figure(fig, path_stem: str | Path, formats: Sequence[str] = ("png", "pd
     with a :class:`~lazyhasty.plotting.style.FigureWarning` naming each problem."""
     finish(fig)
     found = problems(fig)
-    # lay the panels out and find the tight bounding box once, not in each format's two draws
+    # lay the panels out once, not in each format's draw; a constrained layout (``panels``) keeps every label
+    # inside the figure, other figures are cut to their tight bounding box
+    constrained = isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
     fig.draw_without_rendering()
     fig.set_layout_engine("none")
-    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
+    bbox = None if constrained else \
+        fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
     paths = []
     for fmt in formats:
         p = Path(f"{path_stem}.{fmt}")
