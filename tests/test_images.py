@@ -45,6 +45,10 @@ def test_fashion_mnist_fixture_gz_and_plain(fmnist_dir):
     assert tr.y.tolist() == [i % 10 for i in range(20)]
     raw = gzip.decompress((fmnist_dir / "train-images-idx3-ubyte.gz").read_bytes())
     assert float(tr.x[3, 0, 5, 7]) == pytest.approx(raw[16 + 3 * 784 + 5 * 28 + 7] / 255)
+    # a gzip file rewritten in place (same name, same size, within the clock's resolution) is read anew: the
+    # decompressed contents a process keeps are found by the file's bytes, not its name or time
+    write_idx(fmnist_dir / "train-images-idx3-ubyte.gz", np.full((20, 28, 28), 255), 2051, gz=True)
+    assert float(fashion_mnist(fmnist_dir, "train").x.min()) == 1.0
 
 
 def test_fashion_mnist_errors(fmnist_dir, tmp_path, monkeypatch):
