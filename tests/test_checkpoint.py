@@ -17,6 +17,7 @@ import torch
 import lazyhasty as lh
 from checkpoint_job import CASES, build
 from lazyhasty import RunRecord, Schedule, loss_probe, train
+from lazyhasty.cli import main
 from lazyhasty.runs import Checkpointing, CheckpointMismatch
 
 HERE = Path(__file__).parent
@@ -216,11 +217,23 @@ def _mid_run_checkpoint(folder: Path, after: float) -> bool:
     return False
 
 
+def _reference(case: str, folder: Path) -> None:
+    """The uninterrupted run of ``checkpoint_job.py``, in this process (a subprocess would only add torch's import),
+    with a fresh process's settings."""
+    import checkpoint_job
+
+    threads = torch.get_num_threads()
+    torch.set_flush_denormal(False)  # the default (the phase tests switch it on)
+    try:
+        checkpoint_job.main(case, folder, 1e9)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, case):
     ref, out = tmp_path / "ref", tmp_path / "killed"
-    p = _job(case, ref, 1e9)
-    assert p.wait(timeout=120) == 0, (tmp_path / "ref.log").read_text()[-2000:]
+    _reference(case, ref)
     rng, kills = random.Random(case), 0
     for _ in range(12):
         t0 = time.time()
@@ -247,7 +260,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, case):
     assert not (out / ".checkpoints").exists()
 
 
-def test_cli_sigterm_then_run_resume_equals_an_uninterrupted_run(tmp_path):
+def test_cli_sigterm_then_run_resume_equals_an_uninterrupted_run(tmp_path, capsys):
     sets = [a for s in ("n_train=60", "widths=16,16", "max_steps=1500", "seeds=1", "dtype=float64")
             for a in ("--set", s)]
 
@@ -256,8 +269,7 @@ def test_cli_sigterm_then_run_resume_equals_an_uninterrupted_run(tmp_path):
                                  *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     ref, out = tmp_path / "ref", tmp_path / "out"
-    p = cli(ref)
-    assert p.communicate(timeout=300) and p.returncode == 0
+    assert main(["run", "demo", "--out", str(ref), *sets]) == 0  # the reference in this process
     t0, p = time.time(), cli(out, "--checkpoint-every", "0.05")
     while not _mid_run_checkpoint(out, t0) and p.poll() is None:
         time.sleep(0.01)
@@ -265,9 +277,10 @@ def test_cli_sigterm_then_run_resume_equals_an_uninterrupted_run(tmp_path):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "--resume" in err, err
     assert json.loads((out / "experiment.json").read_text())["status"] == "interrupted"
-    p = cli(out, "--resume", "--set", "lr=0.3")  # another config: its runs' folders refuse it, nothing is mixed
-    _, err = p.communicate(timeout=300)
-    assert p.returncode == 2 and "another config" in err and "Traceback" not in err, err
+    # another config: its runs' folders refuse it, nothing is mixed
+    assert main(["run", "demo", "--out", str(out), *sets, "--resume", "--set", "lr=0.3"]) == 2
+    err = capsys.readouterr().err
+    assert "another config" in err and "Traceback" not in err, err
     p = cli(out, "--resume")
     stdout, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
