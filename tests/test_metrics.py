@@ -301,3 +301,19 @@ def test_sign_similarity_refuses_relus_that_ran_differently_at_theta0():
     assert sign_similarity(net, {k: v.detach().clone() for k, v in net.named_parameters()}, x) == 1.0
     with pytest.raises(ValueError, match="ran differently at theta0"):
         sign_similarity(net, p0, x)
+
+
+def test_a_training_process_with_linearity_probes_never_imports_sympy():
+    """torch.autograd.grad with tensor grad_outputs imports sympy (0.35 s of every process that trains): the
+    structured NTK and the training gradients take scalar backward passes instead."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, lazyhasty as lh\n"
+            "data = lh.Split(torch.randn(16, 2), torch.arange(16) % 3)\n"
+            "lh.train(lh.AlphaScaled(lh.MLP([2, 8, 3]), 2.0), data, loss='cross_entropy', stepper=lh.GD(0.1),\n"
+            "         stop=lh.Stop(max_steps=3), probes=(lh.loss_probe, lh.LinearityProbe(data.x[:4])),\n"
+            "         progress=False)\n"
+            "print(lh.ntk_gram(lh.MLP([2, 8, 3]), data.x).shape, 'sympy' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.split()[-1] == "False", r.stdout + r.stderr[-2000:]

@@ -4,8 +4,8 @@ K is a sum over parameter tensors, and each tensor is handled by the cheapest ex
 
 * **Linear layers seen once per example** (a (n, fan_in) input): y = s W a + s_b b contributes
   K_l[i c, j c'] = (s^2 a_i.a_j + s_b^2) (delta_ic . delta_jc'), delta_ic = d f_c(x_i) / d y_i. One forward pass and
-  one batched backward pass (all C outputs at once, ``is_grads_batched``) give every a and delta; the kernel is a
-  sum of matrix products and per-example gradients are never formed.
+  one backward pass per output give every a and delta; the kernel is a sum of matrix products and per-example
+  gradients are never formed.
 * **Weight sharing within an example**: a Linear layer on tokens (n, T, fan_in) and Conv2d (positions). The
   per-example gradient is summed over the shared positions, g_ic = s sum_t delta_ict a_it^T (for a convolution
   a_it are the unfolded input patches; Novak et al. 2022's structured derivatives), from the same forward and
@@ -179,7 +179,7 @@ def _scales(m) -> tuple[float, float]:
 
 
 def _factors(net, modules, params, buffers, x):
-    """One forward and one batched backward pass on a block: per module either ("gram", a (b, fan_in),
+    """One forward and one backward pass per output on a block: per module either ("gram", a (b, fan_in),
     delta (C, b, fan_out)) for a linear layer seen once per example, or ("jac", g (b, C, P_m)) per-example gradients
     summed over shared positions."""
     params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
@@ -190,8 +190,12 @@ def _factors(net, modules, params, buffers, x):
             raise RuntimeError("the network ran its layers differently on this block than on the first examples; "
                                "use method='jacobian'")
         outs = [seen[id(m)][0][1] for m in modules]
-        basis = torch.eye(C, dtype=f.dtype, device=f.device)[:, None, :].expand(C, b, C)
-        ds = torch.autograd.grad(f, outs, grad_outputs=basis, is_grads_batched=True, allow_unused=True) if outs else []
+        # output c's gradients, one backward pass each (a scalar output: torch.autograd.grad with tensor
+        # grad_outputs imports sympy, a third of a second per process, for its shape check)
+        per_c = [torch.autograd.grad(f[:, c].sum(), outs, retain_graph=c < C - 1, allow_unused=True)
+                 for c in range(C)] if outs else []
+        ds = [None if all(t is None for t in g) else torch.stack([torch.zeros_like(o) if t is None else t for t in g])
+              for g, o in zip(zip(*per_c), outs)]
     res = []
     for m, d, o in zip(modules, ds, outs):
         a = seen[id(m)][0][0].detach()
