@@ -303,9 +303,10 @@ def test_sign_similarity_refuses_relus_that_ran_differently_at_theta0():
         sign_similarity(net, p0, x)
 
 
-def test_a_training_process_with_linearity_probes_never_imports_sympy():
+def test_a_training_process_never_imports_sympy_or_scipy_stats():
     """torch.autograd.grad with tensor grad_outputs imports sympy (0.35 s of every process that trains): the
-    structured NTK and the training gradients take scalar backward passes instead."""
+    structured NTK and the training gradients take scalar backward passes instead. Nor does the claims module
+    import scipy.stats (0.6 s) before a bootstrap over seeds needs it."""
     import subprocess
     import sys
 
@@ -314,6 +315,7 @@ def test_a_training_process_with_linearity_probes_never_imports_sympy():
             "lh.train(lh.AlphaScaled(lh.MLP([2, 8, 3]), 2.0), data, loss='cross_entropy', stepper=lh.GD(0.1),\n"
             "         stop=lh.Stop(max_steps=3), probes=(lh.loss_probe, lh.LinearityProbe(data.x[:4])),\n"
             "         progress=False)\n"
-            "print(lh.ntk_gram(lh.MLP([2, 8, 3]), data.x).shape, 'sympy' in sys.modules)")
+            "import lazyhasty.claims\n"
+            "print(lh.ntk_gram(lh.MLP([2, 8, 3]), data.x).shape, 'sympy' in sys.modules, 'scipy.stats' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and r.stdout.split()[-1] == "False", r.stdout + r.stderr[-2000:]
+    assert r.returncode == 0 and r.stdout.split()[-2:] == ["False", "False"], r.stdout + r.stderr[-2000:]

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 
 from .files import atomic_write
 from .metrics.linearity import LINEAR_LEVEL
@@ -69,6 +68,8 @@ def bootstrap_interval(values, confidence: float = 0.95) -> tuple[float, float]:
         return float("nan"), float("nan")
     if np.ptp(values) == 0:
         return float(values[0]), float(values[0])
+    import scipy.stats  # here, not at the top: 0.6 s of every process, and a run of one seed never needs it
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
         res = scipy.stats.bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=2000,
