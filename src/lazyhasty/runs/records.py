@@ -30,13 +30,15 @@ import subprocess
 import warnings
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..dynamics import checkpoint as checkpoints
-from ..dynamics.train import METRIC_COLUMNS
 from ..errors import FolderInUse
 from ..files import FolderLock, atomic_write
+
+if TYPE_CHECKING:  # torch: not imported by a process that only plans, watches or reads runs
+    from ..dynamics.checkpoint import Checkpointing
 
 STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
 FINAL_STATUSES = STATUSES[1:]
@@ -204,7 +206,7 @@ class Output:
     record when ``tensorboard``. Nothing else decides these: no environment variable, no enclosing context."""
 
     path: Path
-    checkpoints: checkpoints.Checkpointing | None = None
+    checkpoints: Checkpointing | None = None
     tensorboard: bool = False
 
     def __post_init__(self):
@@ -354,5 +356,7 @@ def load_runs(path: str | Path, table: str = "metrics", errors: str = "warn") ->
             df[col] = [v] * len(df)
         frames.append(df)
     if not frames:
+        from ..dynamics.train import METRIC_COLUMNS
+
         return pd.DataFrame(columns=METRIC_COLUMNS if table == "metrics" else ["run_id"])
     return pd.concat(frames, ignore_index=True)

@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import get_args, get_origin, get_type_hints
 
 from ..config import MAX_INT, changed_fields, check_machine, override, split_assignment, to_assignments, to_dict
-from ..dynamics.checkpoint import Checkpointing
 from ..errors import FolderInUse, UsageError, signals_interrupt, stopped_by
 from ..files import FolderLock, atomic_write, make_folder
 from .output import RECORD_FILES, records_in
@@ -329,6 +328,8 @@ def run_job(job_dir: str | Path) -> str:
     SLURM job) continues from its checkpoints. It ends complete or diverged only if every run record inside it
     reached that status itself; its job.json then lists every file with its size and checksum."""
     import torch
+
+    from ..dynamics.checkpoint import Checkpointing
 
     job_dir = Path(job_dir)
     spec = read_job(job_dir)
