@@ -220,6 +220,9 @@ def _value(m: pd.DataFrame, metric: str, split: str = "test") -> float:
     return float(sel.value.iloc[-1]) if len(sel) else float("nan")
 
 
+# what run_rows reads of load_runs' table (every column of the config too, which each selection would copy)
+ROW_COLUMNS = {"run_id", "step", "t", "milestone", "split", "group", "metric", "value", "h", "sqrt_h_alpha", "alpha",
+               "seed", "f0_rms", "converged"}
 # equal-progress points: milestone index -> name (levels L(0)/2, L(0)/10, progress * L(0))
 PROGRESS_POINTS = {1: "half", 3: "progress"}
 
@@ -229,6 +232,7 @@ def run_rows(runs_dir: Path) -> list[dict]:
     checksums the runs recorded; config and status as columns): end-of-run values and the values at each
     equal-progress point (``*_half``: loss L(0)/2; ``*_progress``: loss progress * L(0))."""
     metrics = lh.load_runs(runs_dir, errors="raise")
+    metrics = metrics[[c for c in metrics.columns if c in ROW_COLUMNS or c.startswith("status")]]  # not the config
     traces = dict(iter(lh.load_runs(runs_dir, table="trace", errors="raise").groupby("run_id")))
     rows = []
     for rid, m in metrics.groupby("run_id", sort=True):
