@@ -89,11 +89,18 @@ def test_workers_times_threads_never_exceed_the_cores():
     assert share_cores(4, 2) == (2, 1) and share_cores(1, 2) == (1, 2) and share_cores(3, 8) == (3, 2)
 
 
+SWEEP = ["sweep", "demo", "--grid", "seed=0,1,2", "--workers", "1", "--set", "n_train=60", "--set", "widths=16,16",
+         "--set", "max_steps=1200", "--set", "seeds=1", "--set", "dtype=float64"]
+
+
 def _start_sweep(out: Path, extra=()) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "lazyhasty.cli", "sweep", "demo", "--grid", "seed=0,1,2", "--out", str(out),
-           "--workers", "1", "--set", "n_train=60", "--set", "widths=16,16", "--set", "max_steps=1200",
-           "--set", "seeds=1", "--set", "dtype=float64", *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    """The sweep in a process of its own, for a test that kills it (:func:`_sweep` runs it to its end here)."""
+    return subprocess.Popen([sys.executable, "-m", "lazyhasty.cli", *SWEEP, "--out", str(out), *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _sweep(out: Path) -> int:
+    return main([*SWEEP, "--out", str(out)])
 
 
 def _wait_for(cond, timeout=120):
@@ -106,7 +113,7 @@ def _wait_for(cond, timeout=120):
 
 def test_sigkill_mid_sweep_then_resume_is_exact(tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "killed"
-    assert _start_sweep(ref).wait(timeout=300) == 0
+    assert _sweep(ref) == 0
     p = _start_sweep(out, extra=("--checkpoint-every", "0.05", "--workers", "1"))
     # SIGKILL the worker, then the sweep, once one job is done and the next one has written a mid-run checkpoint
 
@@ -130,7 +137,7 @@ def test_sigkill_mid_sweep_then_resume_is_exact(tmp_path):
                                                                "seeds=1", "dtype=float64"], ["seed=0,1,2"], None,
                                             out)]
     assert "interrupted" in states and "complete" in states
-    assert _start_sweep(out).wait(timeout=300) == 0
+    assert _sweep(out) == 0
     for job in killed_mid_run:  # continued from its checkpoint: some run of the job lists the resume
         resumes = [json.loads(f.read_text()).get("resumes", []) for f in job.glob("runs/*/status.json")]
         assert any(r and r[0]["step"] >= 0 for r in resumes), job
@@ -162,7 +169,7 @@ def test_killed_worker_fails_only_its_job_and_rerun_finishes(tmp_path):
     others = [json.loads((d / "job.json").read_text())["status"] for d in tmp_path.iterdir()
               if d.is_dir() and d != victim and (d / "job.json").exists()]
     assert others == ["complete", "complete"]
-    assert _start_sweep(tmp_path).wait(timeout=300) == 0
+    assert _sweep(tmp_path) == 0
     assert json.loads((victim / "job.json").read_text())["status"] == "complete"
 
 
