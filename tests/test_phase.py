@@ -4,8 +4,7 @@ regime's kernel-change slope on a tiny configuration, end to end through the CLI
 import dataclasses
 import json
 import math
-import subprocess
-import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -190,10 +189,14 @@ def test_phase_end_to_end_through_the_cli_and_resume(tmp_path, capsys):
     out = tmp_path / "phase"
     sets = ["source=teacher", "pca=none", "widths=8,32", "sqrt_h_alphas=0.01,0.1,1,10,100", "seeds=2", "ptr=30",
             "pte=40", "max_steps=300", "n_probe=10"]
-    args = [sys.executable, "-m", "lazyhasty.cli", "run", "phase", "--preset", "tiny", "--out", str(out)]
-    args += [a for s in sets for a in ("--set", s)]
-    r = subprocess.run(args, capture_output=True, text=True)
-    assert r.returncode == 0 and "FigureWarning" not in r.stderr, r.stderr[-2000:]
+    args = ["run", "phase", "--preset", "tiny", "--out", str(out), *(a for s in sets for a in ("--set", s))]
+    from lazyhasty.cli import main  # in this process (the cells run in a sweep worker of their own)
+    from lazyhasty.plotting.style import FigureWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(args) == 0, capsys.readouterr().err[-2000:]
+    assert not [w for w in caught if issubclass(w.category, FigureWarning)], [str(w.message) for w in caught]
     for f in ("phase.png", "phase.pdf", "fits.csv", "summary.txt", "claims.json", "phase_runs.parquet",
               "phase_cells.parquet"):
         assert (out / f).is_file(), f
@@ -210,10 +213,10 @@ def test_phase_end_to_end_through_the_cli_and_resume(tmp_path, capsys):
     assert fits.quantity.str.contains("lazy side").any() and "Plain statements" in (out / "summary.txt").read_text()
     cells = pd.read_parquet(out / "phase_cells.parquet")
     assert len(cells) == 10 and np.isfinite(cells.ensemble_test_err_end).all()
-    from lazyhasty.cli import main  # the reruns in process: the same command line, without a second import of torch
+    capsys.readouterr()
 
     def again(argv):
-        code = main(argv[3:])
+        code = main(argv)
         return code, *capsys.readouterr()
 
     code, _, err = again(args)  # the folder holds a run: refused without --resume
@@ -268,10 +271,13 @@ def test_a_cell_killed_after_training_and_resumed_keeps_its_progress_outputs(tmp
             np.testing.assert_array_equal(got[key], ref[key])
 
 
-def test_missing_dataset_is_a_clear_error(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "lazyhasty.cli", "run", "phase", "--out", str(tmp_path / "o"), "--set",
-                        "source=mnist", "--set", f"data_root={tmp_path}"], capture_output=True, text=True)
-    assert r.returncode == 2 and "MNIST file" in r.stderr and "Traceback" not in r.stderr
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
+    from lazyhasty.cli import main
+
+    code = main(["run", "phase", "--out", str(tmp_path / "o"), "--set", "source=mnist", "--set",
+                 f"data_root={tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "MNIST file" in err and "Traceback" not in err, err
 
 
 def test_cnn_cell_on_image_files(tmp_path):
