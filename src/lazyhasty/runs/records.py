@@ -345,16 +345,14 @@ def load_runs(path: str | Path, table: str = "metrics", errors: str = "warn") ->
             warnings.warn(msg, stacklevel=2)
             continue
         df["run_id"] = run.name if run == root else run.relative_to(root).as_posix()
-        df["path"] = str(run)
-        df["status"] = status.get("status")
-        df["converged"] = status.get("converged")
-        for k, v in status.items():
-            if k not in ("status", "converged") and isinstance(v, (str, int, float, bool, type(None))):
-                df[f"status.{k}"] = v
+        cols = {"path": str(run), "status": status.get("status"), "converged": status.get("converged"),
+                **{f"status.{k}": v for k, v in status.items() if k not in ("status", "converged")
+                   and isinstance(v, (str, int, float, bool, type(None)))}}
         for k, v in _flatten(config).items():
-            col = k if k not in df.columns else f"config.{k}"
-            df[col] = [v] * len(df)
-        frames.append(df)
+            cols[k if k not in df.columns and k not in cols else f"config.{k}"] = v
+        # one concatenation, not a column at a time (two thirds of the time of reading a phase diagram's runs)
+        frames.append(pd.concat([df, pd.DataFrame({k: [v] * len(df) for k, v in cols.items()}, index=df.index)],
+                                axis=1))
     if not frames:
         from ..dynamics.train import METRIC_COLUMNS
 
