@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+import checkpoint_job
 import lazyhasty as lh
 from checkpoint_job import CASES, build
 from lazyhasty import RunRecord, Schedule, loss_probe, train
@@ -220,8 +221,6 @@ def _mid_run_checkpoint(folder: Path, after: float) -> bool:
 def _reference(case: str, folder: Path) -> None:
     """The uninterrupted run of ``checkpoint_job.py``, in this process (a subprocess would only add torch's import),
     with a fresh process's settings."""
-    import checkpoint_job
-
     threads = torch.get_num_threads()
     torch.set_flush_denormal(False)  # the default (the phase tests switch it on)
     try:

@@ -16,8 +16,16 @@ from conftest import read_claims
 from lazyhasty import seeded
 from lazyhasty.config import override, to_assignments
 from lazyhasty.experiments import registry
-from lazyhasty.experiments.phase import PRESETS, Config, cell_configs, cell_ensemble, cell_jobs, factory, run_cell
-from lazyhasty.experiments.phase import run_rows as rows_of
+from lazyhasty.experiments.phase import (
+    PRESETS,
+    Config,
+    cell_configs,
+    cell_ensemble,
+    cell_jobs,
+    factory,
+    run_cell,
+    run_rows,
+)
 from lazyhasty.experiments.phase_analysis import regime_winner, variance_collapse
 from lazyhasty.metrics.scaling import broken_power_law, consistent, crossing_time, power_law, seed_bootstrap
 from lazyhasty.report import build_report
@@ -175,7 +183,7 @@ def test_lazy_regime_kernel_change_slope_is_minus_one(tmp_path):
         cfg = Config(source="teacher", ptr=40, pte=40, pca=None, widths=(32,), sqrt_h_alphas=(sa,), seeds=2,
                      depth=2, max_steps=3000, n_probe=20, dtype="float64")
         run_cell(cfg, Output(tmp_path / f"sa{sa:g}"))
-        rows += rows_of(tmp_path / f"sa{sa:g}" / "runs")
+        rows += run_rows(tmp_path / f"sa{sa:g}" / "runs")
     df = pd.DataFrame(rows)
     assert df.reached_progress.all()  # compared at equal progress: training loss = 0.03 L(0)
     fit = power_law(df.sqrt_h_alpha, df.kernel_change_progress)
@@ -230,10 +238,10 @@ def test_phase_end_to_end_through_the_cli_and_resume(tmp_path, capsys):
     assert len(pd.read_parquet(out / "phase_runs.parquet")) == 2 * 4 * 2  # only this grid's cells are analysed
     # a run whose trace table is gone: refused, naming the run
     runs_dir = next((out / "cells").glob("*/runs"))
-    assert len(rows_of(runs_dir)) == 2
+    assert len(run_rows(runs_dir)) == 2
     next(runs_dir.glob("*/trace.parquet")).unlink()
     with pytest.raises(OSError, match="has a metrics table but no trace table"):
-        rows_of(runs_dir)
+        run_rows(runs_dir)
 
 
 def test_a_cell_killed_after_training_and_resumed_keeps_its_progress_outputs(tmp_path, monkeypatch):
@@ -291,7 +299,7 @@ def test_cnn_cell_on_image_files(tmp_path):
     cfg = Config(source="mnist", data_root=str(tmp_path), arch="cnn", pca=None, ptr=20, pte=10, depth=2,
                  widths=(4,), sqrt_h_alphas=(1.0,), seeds=2, max_steps=15, n_probe=6)
     run_cell(cfg, Output(tmp_path / "cell"))
-    df = pd.DataFrame(rows_of(tmp_path / "cell" / "runs"))
+    df = pd.DataFrame(run_rows(tmp_path / "cell" / "runs"))
     assert len(df) == 2 and (df.steps > 0).all() and np.isfinite(df.kernel_change_end).all()
     assert (df.kernel_change_end > 0).all() and np.isfinite(df.test_err_end).all()
     with np.load(tmp_path / "cell" / "outputs.npz") as z:
@@ -303,7 +311,7 @@ def test_three_class_yinyang_cell(tmp_path):
     cfg = Config(source="yinyang", pca=None, ptr=30, pte=30, depth=2, widths=(16,), sqrt_h_alphas=(1.0,), seeds=2,
                  max_steps=40, n_probe=8)
     run_cell(cfg, Output(tmp_path))
-    df = pd.DataFrame(rows_of(tmp_path / "runs"))
+    df = pd.DataFrame(run_rows(tmp_path / "runs"))
     assert len(df) == 2 and np.isfinite(df.test_err_end).all() and (df.test_err_end < 1).all()
     with np.load(tmp_path / "outputs.npz") as z:
         assert z["f_end"].shape == (2, 30, 3) and set(np.unique(z["y"])) <= {0, 1, 2}
