@@ -57,6 +57,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 def test_report_of_missing_folder(capsys, tmp_path):
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "no such folder" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2  # a folder with nothing to report: refused, no empty page written
+    assert "nothing to report" in capsys.readouterr().err and not (tmp_path / "report.html").exists()
 
 
 def test_reading_runs_never_imports_torch():
