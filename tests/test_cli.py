@@ -39,6 +39,7 @@ def test_help_and_list(capsys):
         (["run", "demo", "--set", "alphas=0,100"], "alphas must be at least two distinct numbers > 0"),
         (["run", "demo", "--set", "alphas=-1"], "alphas must be at least two distinct numbers > 0"),
         (["run", "demo", "--set", "lr"], "expects key=value"),
+        (["run", "fig1", "--set", "thresholds=2"], "lie between 0 and the initial loss"),  # before any training
         (["frobnicate"], "invalid choice"),
     ],
 )

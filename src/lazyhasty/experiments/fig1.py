@@ -66,8 +66,10 @@ class Config:
             raise ValueError(f"alphas must be two numbers > 0 (non-linear, linear), got {self.alphas}")
         if self.seeds < 1 or self.grid < 10 or len(self.lrs) != 2 or min(self.lrs) <= 0 or self.members_per_call < 1:
             raise ValueError("seeds and members_per_call must be >= 1, grid >= 10 and lrs two rates > 0")
-        if list(self.thresholds) != sorted(self.thresholds, reverse=True) or min(self.thresholds) <= 0:
-            raise ValueError(f"thresholds must be positive and decreasing, got {self.thresholds}")
+        if list(self.thresholds) != sorted(self.thresholds, reverse=True) or not 0 < min(self.thresholds) \
+                or not max(self.thresholds) < 0.69:  # above it every run would stop at step 0
+            raise ValueError(f"thresholds must be decreasing and lie between 0 and the initial loss (~0.69, binary "
+                             f"cross-entropy at outputs near 0), got {self.thresholds}")
 
 
 PRESETS = {
