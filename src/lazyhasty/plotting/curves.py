@@ -18,17 +18,19 @@ def save_figure(fig, path_stem: str | Path, formats: Sequence[str] = ("png", "pd
     with a :class:`~lazyhasty.plotting.style.FigureWarning` naming each problem."""
     finish(fig)
     found = problems(fig)
-    # lay the panels out once, not in each format's draw; a constrained layout (``panels``) keeps every label
-    # inside the figure, other figures are cut to their tight bounding box
-    constrained = isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
-    fig.draw_without_rendering()
-    fig.set_layout_engine("none")
-    bbox = None if constrained else \
-        fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
+    # lay the panels out once, not in each format's draw: a constrained layout (``panels``, which keeps every label
+    # inside the figure) in the first format's draw, which the others keep; other figures are cut to their tight
+    # bounding box, found from one layout before they are drawn
+    bbox = None
+    if not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
+        fig.draw_without_rendering()
+        fig.set_layout_engine("none")
+        bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
     paths = []
     for fmt in formats:
         p = Path(f"{path_stem}.{fmt}")
         atomic_write(p, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches=bbox))
+        fig.set_layout_engine("none")
         if fmt == "png" and (width := matplotlib.image.imread(p).shape[1]) > MAX_WIDTH_PX:
             found.append(f"{width} px wide (at most {MAX_WIDTH_PX})")
         paths.append(p)
