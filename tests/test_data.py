@@ -57,3 +57,19 @@ def test_groups_take_indices_or_masks_and_refuse_what_would_count_wrong():
         with pytest.raises(ValueError, match="not of this split's 6 examples"):
             lh.Split(x, y, groups)
     assert lh.Split(x, y, lh.Groups({"a": [0, 5]})).groups["a"].tolist() == [0, 5]
+
+
+def test_a_split_is_checked_once_and_frozen():
+    import dataclasses
+
+    x, y = torch.zeros(6, 2), torch.zeros(6)
+    s = lh.Split(x, y, {"a": [0, 1]}, info={"index": np.arange(6)})
+    for name, value in (("y", y[:3]), ("groups", {"a": list(range(25))}), ("info", {})):
+        with pytest.raises(dataclasses.FrozenInstanceError):  # a change would skip the checks made when it was made
+            setattr(s, name, value)
+    with pytest.raises(ValueError, match="not of this split's 6 examples"):  # replace() checks the new one
+        dataclasses.replace(s, groups=lh.Groups({"a": [0, 9]}))
+    with pytest.raises(ValueError, match="one entry per example"):
+        lh.Split(x, y, info={"a": np.ones(5)})
+    moved = s.to(dtype=torch.float64)
+    assert moved.y.dtype == torch.float64 and moved.info["index"] is s.info["index"] and moved.groups is s.groups

@@ -14,15 +14,15 @@ from test_fmnist_experiments import data_root  # noqa: F401  (fixture: real data
 
 def test_spurious_fashion_mnist(data_root):  # noqa: F811
     tr = spurious_fashion_mnist(data_root, "train", rho=0.9, n=400, seed=1)
-    y, a = tr.y.numpy(), tr.a
+    y, a = tr.y.numpy(), tr.info["a"]
     assert len(tr) == 400 and (y == 1).sum() == 200
     assert abs((a == y).mean() - 0.9) < 0.05
     assert len(tr.groups["with_spurious"]) + len(tr.groups["without_spurious"]) == 400
     patch = tr.x[:, 0, :4, :4].flatten(1).mean(1).numpy()
     assert (patch[a > 0] == 1.0).all()  # the feature is planted exactly where a = +1
-    assert torch.equal(plant(tr.clean, -np.ones(400)), tr.clean)
+    assert torch.equal(plant(tr.info["clean"], -np.ones(400)), tr.info["clean"])
     bal = spurious_fashion_mnist(data_root, "test", n=200, balanced=True, seed=2)
-    assert (bal.a == bal.y.numpy()).mean() == 0.5
+    assert (bal.info["a"] == bal.y.numpy()).mean() == 0.5
     assert sorted(len(bal.groups[g]) for g in bal.groups if g.startswith("y=")) == [50, 50, 50, 50]
     again = spurious_fashion_mnist(data_root, "train", rho=0.9, n=400, seed=1)
     assert torch.equal(again.x, tr.x)
@@ -54,6 +54,8 @@ def test_celeba_fixture(tmp_path, fmt):
     t = celeba(tmp_path)
     # fixture rows 0..3: dark-haired woman, blond woman, dark-haired man, blond man (Blond_Hair, Male)
     assert len(t.files) == 16 and t.y.tolist()[:4] == [-1, 1, -1, 1] and t.a.tolist()[:4] == [1, 1, -1, -1]
+    s = t.to_split(progress=False)  # the images decoded, the attribute kept with them
+    assert s.x.shape[0] == 16 and s.info["a"].tolist() == t.a.tolist() and s.y.tolist() == t.y.tolist()
     # Sagawa et al.: blond women and dark-haired men carry the spurious correlation, the other two are minorities
     assert t.groups["with_spurious"].tolist()[:2] == [1, 2] and t.groups["without_spurious"].tolist()[:2] == [0, 3]
     assert t.group_id.tolist()[:4] == [1, 3, 0, 2]  # g = 2y + a

@@ -63,21 +63,28 @@ class Groups(Mapping):
         return f"Groups({sizes})"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Split:
     """A set of examples to train on or probe: inputs x (n, ...) -- a tensor, or a tuple or dict of tensors each
-    batched along dimension 0 (see :mod:`lazyhasty.data.inputs`) --, targets y (n, ...), optional groups."""
+    batched along dimension 0 (see :mod:`lazyhasty.data.inputs`) --, targets y (n, ...), optional groups, and
+    ``info``: further per-example data kept with the examples, each of length n (e.g. a spurious attribute ``"a"``,
+    the clean images ``"clean"``, positions in the source dataset ``"index"``). Checked once, when made, and
+    frozen: ``dataclasses.replace(split, ...)`` makes a changed split, checked again."""
 
     x: torch.Tensor | tuple | dict
     y: torch.Tensor
     groups: Groups = field(default_factory=Groups)
+    info: dict = field(default_factory=dict)
 
     def __post_init__(self):
         n = batch_size(self.x)
         if n != len(self.y):
             raise ValueError(f"x has {n} examples but y has {len(self.y)}")
+        if any(len(v) != n for v in self.info.values()):
+            raise ValueError(f"info {({k: len(v) for k, v in self.info.items()})} must hold one entry per example "
+                             f"({n})")
         if not isinstance(self.groups, Groups):
-            self.groups = Groups(self.groups, n=n)
+            object.__setattr__(self, "groups", Groups(self.groups, n=n))
         elif self.groups.n not in (None, n) or any(len(g) and int(g.max()) >= n for g in self.groups.values()):
             raise ValueError(f"these groups (of {self.groups.n or 'unknown n'} examples, largest index "
                              f"{max((int(g.max()) for g in self.groups.values() if len(g)), default=-1)}) are not "
@@ -87,4 +94,4 @@ class Split:
         return len(self.y)
 
     def to(self, device=None, dtype=None) -> Split:
-        return Split(cast(self.x, device, dtype), cast(self.y, device, dtype), self.groups)
+        return Split(cast(self.x, device, dtype), cast(self.y, device, dtype), self.groups, self.info)

@@ -58,7 +58,7 @@ def spurious_fashion_mnist(root=None, split: str = "train", rho: float = 0.95, n
     clean images); the planted one is easier: a linear read-out of a few pixels. Deterministic in ``seed``.
 
     Returns a ``Split``: x (n, 1, 28, 28), y (n,) in {-1., +1.}, groups as in the module docstring; the clean
-    images and the attribute are kept as ``split.clean`` and ``split.a``.
+    images and the attribute are kept as ``split.info["clean"]`` and ``split.info["a"]``.
     """
     if not 0 <= rho <= 1:
         raise ValueError(f"rho must be in [0, 1], got {rho}")
@@ -83,9 +83,8 @@ def spurious_fashion_mnist(root=None, split: str = "train", rho: float = 0.95, n
     idx, y, a = idx[order], y[order], a[order]
     clean = base.x[torch.as_tensor(idx)]
     x = plant(clean, a, feature)
-    out = Split(x.to(device), torch.tensor(y, dtype=x.dtype, device=device), spurious_groups(y, a))
-    out.clean, out.a = clean, a
-    return out
+    return Split(x.to(device), torch.tensor(y, dtype=x.dtype, device=device), spurious_groups(y, a),
+                 {"clean": clean, "a": a})
 
 
 # -- CelebA and Waterbirds: user-supplied local copies -------------------------------------------------------
@@ -185,10 +184,9 @@ class ImageTable:
         return torch.stack(out)
 
     def to_split(self, progress: bool | None = None) -> Split:
-        """All images decoded in memory (3 x size x size float32 each), labels y, groups; ``.a`` kept."""
-        out = Split(self.images(progress=progress), torch.tensor(self.y, dtype=torch.float32), self.groups)
-        out.a = self.a
-        return out
+        """All images decoded in memory (3 x size x size float32 each), labels y, groups; ``info["a"]`` kept."""
+        return Split(self.images(progress=progress), torch.tensor(self.y, dtype=torch.float32), self.groups,
+                     {"a": self.a})
 
 
 def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:

@@ -71,7 +71,7 @@ def load_fmnist(root: str | None, n_train: int, n_test: int, seed: int, device: 
     """A class-balanced random subset of the train (n_train) and test (n_test) sets, deterministic in seed.
 
     ``dataset``: ``"fashion_mnist"`` (Debian's copy or ``root``) or ``"cifar10"`` (the python batches in ``root``).
-    The subsets keep track of their positions in the original training order (``split.index``), so that
+    The subsets keep track of their positions in the original training order (``split.info["index"]``), so that
     per-example scores published in that order (C-scores) can be attached.
     """
     if dataset == "fashion_mnist":
@@ -95,9 +95,7 @@ def load_fmnist(root: str | None, n_train: int, n_test: int, seed: int, device: 
         idx = torch.cat([(s.y == c).nonzero()[:, 0][torch.randperm(counts[c], generator=g)[:per]]
                          for c in range(10)])
         idx = idx[torch.randperm(len(idx), generator=g)]
-        out = lh.Split(s.x[idx].to(device), s.y[idx].to(device))
-        out.index = idx.numpy()
-        return out
+        return lh.Split(s.x[idx].to(device), s.y[idx].to(device), info={"index": idx.numpy()})
 
     return subset(tr, n_train), subset(te, n_test)
 

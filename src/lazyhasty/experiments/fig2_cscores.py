@@ -70,7 +70,7 @@ def main(cfg: Config, output: lh.runs.Output) -> dict:
         full = (fashion_mnist(cfg.data_root, "train") if cfg.dataset == "fashion_mnist" else cifar10(cfg.data_root)).y
         full = full.numpy()
         published = cscores(cfg.cscore_file, labels=full)
-        est = {"scores": published[pool.index], "per_ratio": np.full((1, len(pool)), np.nan)}
+        est = {"scores": published[pool.info["index"]], "per_ratio": np.full((1, len(pool)), np.nan)}
         print(f"[fig2_cscores] using published C-scores from {cfg.cscore_file}", flush=True)
     else:
         print(f"[fig2_cscores] estimating C-scores of {len(pool)} examples: {len(cfg.ratios)} ratios x "

@@ -85,7 +85,7 @@ PRESETS["paper"] = PRESETS["paper-celeba"]
 
 def balanced_subset(s: Split, k: int, seed: int) -> Split:
     rng = np.random.default_rng(seed)
-    y, a = s.y.cpu().numpy(), s.a
+    y, a = s.y.cpu().numpy(), s.info["a"]
     idx = []
     for yy in (1, -1):
         for aa in (1, -1):
@@ -99,8 +99,8 @@ def balanced_subset(s: Split, k: int, seed: int) -> Split:
 
 def linear_probe_accuracy(train: Split, test: Split, steps: int = 300) -> float:
     """Accuracy on clean test images of a logistic regression trained on clean training images (full-batch GD)."""
-    x, y = train.clean.flatten(1), train.y.cpu()
-    xt, yt = test.clean.flatten(1), test.y.cpu()
+    x, y = train.info["clean"].flatten(1), train.y.cpu()
+    xt, yt = test.info["clean"].flatten(1), test.y.cpu()
     w = torch.zeros(x.shape[1], requires_grad=True)
     b = torch.zeros((), requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
