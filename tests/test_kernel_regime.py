@@ -62,7 +62,7 @@ def test_a_given_kernel_and_records(gen, tmp_path):
     assert len(lh.load_runs(tmp_path)) == len(res.metrics)
     with pytest.raises(ValueError, match=r"kernel returned shape \(9, 8\)"):
         lh.kernel_regime(net, train, loss="mse", lr=0.2, steps=1, kernel=lambda a, b: torch.zeros(9, 8))
-    with pytest.raises(TypeError, match="kernel must be a function kernel"):  # a Gram matrix, not a function
+    with pytest.raises(TypeError, match="kernel must be a function"):  # a Gram matrix, not a function
         lh.kernel_regime(net, train, loss="mse", lr=0.2, steps=1, kernel=torch.zeros(9, 9))
     with pytest.raises(ValueError, match="lr"):
         lh.kernel_regime(net, train, loss="mse", lr=float("nan"), steps=1)

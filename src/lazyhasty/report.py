@@ -213,8 +213,7 @@ def build_report(root: str | Path, out: str | Path | None = None, title: str = "
     except OSError as e:
         raise UsageError(f"cannot read {root}: {e.strerror or e}") from None
     if not found:  # an empty page would look like a report of nothing
-        raise UsageError(f"nothing to report under {root}: no experiment.json or sweep.json (run an experiment or "
-                         "a sweep there first)")
+        raise UsageError(f"nothing to report under {root}: no experiment.json or sweep.json (run an experiment first)")
     exp_dirs = {d for d, kind in found if kind == "experiment"}
     sections, env = [], None
     for folder, kind in found:

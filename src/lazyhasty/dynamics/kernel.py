@@ -100,8 +100,7 @@ def kernel_regime(model: nn.Module, train_set: Split, *, loss: Loss | str, lr: f
     if not (math.isfinite(lr) and lr > 0) or int(steps) != steps or steps < 0:
         raise ValueError(f"lr must be a finite number > 0 and steps an integer >= 0, got lr={lr}, steps={steps}")
     if kernel is not None and not callable(kernel):
-        raise TypeError(f"kernel must be a function kernel(x1, x2) -> (n1, n2) or (n1, C, n2, C) (it is called on "
-                        f"(train, train) and on (split, train)), got a {type(kernel).__name__}")
+        raise TypeError(f"kernel must be a function (x1, x2) -> (n1, n2) or (n1, C, n2, C), not {kernel.__class__}")
     alpha = regime_alpha(model)
     gram = (lambda x1, x2: ntk_gram(model, x1, x2, outputs="full")) if kernel is None else \
         (lambda x1, x2: alpha**2 * kernel(x1, x2))  # the wrapper's kernel

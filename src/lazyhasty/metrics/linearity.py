@@ -34,10 +34,6 @@ def theta0_of(model: nn.Module, model0_or_params0) -> dict[str, torch.Tensor]:
     return p
 
 
-def _is_relu(m: nn.Module) -> bool:
-    return isinstance(m, nn.ReLU) or (isinstance(m, Activation) and m.name == "relu")
-
-
 def features(model: nn.Module, params, x, layer: str | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """One forward pass of the network (of a wrapper: its network f_theta) at ``params`` (its names; None: its own):
     whether each ReLU module's input is > 0 (bool tensors, in call order) and the representation R (n, h) in float64,
@@ -50,7 +46,7 @@ def features(model: nn.Module, params, x, layer: str | None = None) -> tuple[lis
     signs: list[torch.Tensor] = []
     seen: list[torch.Tensor] = []
     handles = [m.register_forward_hook(lambda mod, inp, out: signs.append(inp[0].detach() > 0))
-               for m in net.modules() if _is_relu(m)]
+               for m in net.modules() if isinstance(m, nn.ReLU) or (isinstance(m, Activation) and m.name == "relu")]
     handles += [m.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach())) for m in reps]
     try:
         with torch.no_grad(), frozen_stats(net):

@@ -65,10 +65,6 @@ def unwrap(model: nn.Module, params: dict | None = None) -> tuple[nn.Module, dic
     return model, params, factor
 
 
-def _as_2d(f: torch.Tensor) -> torch.Tensor:
-    return f[:, None] if f.ndim == 1 else f.reshape(f.shape[0], -1)
-
-
 _LINEAR = (nn.Linear, NonDynamicallyQuantizableLinear, NTKLinear)
 _CONV = (nn.Conv2d, NTKConv2d)
 
@@ -80,7 +76,8 @@ def _known(m: nn.Module) -> bool:
 
 
 def _call(net, params, buffers, x):
-    return _as_2d(functional_call(net, (params, buffers), (x,)))
+    f = functional_call(net, (params, buffers), (x,))
+    return f[:, None] if f.ndim == 1 else f.reshape(f.shape[0], -1)  # (n, C)
 
 
 def _hooked(net, modules, params, buffers, x):

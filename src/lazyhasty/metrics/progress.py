@@ -13,11 +13,6 @@ def rises(metric: str) -> bool:
     return metric in RISING
 
 
-def _series(df: pd.DataFrame, split: str, group: str, metric: str) -> pd.Series:
-    d = df[(df.split == split) & (df.group == group) & (df.metric == metric)]
-    return d.drop_duplicates("step").set_index("step")["value"].sort_index()
-
-
 def at_equal_progress(metrics: pd.DataFrame, progress: tuple[str, str, str] = ("train", "all", "loss"),
                       grid: np.ndarray | int = 50, decreasing: bool | None = None, reach: str = "every",
                       target: float | None = None, start: bool = True) -> pd.DataFrame:
@@ -40,7 +35,8 @@ def at_equal_progress(metrics: pd.DataFrame, progress: tuple[str, str, str] = ("
     decreasing = not rises(progress[2]) if decreasing is None else decreasing
     runs = {}
     for rid, df in metrics.groupby("run_id"):
-        p = _series(df, *progress)
+        d = df[(df.split == progress[0]) & (df.group == progress[1]) & (df.metric == progress[2])]
+        p = d.drop_duplicates("step").set_index("step")["value"].sort_index()
         if p.empty:
             continue
         mono = np.minimum.accumulate(p.to_numpy()) if decreasing else np.maximum.accumulate(p.to_numpy())

@@ -18,9 +18,8 @@ def save_figure(fig, path_stem: str | Path, formats: Sequence[str] = ("png", "pd
     with a :class:`~lazyhasty.plotting.style.FigureWarning` naming each problem."""
     finish(fig)
     found = problems(fig)
-    # lay the panels out once, not in each format's draw: a constrained layout (``panels``, which keeps every label
-    # inside the figure) in the first format's draw, which the others keep; other figures are cut to their tight
-    # bounding box, found from one layout before they are drawn
+    # lay the panels out once: a constrained layout (``panels``: every label inside) in the first format's draw, kept
+    # by the others; any other figure is cut to its tight bounding box, from one layout before it is drawn
     bbox = None
     if not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
         fig.draw_without_rendering()
