@@ -87,6 +87,36 @@ def test_the_default_compile_switch_is_where_it_was_after_a_resume(tmp_path, mon
         assert_same(run("ensemble", steps=120, checkpoint=ckpt), ref)
 
 
+def test_a_signal_while_compiling_stops_at_once_and_loses_nothing(tmp_path, monkeypatch):
+    """Compiling takes seconds (tens on a new machine), too long to defer a signal over: the default rule's switch
+    writes a checkpoint first, and SIGTERM during the compilation stops the run at once (here a compilation made to
+    take a minute); resumed, the run ends bit-identical to the run that never stopped."""
+    import lazyhasty.dynamics.train as engine
+
+    monkeypatch.setattr(engine, "COMPILE_AFTER", 150)
+    ref = run("ensemble", steps=120)
+    real, armed = engine._compiled, [True]
+
+    def slow(*args):
+        step, fused = real(*args)
+
+        def first_compiles_for_a_minute(*a):
+            if armed:
+                armed.clear()
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(60)
+            return step(*a)
+        return first_compiles_for_a_minute, fused
+
+    monkeypatch.setattr(engine, "_compiled", slow)
+    ckpt, t0 = tmp_path / "c.pt", time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run("ensemble", steps=120, checkpoint=ckpt, checkpoint_every_s=1e9)  # no periodic checkpoints
+    assert time.monotonic() - t0 < 30 and not armed
+    assert [r["step"] for r in torch.load(ckpt, weights_only=True)["runs"]] == [50, 50, 50]  # the switch's point
+    assert_same(run("ensemble", steps=120, checkpoint=ckpt), ref)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_writes_the_checkpoint_and_stops_at_a_whole_state(tmp_path, sig):
     ref, ckpt = run("sgd_momentum"), tmp_path / "c.pt"

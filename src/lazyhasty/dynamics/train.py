@@ -259,7 +259,9 @@ def can_compile(device: str = "cpu") -> tuple[bool, str]:
             f = torch.compile(lambda x: (x * 2).sin(), options={"cpp_wrapper": True} if device == "cpu" else None)
             f(torch.ones(3, device=device))
             _CAN_COMPILE[device] = (True, "")
-        except Exception as e:  # no compiler, an unsupported platform, ...
+        except Exception as e:  # no compiler, an unsupported platform, ... (not a signal the compiler wrapped)
+            if stopped_by(e)[0] == "interrupted":
+                raise
             _CAN_COMPILE[device] = (False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     return _CAN_COMPILE[device]
 
@@ -579,8 +581,6 @@ class _Engine:
         ens = self.ens
         x, y = self.batch(index)
         proposal = None
-        if self.compile_at is not None and sum(r.step for r in self.runs) >= self.compile_at:
-            self.compile()  # the default rule's switch: by steps taken, so a resumed run evaluates each point as before
         if self.compiled is not None:
             P = {k: p.detach() for k, p in zip(ens._names, self.params)}  # leaves that require grad would make the
             with ens.evaluating():  # compiled graph a training graph, saving activations for nothing
@@ -591,8 +591,8 @@ class _Engine:
                     g, (_, (mean, out, per)) = self.compiled(P, self.scratch, self.live, f0, x, y, self.weight,
                                                              index)
                 except torch._dynamo.exc.TorchDynamoException as e:  # the compiler's own failure (tracing, C++):
-                    if not self.fallback:  # eager from here; after a first compiled step, raised
-                        raise
+                    if not self.fallback or stopped_by(e)[0] == "interrupted":  # eager from here; after a first
+                        raise  # compiled step, or for a signal that stopped the compiler, raised
                     _note(f"compiling the training step failed ({type(e).__name__}: "
                           f"{(str(e).splitlines() or [''])[0][:200]}): training eagerly")
                     self.compiled, self.scratch, self.fallback = None, {}, False
@@ -809,9 +809,19 @@ class _Engine:
                     ckpt.maybe_save(self, signals.pending is not None)
                 if signals.pending is not None:
                     signals.act()  # SIGINT / SIGTERM / SIGHUP stop here, at a whole state, with its checkpoint
-                if self.cur is None:
-                    self.cur = self.evaluate(next(self.batches))
-                    self.consumed += 1
+                # the default rule's switch, by steps taken (a resumed run switches at the same point)
+                switch = self.compile_at is not None and sum(r.step for r in self.runs) >= self.compile_at
+                compiling = switch or (self.compiled is not None and self.fallback)  # seconds: from this point,
+                if compiling:  # checkpointed, and a signal stops it at once
+                    self.cur = None  # (a flow's point is evaluated again, compiled)
+                    if ckpt is not None and ckpt.every_s:
+                        ckpt.save(self)
+                with signals.at_once_if(compiling):
+                    if switch:
+                        self.compile()
+                    if self.cur is None:
+                        self.cur = self.evaluate(next(self.batches))
+                        self.consumed += 1
                 if on_step is not None and self.new:
                     on_step(self.cur)
                 for k in self.decide(*self.observe()):
