@@ -45,6 +45,22 @@ def test_corrupt_record_is_reported_not_read(tmp_path):
             load_runs(tmp_path, **kw)
 
 
+def test_no_runs_read_back_as_the_columns_runs_would_have(tmp_path):
+    """A folder without runs gives an empty table whose columns begin like a real run's (metrics or trace), so
+    that code selecting columns works on it too."""
+    import torch
+
+    import lazyhasty as lh
+
+    x, y = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64), torch.tensor([1.0, -1.0], dtype=torch.float64)
+    lh.train(lh.seeded(lambda: lh.MLP([2, 4, 1]).double(), 0), lh.Split(x, y), loss="bce", stepper=lh.GD(0.1),
+             stop=lh.Stop(max_steps=2), record=RunRecord(tmp_path / "runs" / "r").start({"lr": 0.1}), progress=False)
+    (tmp_path / "nothing").mkdir()
+    for table in ("metrics", "trace"):
+        real, empty = load_runs(tmp_path / "runs", table), load_runs(tmp_path / "nothing", table)
+        assert len(real) and not len(empty) and list(real.columns[:len(empty.columns)]) == list(empty.columns)
+
+
 def test_status_values_are_checked(tmp_path):
     rec = RunRecord(tmp_path / "r").start({})
     assert rec.status()["status"] == "running"

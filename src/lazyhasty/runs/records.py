@@ -354,7 +354,8 @@ def load_runs(path: str | Path, table: str = "metrics", errors: str = "warn") ->
         frames.append(pd.concat([df, pd.DataFrame({k: [v] * len(df) for k, v in cols.items()}, index=df.index)],
                                 axis=1))
     if not frames:
-        from ..dynamics.train import METRIC_COLUMNS
+        from ..dynamics.train import METRIC_COLUMNS, TRACE_COLUMNS  # the columns a run's rows would have had
 
-        return pd.DataFrame(columns=METRIC_COLUMNS if table == "metrics" else ["run_id"])
+        return pd.DataFrame(columns=[*(METRIC_COLUMNS if table == "metrics" else [*TRACE_COLUMNS, "run_id"]), "path",
+                                     "status", "converged"])
     return pd.concat(frames, ignore_index=True)
