@@ -55,7 +55,7 @@ class Deferred:
     def __init__(self):
         self.pending: int | None = None
         self.previous: dict = {}
-        self.at_once = False
+        self.at_once = False  # set by the caller around long work whose interruption loses nothing
         if threading.current_thread() is threading.main_thread():
             self.previous = {sig: signal.signal(sig, self._note) for sig in self.SIGNALS}
 
@@ -64,16 +64,6 @@ class Deferred:
         self.pending = signum
         if again or self.at_once:  # asked twice, or where stopping at once loses nothing: stop now
             self.act()
-
-    @contextlib.contextmanager
-    def at_once_if(self, on: bool):
-        """Within the block (when ``on``), a signal acts at once: for long work whose interruption loses nothing
-        (compiling, after a checkpoint)."""
-        self.at_once = on
-        try:
-            yield
-        finally:
-            self.at_once = False
 
     def act(self) -> None:
         """Act on the pending signal: SIGINT, SIGTERM and SIGHUP raise (``KeyboardInterrupt``, :class:`Interrupted`);

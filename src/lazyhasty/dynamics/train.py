@@ -816,12 +816,13 @@ class _Engine:
                     self.cur = None  # (a flow's point is evaluated again, compiled)
                     if ckpt is not None and ckpt.every_s:
                         ckpt.save(self)
-                with signals.at_once_if(compiling):
-                    if switch:
-                        self.compile()
-                    if self.cur is None:
-                        self.cur = self.evaluate(next(self.batches))
-                        self.consumed += 1
+                signals.at_once = compiling
+                if switch:
+                    self.compile()
+                if self.cur is None:
+                    self.cur = self.evaluate(next(self.batches))
+                    self.consumed += 1
+                signals.at_once = False
                 if on_step is not None and self.new:
                     on_step(self.cur)
                 for k in self.decide(*self.observe()):
