@@ -140,12 +140,6 @@ def seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
         return factory()
 
 
-def tables(rows: list[tuple], trace: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The long table (``METRIC_COLUMNS``; milestone as nullable integers) and the per-step trace of a run."""
-    metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS).astype({"step": "int64", "milestone": "Int64"})
-    return metrics, pd.DataFrame(trace, columns=TRACE_COLUMNS)
-
-
 class _Run:
     """One run's bookkeeping: its tables, its clock (members of an adaptive flow advance separately), its
     milestones and how it ended."""
@@ -185,7 +179,9 @@ class _Run:
             self.sink.resumed(step=self.step, t=self.t)
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return tables(self.rows, self.trace)
+        """The long table (``METRIC_COLUMNS``; milestone as nullable integers) and the per-step trace."""
+        metrics = pd.DataFrame(self.rows, columns=METRIC_COLUMNS).astype({"step": "int64", "milestone": "Int64"})
+        return metrics, pd.DataFrame(self.trace, columns=TRACE_COLUMNS)
 
     def flush(self) -> None:
         if self.sink is not None:
