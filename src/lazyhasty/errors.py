@@ -4,6 +4,7 @@ stops a run."""
 import contextlib
 import signal
 import threading
+import time
 
 
 class UsageError(Exception):
@@ -23,46 +24,68 @@ class Interrupted(KeyboardInterrupt):
     """SIGTERM (or SIGHUP) received: handled like Ctrl-C, so that every run records ``interrupted``."""
 
 
+_STOPPING: list[bool] = []  # per open signals_interrupt block (innermost last): has a signal already stopped it?
+
+
+def _exception(signum: int) -> BaseException:
+    """What signal ``signum`` raises: ``KeyboardInterrupt`` for SIGINT, else :class:`Interrupted`; the innermost
+    :func:`signals_interrupt` block is now stopping."""
+    if _STOPPING:
+        _STOPPING[-1] = True
+    return KeyboardInterrupt() if signum == signal.SIGINT else Interrupted(signal.Signals(signum).name)
+
+
 @contextlib.contextmanager
 def signals_interrupt():
     """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` and SIGINT ``KeyboardInterrupt`` (the command
-    line and sweep workers); the previous handlers are restored after it. Outside the main thread it does nothing."""
+    line and sweep workers); the previous handlers are restored after it. Outside the main thread it does nothing.
+
+    Only the first signal raises: the process is then stopping, and a repeated one is ignored so that it cannot cut
+    short the writing of the final statuses (a dying multi-threaded parent sends PR_SET_PDEATHSIG once per thread;
+    an impatient second Ctrl-C). SIGKILL still ends a stop that hangs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        raise Interrupted(signal.Signals(signum).name)
+        if not _STOPPING[-1]:
+            raise _exception(signum)
 
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
     # Ctrl-C raises KeyboardInterrupt even where the process was started with SIGINT ignored (a background job of a
     # script inherits that): a sweep or run then stops as asked instead of running on
-    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    _STOPPING.append(False)
     try:
         yield
     finally:
+        _STOPPING.pop()
         for sig, h in old.items():
             signal.signal(sig, h)
 
 
 class Deferred:
     """While it is installed (from its creation to :meth:`restore`), SIGINT, SIGTERM, SIGHUP and SIGUSR2 are only
-    noted in ``pending`` (a second one acts at once); the caller acts on them with :meth:`act` where it can stop
+    noted in ``pending`` (another one acts at once); the caller acts on them with :meth:`act` where it can stop
     cleanly (the training loop, after writing its checkpoint). Outside the main thread nothing is deferred."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2)
 
     def __init__(self):
         self.pending: int | None = None
+        self.noted = 0.0  # when (time.monotonic()) it was noted
         self.previous: dict = {}
         self.at_once = False  # set by the caller around long work whose interruption loses nothing
         if threading.current_thread() is threading.main_thread():
             self.previous = {sig: signal.signal(sig, self._note) for sig in self.SIGNALS}
 
     def _note(self, signum, frame):
-        again = self.pending is not None
-        self.pending = signum
-        if again or self.at_once:  # asked twice, or where stopping at once loses nothing: stop now
+        if _STOPPING and _STOPPING[-1]:
+            return  # already stopping
+        # asked again (not the same signal within a second: a dying parent's PR_SET_PDEATHSIG, once per thread),
+        # or where stopping at once loses nothing: stop now
+        again = self.pending is not None and not (signum == self.pending and time.monotonic() - self.noted < 1.0)
+        self.pending, self.noted = signum, time.monotonic()
+        if again or self.at_once:
             self.act()
 
     def act(self) -> None:
@@ -72,10 +95,8 @@ class Deferred:
         handler raises (submitit declining to requeue a job that timed out too often), :class:`Interrupted` is
         raised instead: the run stops as interrupted, to be resumed from its checkpoint, not failed."""
         signum, self.pending = self.pending, None
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        if signum in (signal.SIGTERM, signal.SIGHUP):
-            raise Interrupted(signal.Signals(signum).name)
+        if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            raise _exception(signum)
         old = self.previous.get(signum)
         if callable(old):
             try:
