@@ -73,3 +73,4 @@ def test_a_split_is_checked_once_and_frozen():
         lh.Split(x, y, info={"a": np.ones(5)})
     moved = s.to(dtype=torch.float64)
     assert moved.y.dtype == torch.float64 and moved.info["index"] is s.info["index"] and moved.groups is s.groups
+    assert moved.info is not s.info  # its own dict (the arrays are shared): a key set on one is not on the other

@@ -94,4 +94,4 @@ class Split:
         return len(self.y)
 
     def to(self, device=None, dtype=None) -> Split:
-        return Split(cast(self.x, device, dtype), cast(self.y, device, dtype), self.groups, self.info)
+        return Split(cast(self.x, device, dtype), cast(self.y, device, dtype), self.groups, dict(self.info))
