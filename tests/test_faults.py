@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from lazyhasty.config import ZERO_OK
 from lazyhasty.errors import FolderInUse
 from lazyhasty.experiments import REGISTRY, registry
 from lazyhasty.files import FolderLock
-from lazyhasty.runs.sweep import job_id
+from lazyhasty.runs.sweep import job_id, sweep_status
 
 TINY = ["n_train=30", "widths=8,8", "max_steps=40", "seeds=1", "dtype=float64"]  # demo in about a second
 ENDLESS = ["n_train=30", "widths=8,8", "max_steps=100000000", "loss_threshold=1e-12", "seeds=1", "dtype=float64"]
@@ -323,6 +324,7 @@ def test_a_killed_sweep_takes_its_workers_and_ctrl_c_resumes(tmp_path):
     args = ("sweep", "demo", "--out", str(out), "--workers", "1", *sets(*ENDLESS))
     p = cli(*args)
     job = wait_for(lambda: _sweep_job(out).get("pid") and _sweep_job(out), 120, "the worker")
+    assert [r[1] for r in sweep_status(out)] == ["running"]  # what --status says of a live job
     p.kill()  # SIGKILL: the sweep cannot clean up; its worker must still die
     p.communicate()
     wait_for(lambda: not alive(job["pid"]), 30, "the orphaned worker to end")
@@ -447,6 +449,24 @@ def test_sweep_status_reads_without_running(tmp_path, capsys):
     assert not victim.exists()  # nothing was re-run
     code = main(["sweep", "--status", str(tmp_path)])
     assert code == 2 and "not a readable sweep folder" in capsys.readouterr().err
+
+    # a job.json that says running: running while its process lives, else interrupted (a reused PID is not it)
+    spec_file = next(f for f in out.glob("*/job.json") if "lr=0.4" in f.read_text())
+    spec = json.loads(spec_file.read_text())
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for started, host, state in (("2999-01-01T00:00:00+00:00", me["host"], "running"),  # this process: alive
+                                 ("2000-01-01T00:00:00+00:00", me["host"], "interrupted"),  # started after it
+                                 ("2999-01-01T00:00:00+00:00", "elsewhere", "running")):  # cannot be checked
+        spec_file.write_text(json.dumps({**spec, "status": "running", "pid": me["pid"],
+                                         "attempts": [{**me, "host": host, "started": started}]}))
+        (row,) = [r for r in sweep_status(out) if "lr=0.4" in r[3]]
+        assert row[1] == state and (host == me["host"] or "not checked" in row[2]), (started, host, row)
+    spec_file.write_text(json.dumps({**spec, "status": "running", "pid": me["pid"],
+                                     "attempts": [{**me, "started": "2000-01-01T00:00:00+00:00"}]}))
+    from lazyhasty.report import build_report
+
+    html = build_report(out).read_text()  # the report says the same
+    assert f"was running (pid {me['pid']}) when its process died" in html
 
 
 def test_a_signal_that_c_code_turned_into_another_error_still_reads_interrupted():

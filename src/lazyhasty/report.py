@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .runs.records import STATUSES, atomic_write, check_files
+from .runs.sweep import running
 
 
 def _read_json(p: Path):
@@ -180,6 +181,9 @@ def _sweep_section(folder: Path, root: Path) -> list[dict]:
             bad = check_files(folder / j["id"], spec["files"]) if isinstance(spec.get("files"), dict) else [
                 "job.json lists no files"]
             state, spec = ("incomplete", {"reason": "; ".join(bad[:2])}) if bad else (state, spec)
+        elif state == "running":  # while its process lives; else it died
+            state, why = running(folder / j["id"])
+            spec = {"reason": why}
         rows.append((j["id"], " ".join(map(str, j.get("assignments", []))), state, spec.get("reason") or ""))
     counts = Counter(r[2] for r in rows)
     out = [{"anchor": "s-" + "".join(c if c.isalnum() else "-" for c in str(folder.relative_to(root))),

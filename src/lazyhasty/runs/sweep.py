@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as _dt
 import hashlib
 import itertools
 import json
@@ -264,6 +265,9 @@ def job_files(job_dir: Path) -> dict:
     return files
 
 
+_DIED = "was running (pid {}) when its process died"
+
+
 def job_state(job: Job) -> tuple[str, str]:
     """(state, why) with state in complete | diverged | failed | interrupted | corrupt | missing."""
     spec = read_job(job.dir)
@@ -277,7 +281,7 @@ def job_state(job: Job) -> tuple[str, str]:
         return ("corrupt", "; ".join(bad[:3]) + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")) if bad \
             else (status, spec.get("reason") or "")
     if status == "running":
-        return "interrupted", f"was running (pid {spec.get('pid')}) when its process died"
+        return "interrupted", _DIED.format(spec.get("pid"))
     if status in ("failed", "interrupted"):
         return status, spec.get("reason") or ""
     return "missing", ""
@@ -689,7 +693,29 @@ def read_plan(out: Path) -> list[dict]:
 
 def sweep_status(out: Path) -> list[tuple[str, str, str, str]]:
     """(job id, state, why, assignments) of every job a sweep folder's plan lists, verified as a sweep would
-    (sizes and checksums included), without starting or locking anything."""
+    (sizes and checksums included), without starting or locking anything. A job whose job.json says running is
+    ``running`` while its process lives (on another machine, as job.json says: it cannot be checked from here)."""
     jobs = [Job(j["id"], j["experiment"], j["preset"], tuple(j["assignments"]), {}, out / j["id"], "")
             for j in read_plan(out)]
-    return [(j.id, *job_state(j), " ".join(j.assignments)) for j in jobs]
+    return [(j.id, *(running(j.dir) or job_state(j)), " ".join(j.assignments)) for j in jobs]
+
+
+def running(job_dir: Path) -> tuple[str, str] | None:
+    """For a job whose job.json says running: ("running", why) while the process it names lives (Linux: one that
+    started before the attempt did, so a reused PID does not count) or runs on another machine, else
+    ("interrupted", why). None for any other job."""
+    spec = read_job(job_dir) or {}
+    attempt = (spec.get("attempts") or [{}])[-1]
+    if spec.get("status") != "running":
+        return None
+    if attempt.get("host") != socket.gethostname():
+        return "running", f"pid {spec.get('pid')} on {attempt.get('host')}, as job.json says (not checked from here)"
+    try:
+        fields = Path(f"/proc/{int(spec['pid'])}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(x.split()[1]) for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime"))
+        began = _dt.datetime.fromisoformat(attempt["started"]).timestamp()
+    except (OSError, StopIteration, KeyError, TypeError, ValueError):
+        fields = ["X"]
+    if fields[0] in "ZX" or boot + int(fields[19]) / os.sysconf("SC_CLK_TCK") > began + 1:
+        return "interrupted", _DIED.format(spec.get("pid"))  # ended (a zombie), or another process with its PID
+    return "running", f"pid {spec['pid']} since {attempt['started']}"
