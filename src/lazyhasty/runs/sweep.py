@@ -710,12 +710,12 @@ def running(job_dir: Path) -> tuple[str, str] | None:
         return None
     if attempt.get("host") != socket.gethostname():
         return "running", f"pid {spec.get('pid')} on {attempt.get('host')}, as job.json says (not checked from here)"
-    try:
+    try:  # not ended (a zombie), and not another process that reuses its PID
         fields = Path(f"/proc/{int(spec['pid'])}/stat").read_text().rsplit(")", 1)[1].split()
         boot = next(float(x.split()[1]) for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime"))
-        began = _dt.datetime.fromisoformat(attempt["started"]).timestamp()
-    except (OSError, StopIteration, KeyError, TypeError, ValueError):
-        fields = ["X"]
-    if fields[0] in "ZX" or boot + int(fields[19]) / os.sysconf("SC_CLK_TCK") > began + 1:
-        return "interrupted", _DIED.format(spec.get("pid"))  # ended (a zombie), or another process with its PID
-    return "running", f"pid {spec['pid']} since {attempt['started']}"
+        alive = fields[0] not in "ZX" and boot + int(fields[19]) / os.sysconf("SC_CLK_TCK") <= \
+            _dt.datetime.fromisoformat(attempt["started"]).timestamp() + 1
+    except (OSError, StopIteration, LookupError, TypeError, ValueError):
+        alive = False
+    return ("running", f"pid {spec['pid']} since {attempt['started']}") if alive else \
+        ("interrupted", _DIED.format(spec.get("pid")))
