@@ -112,6 +112,31 @@ def test_what_a_record_writes_is_decided_by_its_arguments_only(tmp_path, monkeyp
     rec.set_status("complete")
 
 
+def test_a_start_cut_short_before_its_config_is_reopened_by_a_resume(tmp_path, monkeypatch):
+    """A signal between a run's first status and its config.json (seen: a killed sweep's worker, stopped at once)
+    leaves a folder with a status that lists no file: a resume reopens it (nothing is in it to mix); a run that is
+    not a resume is still refused."""
+    from lazyhasty.runs import Checkpointing, Output
+    from lazyhasty.runs.records import close_open_records
+
+    def cut(self, name, content):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(RunRecord, "_save", cut)
+        with pytest.raises(KeyboardInterrupt):
+            RunRecord(tmp_path / "a").start({"lr": 0.3})
+    close_open_records("interrupted", "interrupted by SIGTERM")  # what the process does on its way out
+    assert not (tmp_path / "a" / "config.json").exists() and (tmp_path / "a" / "status.json").exists()
+    with pytest.raises(FolderInUse):
+        Output(tmp_path).record("a", {"lr": 0.3})
+    rec = Output(tmp_path, Checkpointing(tmp_path, resume=True)).record("a", {"lr": 0.3})
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["lr"] == 0.3
+    rec.set_status("complete")
+    with pytest.raises(FolderInUse, match="of another config"):  # once written, another config is refused
+        Output(tmp_path, Checkpointing(tmp_path, resume=True)).record("a", {"lr": 0.5})
+
+
 def test_tensorboard_sink_has_every_scalar_of_the_parquet_record(tmp_path):
     """The second record sink: the same run written as Parquet and as TensorBoard events, compared value by value."""
     import torch

@@ -144,9 +144,9 @@ class RunRecord:
         config = {**(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config), **fields}
         self._lock = FolderLock(self.path, "run folder")
         old = self.status()
-        if old is not None:
+        if old is not None:  # (no config.json: a start cut short after its first status, which lists no file)
             same = _json(config) == _json(json.loads((self.path / "config.json").read_text())) \
-                if (self.path / "config.json").is_file() else False
+                if (self.path / "config.json").is_file() else not old.get("files")
             if not (resume and same):
                 self._lock.release()
                 raise FolderInUse(f"run folder {self.path} already holds a run's records" + (
