@@ -24,14 +24,14 @@ class Interrupted(KeyboardInterrupt):
     """SIGTERM (or SIGHUP) received: handled like Ctrl-C, so that every run records ``interrupted``."""
 
 
-_STOPPING: list[bool] = []  # per open signals_interrupt block (innermost last): has a signal already stopped it?
+_STOPS: list[int | None] = []  # per open signals_interrupt block (innermost last): the signal that stopped it
 
 
 def _exception(signum: int) -> BaseException:
     """What signal ``signum`` raises: ``KeyboardInterrupt`` for SIGINT, else :class:`Interrupted`; the innermost
-    :func:`signals_interrupt` block is now stopping."""
-    if _STOPPING:
-        _STOPPING[-1] = True
+    :func:`signals_interrupt` block now remembers it."""
+    if _STOPS and _STOPS[-1] is None:
+        _STOPS[-1] = signum
     return KeyboardInterrupt() if signum == signal.SIGINT else Interrupted(signal.Signals(signum).name)
 
 
@@ -40,25 +40,27 @@ def signals_interrupt():
     """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` and SIGINT ``KeyboardInterrupt`` (the command
     line and sweep workers); the previous handlers are restored after it. Outside the main thread it does nothing.
 
-    Only the first signal raises: the process is then stopping, and a repeated one is ignored so that it cannot cut
-    short the writing of the final statuses (a dying multi-threaded parent sends PR_SET_PDEATHSIG once per thread;
-    an impatient second Ctrl-C). SIGKILL still ends a stop that hangs."""
+    Only the first signal raises at once: the process is then stopping, and a repeat is ignored so that it cannot
+    cut short the writing of the final statuses (a dying multi-threaded parent sends PR_SET_PDEATHSIG once per
+    thread; an impatient second Ctrl-C). The stop is remembered: if its exception was swallowed (raised inside a
+    weakref callback, Python prints "Exception ignored" and goes on), the next training loop (:class:`Deferred`)
+    raises it again. SIGKILL still ends a stop that hangs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        if not _STOPPING[-1]:
+        if _STOPS[-1] is None:
             raise _exception(signum)
 
     # Ctrl-C raises KeyboardInterrupt even where the process was started with SIGINT ignored (a background job of a
     # script inherits that): a sweep or run then stops as asked instead of running on
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
-    _STOPPING.append(False)
+    _STOPS.append(None)
     try:
         yield
     finally:
-        _STOPPING.pop()
+        _STOPS.pop()
         for sig, h in old.items():
             signal.signal(sig, h)
 
@@ -66,12 +68,13 @@ def signals_interrupt():
 class Deferred:
     """While it is installed (from its creation to :meth:`restore`), SIGINT, SIGTERM, SIGHUP and SIGUSR2 are only
     noted in ``pending`` (another one acts at once); the caller acts on them with :meth:`act` where it can stop
-    cleanly (the training loop, after writing its checkpoint). Outside the main thread nothing is deferred."""
+    cleanly (the training loop, after writing its checkpoint). A stop its :func:`signals_interrupt` block already
+    has is pending from the start. Outside the main thread nothing is deferred."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2)
 
     def __init__(self):
-        self.pending: int | None = None
+        self.pending: int | None = _STOPS[-1] if _STOPS else None
         self.noted = 0.0  # when (time.monotonic()) it was noted
         self.previous: dict = {}
         self.at_once = False  # set by the caller around long work whose interruption loses nothing
@@ -79,7 +82,7 @@ class Deferred:
             self.previous = {sig: signal.signal(sig, self._note) for sig in self.SIGNALS}
 
     def _note(self, signum, frame):
-        if _STOPPING and _STOPPING[-1]:
+        if _STOPS and _STOPS[-1] is not None:
             return  # already stopping
         # asked again (not the same signal within a second: a dying parent's PR_SET_PDEATHSIG, once per thread),
         # or where stopping at once loses nothing: stop now
@@ -89,14 +92,16 @@ class Deferred:
             self.act()
 
     def act(self) -> None:
-        """Act on the pending signal: SIGINT, SIGTERM and SIGHUP raise (``KeyboardInterrupt``, :class:`Interrupted`);
-        SIGUSR2 (SLURM's warning before a time limit or pre-emption) is handed to the handler installed before
-        (submitit's, which requeues the job and exits), or else ignored: the caller's checkpoint is written. If that
-        handler raises (submitit declining to requeue a job that timed out too often), :class:`Interrupted` is
-        raised instead: the run stops as interrupted, to be resumed from its checkpoint, not failed."""
-        signum, self.pending = self.pending, None
+        """Act on the pending signal: SIGINT, SIGTERM and SIGHUP raise (``KeyboardInterrupt``, :class:`Interrupted`)
+        and stay pending, raised again at the next call if the exception was swallowed; SIGUSR2 (SLURM's warning
+        before a time limit or pre-emption) is handed to the handler installed before (submitit's, which requeues
+        the job and exits), or else ignored: the caller's checkpoint is written. If that handler raises (submitit
+        declining to requeue a job that timed out too often), :class:`Interrupted` is raised instead: the run stops
+        as interrupted, to be resumed from its checkpoint, not failed."""
+        signum = self.pending
         if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             raise _exception(signum)
+        self.pending = None
         old = self.previous.get(signum)
         if callable(old):
             try:
