@@ -27,6 +27,11 @@ class Interrupted(KeyboardInterrupt):
 _STOPS: list[int | None] = []  # per open signals_interrupt block (innermost last): the signal that stopped it
 
 
+def _stopped() -> int | None:
+    """The signal that stopped the innermost :func:`signals_interrupt` block (None: not stopped, or no block)."""
+    return _STOPS[-1] if _STOPS else None
+
+
 def _exception(signum: int) -> BaseException:
     """What signal ``signum`` raises: ``KeyboardInterrupt`` for SIGINT, else :class:`Interrupted`; the innermost
     :func:`signals_interrupt` block now remembers it."""
@@ -50,7 +55,7 @@ def signals_interrupt():
         return
 
     def handler(signum, frame):
-        if _STOPS[-1] is None:
+        if _stopped() is None:
             raise _exception(signum)
 
     # Ctrl-C raises KeyboardInterrupt even where the process was started with SIGINT ignored (a background job of a
@@ -74,7 +79,7 @@ class Deferred:
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2)
 
     def __init__(self):
-        self.pending: int | None = _STOPS[-1] if _STOPS else None
+        self.pending: int | None = _stopped()
         self.noted = 0.0  # when (time.monotonic()) it was noted
         self.previous: dict = {}
         self.at_once = False  # set by the caller around long work whose interruption loses nothing
@@ -82,7 +87,7 @@ class Deferred:
             self.previous = {sig: signal.signal(sig, self._note) for sig in self.SIGNALS}
 
     def _note(self, signum, frame):
-        if _STOPS and _STOPS[-1] is not None:
+        if _stopped() is not None:
             return  # already stopping
         # asked again (not the same signal within a second: a dying parent's PR_SET_PDEATHSIG, once per thread),
         # or where stopping at once loses nothing: stop now

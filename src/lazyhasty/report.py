@@ -182,7 +182,7 @@ def _sweep_section(folder: Path, root: Path) -> list[dict]:
                 "job.json lists no files"]
             state, spec = ("incomplete", {"reason": "; ".join(bad[:2])}) if bad else (state, spec)
         elif state == "running":  # while its process lives; else it died
-            state, why = running(folder / j["id"]) or (state, "")  # (or it has just ended)
+            state, why = running(spec)
             spec = {"reason": why}
         rows.append((j["id"], " ".join(map(str, j.get("assignments", []))), state, spec.get("reason") or ""))
     counts = Counter(r[2] for r in rows)

@@ -697,14 +697,13 @@ def sweep_status(out: Path) -> list[tuple[str, str, str, str]]:
     ``running`` while its process lives (on another machine, as job.json says: it cannot be checked from here)."""
     jobs = [Job(j["id"], j["experiment"], j["preset"], tuple(j["assignments"]), {}, out / j["id"], "")
             for j in read_plan(out)]
-    return [(j.id, *(running(j.dir) or job_state(j)), " ".join(j.assignments)) for j in jobs]
+    return [(j.id, *(running(read_job(j.dir) or {}) or job_state(j)), " ".join(j.assignments)) for j in jobs]
 
 
-def running(job_dir: Path) -> tuple[str, str] | None:
-    """For a job whose job.json says running: ("running", why) while the process it names lives (Linux: one that
-    started before the attempt did, so a reused PID does not count) or runs on another machine, else
+def running(spec: dict) -> tuple[str, str] | None:
+    """For a job whose job.json (``spec``) says running: ("running", why) while the process it names lives (Linux:
+    one that started before the attempt did, so a reused PID does not count) or runs on another machine, else
     ("interrupted", why). None for any other job."""
-    spec = read_job(job_dir) or {}
     attempt = (spec.get("attempts") or [{}])[-1]
     if spec.get("status") != "running":
         return None
