@@ -2,7 +2,6 @@
 regime's kernel-change slope on a tiny configuration, end to end through the CLI, and bad input."""
 
 import dataclasses
-import json
 import math
 import warnings
 from pathlib import Path
@@ -319,17 +318,3 @@ def test_three_class_yinyang_cell(tmp_path):
 
     F = np.array([[[0.1, 0.9, -1.0], [2.0, 0.0, 0.0]]])
     assert predict(F).tolist() == [[1, 0]] and predict(np.array([[0.3], [-2.0]])).tolist() == [1.0, -1.0]
-
-
-def test_cells_through_submitit_keep_their_ids(tmp_path):
-    """The SLURM code path (submitit's local executor); a cell's job id does not depend on how it was scheduled."""
-    from lazyhasty.experiments.phase import main
-
-    cfg = Config(source="teacher", pca=None, ptr=20, pte=20, depth=2, widths=(8,), sqrt_h_alphas=(1.0, 10.0),
-                 seeds=2, max_steps=30, n_probe=5, executor="submitit-local", slurm_time=5)
-    main(cfg, Output(tmp_path))
-    assert json.loads((tmp_path / "analysis.json").read_text())["runs"] == 4 and (tmp_path / "phase.png").is_file()
-    ids = sorted(p.name for p in (tmp_path / "cells").iterdir() if (p / "outputs.npz").is_file())
-    local = [dataclasses.replace(c, executor="local") for c in cell_configs(cfg)]
-    assert cell_configs(dataclasses.replace(cfg, executor="local", workers=5)) == local
-    assert len(ids) == 2

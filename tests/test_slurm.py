@@ -185,3 +185,20 @@ def test_a_requeued_slurm_job_resumes_from_its_checkpoint_bit_identical(tmp_path
     assert a.keys() == b.keys() and len(a) == 4
     for k in a:
         pd.testing.assert_frame_equal(a[k], b[k], check_exact=True)
+
+
+def test_phase_cells_through_slurm_keep_their_ids(tmp_path):
+    """phase's cells as a SLURM job array; a cell's job id does not depend on how it was scheduled."""
+    import dataclasses
+
+    from lazyhasty.experiments.phase import Config, cell_configs, main
+    from lazyhasty.runs import Output
+
+    cfg = Config(source="teacher", pca=None, ptr=20, pte=20, depth=2, widths=(8,), sqrt_h_alphas=(1.0, 10.0),
+                 seeds=2, max_steps=30, n_probe=5, executor="slurm", slurm_partition="debug", slurm_time=5)
+    main(cfg, Output(tmp_path))
+    assert json.loads((tmp_path / "analysis.json").read_text())["runs"] == 4 and (tmp_path / "phase.png").is_file()
+    ids = sorted(p.name for p in (tmp_path / "cells").iterdir() if (p / "outputs.npz").is_file())
+    local = [dataclasses.replace(c, executor="local") for c in cell_configs(cfg)]
+    assert cell_configs(dataclasses.replace(cfg, executor="local", workers=5)) == local
+    assert len(ids) == 2

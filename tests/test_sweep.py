@@ -184,14 +184,6 @@ def test_corrupt_record_is_detected_and_rerun(tmp_path, capsys):
     pd.read_parquet(victim)  # readable again
 
 
-def test_sweep_through_submitit_local_executor(tmp_path):
-    jobs = plan(REGISTRY, "demo", "quick", FAST, ["lr=0.2,0.4"], None, tmp_path)
-    result = run_sweep(jobs, tmp_path, executor="submitit-local", workers=2, progress=False)
-    assert result["counts"] == {"complete": 2, "diverged": 0, "failed": 0, "interrupted": 0}
-    assert all(json.loads((j.dir / "job.json").read_text())["status"] == "complete" for j in jobs)
-    assert (tmp_path / ".submitit").is_dir()  # submitit's own logs and pickles
-
-
 def test_sweep_bad_input(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert main(["sweep", "demo", "--out", str(tmp_path / "f" / "o")]) == 2

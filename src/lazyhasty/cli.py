@@ -363,8 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="parallel jobs (default and at most, locally: the cores this process "
                    "may use; torch threads are shared out so that workers x threads <= cores); a local worker process "
                    "runs one job after another")
-    s.add_argument("--executor", default="local", choices=["local", "slurm", "submitit-local"],
-                   help="local process pool (default), SLURM through submitit, or submitit's local executor")
+    s.add_argument("--executor", default="local", choices=["local", "slurm"],
+                   help="local process pool (default), or SLURM through submitit")
     s.add_argument("--partition", help="SLURM partition")
     s.add_argument("--time", type=int, help="SLURM time limit per job, minutes (default 60)")
     s.add_argument("--gpus-per-run", type=int, help="GPUs per SLURM job")

@@ -79,7 +79,7 @@ class Config:
     dtype: str = "float32"  # float32 | float64
     compile: bool | None = None  # torch.compile each cell's step; None: when seeds * max_steps >= COMPILE_FROM
     workers: int = 2  # cells run at a time (local processes, or the SLURM array's parallelism)
-    executor: str = "local"  # local | slurm | submitit-local (the sweep runner's back ends)
+    executor: str = "local"  # local | slurm (the sweep runner's back ends)
     slurm_partition: str | None = None
     slurm_time: int = 60  # minutes per cell job on SLURM
     gpus_per_run: int = 0  # GPUs per cell job on SLURM (with device=cuda)
@@ -108,7 +108,7 @@ class Config:
             (0 < self.min_dgrad <= self.max_dgrad, "need 0 < min_dgrad <= max_dgrad"),
             (self.max_steps >= 1 and self.workers >= 1 and self.n_probe >= 2, "max_steps, workers >= 1; n_probe >= 2"),
             (self.tau > 0 and self.beta > 0 and self.hinge_beta > 0, "tau, beta and hinge_beta must be > 0"),
-            (self.executor in ("local", "slurm", "submitit-local"), "executor must be local, slurm or submitit-local"),
+            (self.executor in ("local", "slurm"), "executor must be local or slurm"),
             (self.slurm_time >= 1 and self.gpus_per_run >= 0, "slurm_time must be >= 1 and gpus_per_run >= 0"),
         ]
         for ok, msg in checks:

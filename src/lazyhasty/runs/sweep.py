@@ -26,9 +26,8 @@ Workers run in their own process groups and die with the sweep (Linux: PR_SET_PD
 them, marks their jobs interrupted and exits 130; running the same command again resumes.
 
 Back ends: ``local`` (default) runs each job in its own worker process, at most ``workers`` at a time, with
-torch's threads split between them, so a worker that dies takes only its own job with it; ``slurm`` and
-``submitit-local`` submit the jobs through submitit as a job array (the latter runs real subprocesses on this
-machine: the SLURM code path without ``sbatch``). A SLURM job that is pre-empted, reaches its time limit (SIGUSR2,
+torch's threads split between them, so a worker that dies takes only its own job with it; ``slurm`` submits
+them through submitit as a job array. A SLURM job that is pre-empted, reaches its time limit (SIGUSR2,
 submitit's checkpoint) or is requeued (``scontrol requeue``) writes its checkpoint, is requeued and continues from
 it. The sweep prints one line per job state change (pending, running, resumed, complete, failed).
 """
@@ -540,41 +539,35 @@ def _run_local(todo: list[Job], workers: int, threads: int, lines: _Lines) -> No
                 _fail_if_unfinished(job, "the sweep was stopped", "interrupted")
 
 
-def _run_submitit(todo: list[Job], executor_name: str, out: Path, lines: _Lines, slurm: dict) -> None:
+def _run_slurm(todo: list[Job], out: Path, lines: _Lines, slurm: dict) -> None:
     import logging
 
     import submitit
 
     # a cluster without accounting answers no sacct query; the sweep tracks its jobs with squeue instead
     logging.getLogger("submitit").addFilter(lambda record: "sacct" not in record.getMessage())
-
-    folder = out / ".submitit" / "%j"
-    if executor_name == "submitit-local":
-        ex = submitit.LocalExecutor(folder=folder)
-        ex.update_parameters(timeout_min=int(slurm.get("time") or 60))
-    else:
-        ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        params = {"timeout_min": int(slurm.get("time") or 60), "slurm_array_parallelism": slurm.get("workers") or 64}
-        if slurm.get("partition"):
-            params["slurm_partition"] = slurm["partition"]
-        if slurm.get("gpus_per_run"):
-            params["gpus_per_node"] = int(slurm["gpus_per_run"])
-        ex.update_parameters(**params)
+    ex = submitit.AutoExecutor(folder=out / ".submitit" / "%j", cluster="slurm")
+    params = {"timeout_min": int(slurm.get("time") or 60), "slurm_array_parallelism": slurm.get("workers") or 64}
+    if slurm.get("partition"):
+        params["slurm_partition"] = slurm["partition"]
+    if slurm.get("gpus_per_run"):
+        params["gpus_per_node"] = int(slurm["gpus_per_run"])
+    ex.update_parameters(**params)
     with ex.batch():
         handles = [(ex.submit(SubmititJob(str(job.dir))), job) for job in todo]
     pending, vanished = dict(handles), set()
     try:
         while pending:
             for handle, job in list(pending.items()):
-                # on SLURM only the result file: submitit's other test asks sacct, which a cluster without
-                # accounting answers with an error message on every poll
-                if handle.paths.result_pickle.exists() if executor_name == "slurm" else handle.done():
+                # only the result file: submitit's other test asks sacct, which a cluster without accounting
+                # answers with an error message on every poll
+                if handle.paths.result_pickle.exists():
                     try:
                         handle.result()
                     except Exception as e:  # the job's own job.json already says why, unless the worker died
                         _fail_if_unfinished(job, f"{type(e).__name__}: {str(e)[:300]}")
                     del pending[handle]
-            queued = _slurm_queue() if executor_name == "slurm" and pending else None
+            queued = _slurm_queue() if pending else None
             if queued is not None:  # without accounting, submitit never learns that a job died without a result
                 gone = {h for h in pending if str(h.job_id) not in queued}
                 for handle in gone & vanished:  # absent twice in a row: it ended
@@ -618,8 +611,8 @@ def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int 
     Refused with :class:`FolderInUse` (exit 2 on the command line) while another sweep holds ``out``, or when
     ``out`` holds the records of another experiment or of a single run. ``lock``: ``out``'s lock if the caller
     holds it already (the command line takes it before it plans the jobs), released at the end."""
-    if executor not in ("local", "slurm", "submitit-local"):
-        raise UsageError(f"unknown executor {executor!r}; choose local, slurm or submitit-local")
+    if executor not in ("local", "slurm"):
+        raise UsageError(f"unknown executor {executor!r}; choose local or slurm")
     lock = lock or FolderLock(make_folder(out), "sweep folder")
     try:
         old = {"jobs": read_plan(out) if (out / "sweep.json").exists() else []}
@@ -662,7 +655,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: str = "local", workers: int 
         if todo and executor == "local":
             _run_local(todo, workers, threads, lines)
         elif todo:
-            _run_submitit(todo, executor, out, lines, {**(slurm or {}), "workers": workers})
+            _run_slurm(todo, out, lines, {**(slurm or {}), "workers": workers})
         lines.poll()
     finally:
         lock.release()
