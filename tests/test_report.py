@@ -70,3 +70,24 @@ def test_reading_runs_never_imports_torch():
             "lh.load_runs\nprint('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.split() == ["False"], r.stdout + r.stderr[-2000:]
+
+
+def test_a_run_left_running_reads_running_while_its_writer_lives_and_interrupted_once_it_died(tmp_path):
+    import json
+    import os
+    import sys
+
+    from lazyhasty.runs import RunRecord
+
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "experiment.json").write_text(json.dumps({"experiment": "x", "status": "running"}))
+    rec = RunRecord(folder / "runs" / "r").start({"seed": 0})  # this process writes it: alive
+    page = build_report(folder).read_text()
+    assert "Runs by status: running: 1" in page and f"pid {os.getpid()} since" in page
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    rec._lock.release()  # the writer is gone: its lock names a process that has ended
+    (folder / "runs" / "r" / ".lock").write_text(f"{dead.pid}\n")
+    page = build_report(folder).read_text()
+    assert "Runs by status: interrupted: 1" in page and f"was running (pid {dead.pid}) when its process died" in page

@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed override for every job")
     s.add_argument("--out", help="sweep folder (re-use it to finish an interrupted sweep)")
     s.add_argument("--status", metavar="DIR", help="print the jobs of the sweep in DIR and their verified state "
-                   "(complete, diverged, failed, interrupted, corrupt, missing); starts nothing")
+                   "(complete, diverged, failed, interrupted, corrupt, pending, missing); starts nothing")
     s.add_argument("--workers", type=int, help="parallel jobs (default and at most, locally: the cores this process "
                    "may use; torch threads are shared out so that workers x threads <= cores); a local worker process "
                    "runs one job after another")

@@ -11,9 +11,9 @@ from collections import Counter
 from importlib import resources
 from pathlib import Path
 
-from .errors import UsageError
-from .runs.records import STATUSES, atomic_write, check_files
-from .runs.sweep import running
+from .errors import FolderInUse, UsageError
+from .runs.records import STATUSES, atomic_write, check_files, writer_state
+from .runs.sweep import sweep_status
 
 
 def _read_json(p: Path):
@@ -45,7 +45,8 @@ def _embeddable(f: Path, folder: Path) -> bytes | str:
 
 def _run_state(status_file: Path) -> tuple[str, str]:
     """(status, problem) of one run folder: its recorded status, or ``incomplete`` / ``unreadable`` with why when
-    its files differ from the sizes and checksums its status lists."""
+    its files differ from the sizes and checksums its status lists; a run recorded ``running`` is ``interrupted``
+    when the process writing it has died (:func:`~lazyhasty.runs.records.writer_state`)."""
     s = _read_json(status_file)
     if not isinstance(s, dict):
         return "unreadable", "status.json cannot be read"
@@ -54,7 +55,11 @@ def _run_state(status_file: Path) -> tuple[str, str]:
         return "incomplete", "; ".join(bad[:3])
     if s.get("status") not in STATUSES:
         return "unreadable", f"unknown status {s.get('status')!r}"
-    return s["status"], "" if s["status"] != "running" else "still running, or its process was killed"
+    if s["status"] != "running":
+        return s["status"], ""
+    lock = _embeddable(status_file.parent / ".lock", status_file.parent)  # holds the writer's PID (not a link)
+    pid = int(lock.split()[0]) if isinstance(lock, bytes) and lock.split() and lock.split()[0].isdigit() else None
+    return writer_state(pid, s.get("updated"), (_read_json(status_file.parent / "env.json") or {}).get("host"))
 
 
 VERDICTS = {True: ("held", "held"), False: ("notheld", "not held"), None: ("notmeasured", "not measured")}
@@ -124,8 +129,7 @@ def _fits(folder: Path) -> list[dict]:
 
 def _section(folder: Path, root: Path, title: str, meta: dict, max_figures: int = 12) -> dict:
     """Everything the template shows of one experiment folder; a folder that cannot be read is shown as such."""
-    anchor = "s-" + "".join(c if c.isalnum() else "-" for c in str(folder.relative_to(root)) or "root")
-    sec = {"anchor": anchor, "title": title, "folder": str(folder), "wall_s": meta.get("wall_s"),
+    sec = {"anchor": _anchor(folder, root), "title": title, "folder": str(folder), "wall_s": meta.get("wall_s"),
            "overrides": [str(o) for o in meta.get("overrides") or []], "preset": meta.get("preset"),
            "revision": (meta.get("env") or {}).get("git_sha") if isinstance(meta.get("env"), dict) else None}
     try:
@@ -168,34 +172,25 @@ def _section(folder: Path, root: Path, title: str, meta: dict, max_figures: int 
     return sec
 
 
+def _anchor(folder: Path, root: Path) -> str:
+    return "s-" + "".join(c if c.isalnum() else "-" for c in str(folder.relative_to(root)) or "root")
+
+
 def _sweep_section(folder: Path, root: Path) -> list[dict]:
-    plan = _read_json(folder / "sweep.json")
-    jobs = [j for j in (plan.get("jobs") if isinstance(plan, dict) else None) or []
-            if isinstance(j, dict) and isinstance(j.get("id"), str)]
-    rows = []
-    for j in jobs:
-        spec = _read_json(folder / j["id"] / "job.json")
-        spec = spec if isinstance(spec, dict) else {}
-        state = spec.get("status", "missing")
-        if state in ("complete", "diverged"):
-            bad = check_files(folder / j["id"], spec["files"]) if isinstance(spec.get("files"), dict) else [
-                "job.json lists no files"]
-            state, spec = ("incomplete", {"reason": "; ".join(bad[:2])}) if bad else (state, spec)
-        elif state == "running":  # while its process lives; else it died
-            state, why = running(spec)
-            spec = {"reason": why}
-        rows.append((j["id"], " ".join(map(str, j.get("assignments", []))), state, spec.get("reason") or ""))
+    """A sweep's jobs with their verified states, as ``lazyhasty sweep --status`` prints them
+    (:func:`~lazyhasty.runs.sweep.sweep_status`), then the first jobs' own figures and claims."""
+    sec = {"anchor": _anchor(folder, root), "title": f"Sweep {folder.name}", "folder": str(folder), "wall_s": None}
+    try:
+        rows = [(jid, assignments, state, why) for jid, state, why, assignments in sweep_status(folder)]
+    except FolderInUse as e:
+        return [{**sec, "error": str(e)}]
     counts = Counter(r[2] for r in rows)
-    out = [{"anchor": "s-" + "".join(c if c.isalnum() else "-" for c in str(folder.relative_to(root))),
-            "title": f"Sweep {folder.name}", "folder": str(folder), "wall_s": None, "overrides": [],
-            "preset": None, "jobs": rows, "statuses": ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
+    out = [{**sec, "jobs": rows, "statuses": ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
             "counts": f"{len(rows)} jobs"}]
-    for j in jobs[:6]:  # the first jobs' own figures and claims
-        jd = folder / j["id"]
-        spec = _read_json(jd / "job.json")
-        if isinstance(spec, dict) and any(jd.glob("*.png")):
-            out.append(_section(jd, root, f"job {j['id']}: {' '.join(map(str, j.get('assignments', [])))}",
-                                {"config": spec.get("config")}))
+    for jid, assignments, _, _ in rows[:6]:  # the first jobs' own figures and claims
+        spec = _read_json(folder / jid / "job.json")
+        if isinstance(spec, dict) and any((folder / jid).glob("*.png")):
+            out.append(_section(folder / jid, root, f"job {jid}: {assignments}", {"config": spec.get("config")}))
     return out
 
 

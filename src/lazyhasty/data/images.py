@@ -127,9 +127,12 @@ def _find(root, name: str, sub: str = "fashion-mnist", default: Path | None = DE
     return None, places
 
 
-def _idx_pair(root, names: tuple[str, str], sub: str, default: Path | None, what: str, howto: str
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """(images (n, H, W) uint8, labels (n,) uint8) from an IDX image file and its label file."""
+def _idx_split(root, split: str, names: tuple[str, str], sub: str, default: Path | None, what: str, howto: str,
+               dtype: torch.dtype, transpose: bool = False) -> Split:
+    """A Split from an IDX image file and its label file: x (n, 1, H, W) in [0, 1] (``transpose``: images stored
+    transposed, returned upright), y (n,) int64, one group ``class_<label>`` per label present."""
+    if split not in _IDX_FILES:
+        raise DatasetError(f"split must be 'train' or 'test', got {split!r}")
     arrays = []
     for name, magic in zip(names, (2051, 2049)):
         path, places = _find(root, name, sub, default)
@@ -141,7 +144,11 @@ def _idx_pair(root, names: tuple[str, str], sub: str, default: Path | None, what
     if images.ndim != 3 or images.shape[0] != labels.shape[0]:
         raise DatasetError(f"{what}: {images.shape[0]} images of shape {images.shape[1:]} for "
                            f"{labels.shape[0]} labels; the files do not belong together")
-    return images, labels
+    if transpose:
+        images = np.ascontiguousarray(images.transpose(0, 2, 1))
+    x = torch.tensor(images, dtype=dtype).div_(255.0).unsqueeze(1)
+    return Split(x, torch.tensor(labels.astype(np.int64)),
+                 Groups.from_labels(labels, names={int(i): f"class_{int(i)}" for i in np.unique(labels)}))
 
 
 def fashion_mnist(root: str | Path | None = None, split: str = "train", dtype: torch.dtype = torch.float32) -> Split:
@@ -152,34 +159,24 @@ def fashion_mnist(root: str | Path | None = None, split: str = "train", dtype: t
             ``/usr/share/datasets/fashion-mnist``.
         split: ``"train"`` (60000) or ``"test"`` (10000).
     """
-    if split not in _IDX_FILES:
-        raise DatasetError(f"split must be 'train' or 'test', got {split!r}")
-    images, labels = _idx_pair(
-        root, _IDX_FILES[split], "fashion-mnist", DEBIAN_FASHION_MNIST, "Fashion-MNIST",
-        "Install it with `sudo apt-get install dataset-fashion-mnist`, or download the four IDX files "
-        "from https://github.com/zalandoresearch/fashion-mnist into a folder and pass it as root "
-        "(or set LAZYHASTY_DATA=<folder containing fashion-mnist/>)")
-    if images.shape[1:] != (28, 28):
-        raise DatasetError(f"Fashion-MNIST {split}: images of shape {images.shape[1:]}, expected (28, 28)")
-    if labels.max() > 9:
-        raise DatasetError(f"Fashion-MNIST {split}: label {labels.max()} out of range 0..9")
-    x = torch.tensor(images, dtype=dtype).div_(255.0).unsqueeze(1)
-    y = torch.tensor(labels.astype(np.int64))
-    return Split(x, y, Groups.from_labels(labels, names={i: f"class_{i}" for i in range(10)}))
+    s = _idx_split(root, split, _IDX_FILES.get(split, ()), "fashion-mnist", DEBIAN_FASHION_MNIST, "Fashion-MNIST",
+                   "Install it with `sudo apt-get install dataset-fashion-mnist`, or download the four IDX files "
+                   "from https://github.com/zalandoresearch/fashion-mnist into a folder and pass it as root "
+                   "(or set LAZYHASTY_DATA=<folder containing fashion-mnist/>)", dtype)
+    if s.x.shape[2:] != (28, 28):
+        raise DatasetError(f"Fashion-MNIST {split}: images of shape {tuple(s.x.shape[2:])}, expected (28, 28)")
+    if int(s.y.max()) > 9:
+        raise DatasetError(f"Fashion-MNIST {split}: label {int(s.y.max())} out of range 0..9")
+    return s
 
 
 def mnist(root: str | Path | None = None, split: str = "train", dtype: torch.dtype = torch.float32) -> Split:
     """MNIST (LeCun et al. 1998) from its four IDX files (gzip or not) in ``root`` or ``$LAZYHASTY_DATA/mnist``:
     x (n, 1, 28, 28) in [0, 1], y (n,) int64 in 0..9. ``split``: ``"train"`` (60000) or ``"test"`` (10000)."""
-    if split not in _IDX_FILES:
-        raise DatasetError(f"split must be 'train' or 'test', got {split!r}")
-    images, labels = _idx_pair(root, _IDX_FILES[split], "mnist", None, "MNIST",
-                               "Download the four IDX files (train-images-idx3-ubyte.gz, ...) from "
-                               "http://yann.lecun.com/exdb/mnist/ into a folder and pass it as root "
-                               "(or set LAZYHASTY_DATA=<folder containing mnist/>)")
-    x = torch.tensor(images, dtype=dtype).div_(255.0).unsqueeze(1)
-    return Split(x, torch.tensor(labels.astype(np.int64)),
-                 Groups.from_labels(labels, names={int(i): f"class_{int(i)}" for i in np.unique(labels)}))
+    return _idx_split(root, split, _IDX_FILES.get(split, ()), "mnist", None, "MNIST",
+                      "Download the four IDX files (train-images-idx3-ubyte.gz, ...) from "
+                      "http://yann.lecun.com/exdb/mnist/ into a folder and pass it as root "
+                      "(or set LAZYHASTY_DATA=<folder containing mnist/>)", dtype)
 
 
 def emnist(root: str | Path | None = None, split: str = "train", subset: str = "digits",
@@ -187,17 +184,11 @@ def emnist(root: str | Path | None = None, split: str = "train", subset: str = "
     """EMNIST (Cohen et al. 2017), one subset of the IDX release (``gzip/emnist-<subset>-train-images-idx3-ubyte.gz``
     etc.), from ``root`` or ``$LAZYHASTY_DATA/emnist``. The IDX images are stored transposed; they are returned
     upright. x (n, 1, 28, 28) in [0, 1], y (n,) int64 as in the files (``letters`` counts from 1)."""
-    if split not in _IDX_FILES:
-        raise DatasetError(f"split must be 'train' or 'test', got {split!r}")
-    kind = "train" if split == "train" else "test"
-    names = (f"emnist-{subset}-{kind}-images-idx3-ubyte", f"emnist-{subset}-{kind}-labels-idx1-ubyte")
-    images, labels = _idx_pair(root, names, "emnist", None, f"EMNIST ({subset})",
-                               "Download gzip.zip from https://www.nist.gov/itl/products-and-services/emnist-dataset, "
-                               "unzip it and pass the gzip folder as root (or set LAZYHASTY_DATA=<folder containing "
-                               "emnist/>)")
-    x = torch.tensor(np.ascontiguousarray(images.transpose(0, 2, 1)), dtype=dtype).div_(255.0).unsqueeze(1)
-    return Split(x, torch.tensor(labels.astype(np.int64)),
-                 Groups.from_labels(labels, names={int(i): f"class_{int(i)}" for i in np.unique(labels)}))
+    names = (f"emnist-{subset}-{split}-images-idx3-ubyte", f"emnist-{subset}-{split}-labels-idx1-ubyte")
+    return _idx_split(root, split, names, "emnist", None, f"EMNIST ({subset})",
+                      "Download gzip.zip from https://www.nist.gov/itl/products-and-services/emnist-dataset, unzip "
+                      "it and pass the gzip folder as root (or set LAZYHASTY_DATA=<folder containing emnist/>)",
+                      dtype, transpose=True)
 
 
 def cifar10(root: str | Path, split: str = "train", dtype: torch.dtype = torch.float32) -> Split:

@@ -117,6 +117,25 @@ def environment(seed: int | None = None, device: str = "cpu") -> dict:
     return env
 
 
+DIED = "was running (pid {}) when its process died"
+
+
+def writer_state(pid, started: str | None, host: str | None) -> tuple[str, str]:
+    """Whether the process that a record says is writing it (``pid`` on ``host``, writing since the ISO time
+    ``started``) still is: ("running", why) while that process lives (Linux; a PID reused by a process that started
+    later is not it) or when it runs on another machine (not checked from here), else ("interrupted", why)."""
+    if host is not None and host != socket.gethostname():
+        return "running", f"pid {pid} on {host}, as recorded (not checked from here)"
+    try:  # not ended (a zombie), and not another process that reuses its PID
+        fields = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(x.split()[1]) for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime"))
+        alive = fields[0] not in "ZX" and boot + int(fields[19]) / os.sysconf("SC_CLK_TCK") <= \
+            _dt.datetime.fromisoformat(started).timestamp() + 1
+    except (OSError, StopIteration, LookupError, TypeError, ValueError):
+        alive = False
+    return ("running", f"pid {pid} since {started}") if alive else ("interrupted", DIED.format(pid))
+
+
 class RunRecord:
     """The directory of one run, and the engine's :class:`~lazyhasty.RecordSink` for it (Parquet tables, JSON
     status). Create with :meth:`start`; every write is atomic.

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as _dt
 import hashlib
 import itertools
 import json
@@ -56,7 +55,7 @@ from ..config import MAX_INT, changed_fields, check_machine, override, split_ass
 from ..errors import FolderInUse, UsageError, signals_interrupt, stopped_by
 from ..files import FolderLock, atomic_write, make_folder
 from .output import RECORD_FILES, records_in
-from .records import FINAL_STATUSES, Output, _now, check_files, close_open_records, file_digest
+from .records import DIED, FINAL_STATUSES, Output, _now, check_files, close_open_records, file_digest, writer_state
 
 FINAL = ("complete", "diverged")
 MAX_JOBS = 10_000  # a sweep plans at most this many jobs (a typo such as --seeds 0-100000000 is refused at once)
@@ -264,11 +263,8 @@ def job_files(job_dir: Path) -> dict:
     return files
 
 
-_DIED = "was running (pid {}) when its process died"
-
-
 def job_state(job: Job) -> tuple[str, str]:
-    """(state, why) with state in complete | diverged | failed | interrupted | corrupt | missing."""
+    """(state, why) with state in complete | diverged | failed | interrupted | corrupt | pending | missing."""
     spec = read_job(job.dir)
     if spec is None:
         return ("missing", "") if not (job.dir / "job.json").exists() else ("corrupt", "job.json unreadable")
@@ -280,8 +276,8 @@ def job_state(job: Job) -> tuple[str, str]:
         return ("corrupt", "; ".join(bad[:3]) + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")) if bad \
             else (status, spec.get("reason") or "")
     if status == "running":
-        return "interrupted", _DIED.format(spec.get("pid"))
-    if status in ("failed", "interrupted"):
+        return "interrupted", DIED.format(spec.get("pid"))
+    if status in ("failed", "interrupted", "pending"):
         return status, spec.get("reason") or ""
     return "missing", ""
 
@@ -694,20 +690,9 @@ def sweep_status(out: Path) -> list[tuple[str, str, str, str]]:
 
 
 def running(spec: dict) -> tuple[str, str] | None:
-    """For a job whose job.json (``spec``) says running: ("running", why) while the process it names lives (Linux:
-    one that started before the attempt did, so a reused PID does not count) or runs on another machine, else
-    ("interrupted", why). None for any other job."""
-    attempt = (spec.get("attempts") or [{}])[-1]
+    """For a job whose job.json (``spec``) says running: :func:`~lazyhasty.runs.records.writer_state` of the process
+    its last attempt names. None for any other job."""
     if spec.get("status") != "running":
         return None
-    if attempt.get("host") != socket.gethostname():
-        return "running", f"pid {spec.get('pid')} on {attempt.get('host')}, as job.json says (not checked from here)"
-    try:  # not ended (a zombie), and not another process that reuses its PID
-        fields = Path(f"/proc/{int(spec['pid'])}/stat").read_text().rsplit(")", 1)[1].split()
-        boot = next(float(x.split()[1]) for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime"))
-        alive = fields[0] not in "ZX" and boot + int(fields[19]) / os.sysconf("SC_CLK_TCK") <= \
-            _dt.datetime.fromisoformat(attempt["started"]).timestamp() + 1
-    except (OSError, StopIteration, LookupError, TypeError, ValueError):
-        alive = False
-    return ("running", f"pid {spec['pid']} since {attempt['started']}") if alive else \
-        ("interrupted", _DIED.format(spec.get("pid")))
+    attempt = (spec.get("attempts") or [{}])[-1]
+    return writer_state(spec.get("pid"), attempt.get("started"), attempt.get("host"))
