@@ -56,8 +56,6 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
     check_machine(to_dict(cfg))
     if resume and not out:
         raise UsageError("--resume needs --out (the folder of the run to continue)")
-    if not 0 <= checkpoint_every <= 1e9:
-        raise UsageError(f"--checkpoint-every must be between 0 (never) and 1e9 seconds, got {checkpoint_every}")
     out_dir, lock = claim_output(out, Path("runs") / name, resume=name if resume else None)
     meta = {"experiment": name, "preset": preset, "overrides": sets, "config": to_dict(cfg),
             "env": environment(getattr(cfg, "seed", None), getattr(cfg, "device", "cpu")), "status": "running"}
@@ -200,8 +198,6 @@ def _cmd_sweep(args) -> int:
         raise UsageError("name an experiment (lazyhasty sweep EXPERIMENT ...) or set 'experiment' in the sweep file")
     if args.device:
         spec["set"].append(f"device={args.device}")
-    if not 0 <= args.checkpoint_every <= 1e9:
-        raise UsageError(f"--checkpoint-every must be between 0 (never) and 1e9 seconds, got {args.checkpoint_every}")
     for flag, v in (("--workers", args.workers), ("--time", args.time), ("--gpus-per-run", args.gpus_per_run)):
         if v is not None and not 0 < v <= 100_000:
             raise UsageError(f"{flag} must be between 1 and 100000, got {v}")
@@ -336,6 +332,15 @@ def _cmd_show(args) -> int:
     return 0
 
 
+def _records_args(s: argparse.ArgumentParser) -> None:
+    """The flags of ``run`` and ``sweep`` that say how each training run is recorded."""
+    s.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS", help="write each training "
+                   "run's whole state this often (default 60; 0: never), and on SIGTERM / SIGUSR2: interrupted or "
+                   "requeued runs continue from it")
+    s.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files in every run's "
+                   "folder (needs lazyhasty[tensorboard])")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lazyhasty", description="Train networks in the lazy or the feature-learning regime, "
                 "measure them, and reproduce the figures of George et al. (lazy vs hasty) and the "
@@ -369,11 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--time", type=int, help="SLURM time limit per job, minutes (default 60)")
     s.add_argument("--gpus-per-run", type=int, help="GPUs per SLURM job")
     s.add_argument("--device", help="device of every run, e.g. cuda (default: the config's, cpu)")
-    s.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS", help="write each training "
-                   "run's whole state this often (default 60; 0: never), and on SIGTERM / SIGUSR2: interrupted or "
-                   "requeued jobs continue from it")
-    s.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files in every run's "
-                   "folder (needs lazyhasty[tensorboard])")
+    _records_args(s)
     s.set_defaults(fn=_cmd_sweep)
     s = sub.add_parser("report", help="write one self-contained HTML report of every record under DIR")
     s.add_argument("dir")
@@ -388,10 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="continue an earlier, interrupted run in --out (same "
                    "experiment, preset and --set; another config is refused and nothing is written) from its "
                    "checkpoints: finished runs are kept, the others continue where they stopped")
-    s.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS", help="write each training "
-                   "run's whole state this often (default 60; 0: never), and on SIGTERM / SIGUSR2")
-    s.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files in every run's "
-                   "folder (needs lazyhasty[tensorboard])")
+    _records_args(s)
     s.set_defaults(fn=_cmd_run)
     s = sub.add_parser("list", help="list experiments and their presets")
     s.set_defaults(fn=_cmd_list)
@@ -440,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "fn", None):
             parser.print_help()
             return 2
+        if not 0 <= getattr(args, "checkpoint_every", 0) <= 1e9:  # run and sweep (nan and inf too)
+            raise UsageError(f"--checkpoint-every must be between 0 (never) and 1e9 s, got {args.checkpoint_every}")
         with signals_interrupt():
             return args.fn(args)
     except UsageError as e:
