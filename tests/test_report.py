@@ -81,13 +81,18 @@ def test_a_run_left_running_reads_running_while_its_writer_lives_and_interrupted
 
     folder = tmp_path / "exp"
     folder.mkdir()
-    (folder / "experiment.json").write_text(json.dumps({"experiment": "x", "status": "running"}))
+    (folder / "experiment.json").write_text(json.dumps({"experiment": "x", "status": "running",
+                                                        "started": "2999-01-01T00:00:00+00:00"}))
+    (folder / ".lock").write_text(f"{os.getpid()}\n")  # the experiment's process: this one, alive
     rec = RunRecord(folder / "runs" / "r").start({"seed": 0})  # this process writes it: alive
     page = build_report(folder).read_text()
     assert "Runs by status: running: 1" in page and f"pid {os.getpid()} since" in page
+    assert "x (preset None): running" in page
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     rec._lock.release()  # the writer is gone: its lock names a process that has ended
     (folder / "runs" / "r" / ".lock").write_text(f"{dead.pid}\n")
+    (folder / ".lock").write_text(f"{dead.pid}\n")
     page = build_report(folder).read_text()
+    assert "x (preset None): interrupted" in page
     assert "Runs by status: interrupted: 1" in page and f"was running (pid {dead.pid}) when its process died" in page

@@ -58,7 +58,8 @@ def _run(name: str, preset: str | None, sets: list[str], out: str | None, resume
         raise UsageError("--resume needs --out (the folder of the run to continue)")
     out_dir, lock = claim_output(out, Path("runs") / name, resume=name if resume else None)
     meta = {"experiment": name, "preset": preset, "overrides": sets, "config": to_dict(cfg),
-            "env": environment(getattr(cfg, "seed", None), getattr(cfg, "device", "cpu")), "status": "running"}
+            "env": environment(getattr(cfg, "seed", None), getattr(cfg, "device", "cpu")), "status": "running",
+            "started": _now()}
     if resume:  # the same experiment, preset and config, or nothing is written
         old = json.loads((out_dir / "experiment.json").read_text())
         was = old.get("config") if isinstance(old.get("config"), dict) else {}

@@ -57,9 +57,14 @@ def _run_state(status_file: Path) -> tuple[str, str]:
         return "unreadable", f"unknown status {s.get('status')!r}"
     if s["status"] != "running":
         return s["status"], ""
-    lock = _embeddable(status_file.parent / ".lock", status_file.parent)  # holds the writer's PID (not a link)
-    pid = int(lock.split()[0]) if isinstance(lock, bytes) and lock.split() and lock.split()[0].isdigit() else None
-    return writer_state(pid, s.get("updated"), (_read_json(status_file.parent / "env.json") or {}).get("host"))
+    return writer_state(_writer(status_file.parent), s.get("updated"),
+                        (_read_json(status_file.parent / "env.json") or {}).get("host"))
+
+
+def _writer(folder: Path) -> int | None:
+    """The PID of the process that holds (or last held) ``folder``'s lock, which its ``.lock`` file names."""
+    lock = _embeddable(folder / ".lock", folder)  # a regular file inside the folder, never a link
+    return int(lock.split()[0]) if isinstance(lock, bytes) and lock.split() and lock.split()[0].isdigit() else None
 
 
 VERDICTS = {True: ("held", "held"), False: ("notheld", "not held"), None: ("notmeasured", "not measured")}
@@ -225,6 +230,9 @@ def build_report(root: str | Path, out: str | Path | None = None, title: str = "
         meta = meta if isinstance(meta, dict) else {"status": "unreadable experiment.json"}
         env = env or (meta.get("env") if isinstance(meta.get("env"), dict) else None)
         state = meta.get("status")
+        if state == "running":  # while the process that holds the folder lives
+            env = meta.get("env") if isinstance(meta.get("env"), dict) else {}
+            state = writer_state(_writer(folder), meta.get("started"), env.get("host"))[0]
         name = meta.get("experiment", folder.name)
         sections.append(_section(folder, root, f"{name} (preset {meta.get('preset')})"
                                  + (f": {state}" if state not in (None, "complete") else ""), meta))
