@@ -263,8 +263,11 @@ def job_files(job_dir: Path) -> dict:
     return files
 
 
-def job_state(job: Job) -> tuple[str, str]:
-    """(state, why) with state in complete | diverged | failed | interrupted | corrupt | pending | missing."""
+def job_state(job: Job, live: bool = False) -> tuple[str, str]:
+    """(state, why) with state in complete | diverged | failed | interrupted | corrupt | pending | missing; a job
+    whose job.json says running is interrupted (what a sweep, which holds the folder, finds after one that died),
+    or with ``live`` (a reader beside a sweep that may be running) :func:`~lazyhasty.runs.records.writer_state` of
+    the process its last attempt names."""
     spec = read_job(job.dir)
     if spec is None:
         return ("missing", "") if not (job.dir / "job.json").exists() else ("corrupt", "job.json unreadable")
@@ -276,7 +279,9 @@ def job_state(job: Job) -> tuple[str, str]:
         return ("corrupt", "; ".join(bad[:3]) + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")) if bad \
             else (status, spec.get("reason") or "")
     if status == "running":
-        return "interrupted", DIED.format(spec.get("pid"))
+        attempt = (spec.get("attempts") or [{}])[-1]
+        return writer_state(spec.get("pid"), attempt.get("started"), attempt.get("host")) if live else \
+            ("interrupted", DIED.format(spec.get("pid")))
     if status in ("failed", "interrupted", "pending"):
         return status, spec.get("reason") or ""
     return "missing", ""
@@ -686,13 +691,4 @@ def sweep_status(out: Path) -> list[tuple[str, str, str, str]]:
     ``running`` while its process lives (on another machine, as job.json says: it cannot be checked from here)."""
     jobs = [Job(j["id"], j["experiment"], j["preset"], tuple(j["assignments"]), {}, out / j["id"], "")
             for j in read_plan(out)]
-    return [(j.id, *(running(read_job(j.dir) or {}) or job_state(j)), " ".join(j.assignments)) for j in jobs]
-
-
-def running(spec: dict) -> tuple[str, str] | None:
-    """For a job whose job.json (``spec``) says running: :func:`~lazyhasty.runs.records.writer_state` of the process
-    its last attempt names. None for any other job."""
-    if spec.get("status") != "running":
-        return None
-    attempt = (spec.get("attempts") or [{}])[-1]
-    return writer_state(spec.get("pid"), attempt.get("started"), attempt.get("host"))
+    return [(j.id, *job_state(j, live=True), " ".join(j.assignments)) for j in jobs]
