@@ -75,6 +75,7 @@ def test_reading_runs_never_imports_torch():
 def test_a_run_left_running_reads_running_while_its_writer_lives_and_interrupted_once_it_died(tmp_path):
     import json
     import os
+    import socket
     import sys
 
     from lazyhasty.runs import RunRecord
@@ -82,12 +83,13 @@ def test_a_run_left_running_reads_running_while_its_writer_lives_and_interrupted
     folder = tmp_path / "exp"
     folder.mkdir()
     (folder / "experiment.json").write_text(json.dumps({"experiment": "x", "status": "running",
-                                                        "started": "2999-01-01T00:00:00+00:00"}))
+                                                        "started": "2999-01-01T00:00:00+00:00",
+                                                        "env": {"host": socket.gethostname(), "torch": "9.9-test"}}))
     (folder / ".lock").write_text(f"{os.getpid()}\n")  # the experiment's process: this one, alive
     rec = RunRecord(folder / "runs" / "r").start({"seed": 0})  # this process writes it: alive
     page = build_report(folder).read_text()
     assert "Runs by status: running: 1" in page and f"pid {os.getpid()} since" in page
-    assert "x (preset None): running" in page
+    assert "x (preset None): running" in page and "torch 9.9-test" in page
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     rec._lock.release()  # the writer is gone: its lock names a process that has ended

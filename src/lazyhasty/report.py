@@ -231,8 +231,8 @@ def build_report(root: str | Path, out: str | Path | None = None, title: str = "
         env = env or (meta.get("env") if isinstance(meta.get("env"), dict) else None)
         state = meta.get("status")
         if state == "running":  # while the process that holds the folder lives
-            env = meta.get("env") if isinstance(meta.get("env"), dict) else {}
-            state = writer_state(_writer(folder), meta.get("started"), env.get("host"))[0]
+            host = meta["env"].get("host") if isinstance(meta.get("env"), dict) else None
+            state = writer_state(_writer(folder), meta.get("started"), host)[0]
         name = meta.get("experiment", folder.name)
         sections.append(_section(folder, root, f"{name} (preset {meta.get('preset')})"
                                  + (f": {state}" if state not in (None, "complete") else ""), meta))
