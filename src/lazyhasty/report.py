@@ -230,7 +230,8 @@ def build_report(root: str | Path, out: str | Path | None = None, title: str = "
         meta = meta if isinstance(meta, dict) else {"status": "unreadable experiment.json"}
         env = env or (meta.get("env") if isinstance(meta.get("env"), dict) else None)
         state = meta.get("status")
-        if state == "running":  # while the process that holds the folder lives
+        if state == "running" and meta.get("started"):  # while the process holding the folder lives (an older
+            # lazyhasty recorded no start time to check a process against: its word is kept)
             host = meta["env"].get("host") if isinstance(meta.get("env"), dict) else None
             state = writer_state(_writer(folder), meta.get("started"), host)[0]
         name = meta.get("experiment", folder.name)
