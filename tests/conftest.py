@@ -25,6 +25,17 @@ def _own_cores() -> None:
 _own_cores()
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie has ended: its files and locks are released)."""
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
 @pytest.fixture
 def gen():
     """A seeded generator: tests draw their randomness from it, never from the global RNG."""

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 import lazyhasty as lh
+from conftest import alive
 from lazyhasty.cli import main
 from lazyhasty.config import ZERO_OK
 from lazyhasty.errors import FolderInUse
@@ -52,14 +53,6 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")  # a zombie has ended
 
 
 def statuses(folder: Path) -> dict[str, dict]:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import alive
 from lazyhasty.cli import main
 from lazyhasty.errors import UsageError
 from lazyhasty.experiments import REGISTRY
@@ -126,11 +127,13 @@ def test_sigkill_mid_sweep_then_resume_is_exact(tmp_path):
         return found
 
     _wait_for(lambda: len(completes_per_job(out)) >= 1 and mid_run())
-    for spec in (json.loads(f.read_text()) for f in out.glob("*/job.json")):
-        if spec.get("status") == "running":
-            os.killpg(spec["pid"], signal.SIGKILL)  # the worker (its own process group), at once
+    workers = [spec["pid"] for spec in (json.loads(f.read_text()) for f in out.glob("*/job.json"))
+               if spec.get("status") == "running"]
+    for pid in workers:
+        os.killpg(pid, signal.SIGKILL)  # the worker (its own process group), at once
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
+    _wait_for(lambda: not any(map(alive, workers)), 30)  # its job folder's lock is released once it has ended
     killed_mid_run = mid_run()
     assert killed_mid_run, "the job ended between its checkpoint and the kill"
     states = [job_state(j)[0] for j in plan(REGISTRY, "demo", "quick", ["n_train=60", "widths=16,16", "max_steps=1200",
