@@ -151,6 +151,19 @@ def test_a_members_training_rows_are_its_own_examples(data):
     assert last == pytest.approx(float(per[own].mean()), rel=1e-12)
 
 
+@pytest.mark.parametrize("bad", ["zero row", "negative", "nan"])
+def test_example_weights_that_define_no_mean_are_refused(data, bad):
+    """A member without a positive weight, a negative weight or a NaN would make its 'mean loss' 0, unbounded or NaN
+    (a run that looks complete, or diverged): refused before anything trains."""
+    from lazyhasty import Ensemble
+
+    w = torch.ones(2, len(data), dtype=torch.float64)
+    w[1] = {"zero row": 0.0, "negative": -1.0, "nan": float("nan")}[bad]
+    ens = Ensemble([AlphaScaled(base_model(s), 1.0) for s in (0, 1)])
+    with pytest.raises(ValueError, match="weights must be finite and >= 0"):
+        train(ens, data, loss="bce", stepper=GD(0.5), stop=Stop(max_steps=2), weights=w)
+
+
 def test_milestones_are_first_crossings(data):
     ratio = 0.9
     r = train(base_model(), data, loss="bce", stepper=GD(0.5), stop=Stop(max_steps=400),

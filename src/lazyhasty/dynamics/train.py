@@ -321,8 +321,9 @@ def train(
         progress: show progress towards the stopping rule (:mod:`lazyhasty.dynamics.progress`): a bar on a
             terminal, a plain line at most every 30 s elsewhere (logs, pipes); False: nothing.
         on_step: called as ``on_step(evaluation)`` at every new point, before the update (tests and tools).
-        weights: (E, n) example weights per member (0/1: a member's own training subset, as in C-score
-            estimation); a member's loss is then sum_i w_i l_i / sum_i w_i over the batch.
+        weights: (E, n) example weights per member, finite and >= 0 with some positive in every row (0/1: a
+            member's own training subset, as in C-score estimation); a member's loss is then sum_i w_i l_i / sum_i w_i
+            over the batch.
         checkpoint: a file for the whole training state (:mod:`lazyhasty.dynamics.checkpoint`): the run continues
             from it when it exists, writes it every ``checkpoint_every_s`` seconds (default 60; 0: never) and
             when SIGTERM, SIGHUP, SIGINT or SIGUSR2 arrives, and deletes it when the run ends. Or a
@@ -402,6 +403,9 @@ def _ids_and_sinks(ens: Ensemble, single: bool, run_id, record, weights, n: int)
         raise ValueError(f"run ids must be distinct (they key every row of the tables), got {ids}")
     if weights is not None and tuple(weights.shape) != (E, n):
         raise ValueError(f"weights must have shape (members, examples) = ({E}, {n}), got {tuple(weights.shape)}")
+    if weights is not None and not (torch.isfinite(weights).all() and (weights >= 0).all()
+                                    and (weights.sum(1) > 0).all()):  # else a member's mean loss means nothing
+        raise ValueError("weights must be finite and >= 0, with at least one example of positive weight per member")
     low = next((p.dtype for p in ens.params if p.dtype in (torch.bfloat16, torch.float16)), None)
     if low is not None and float(ens.alphas.max()) > 1:
         warnings.warn(f"training in {low} at alpha up to {float(ens.alphas.max()):g}: alpha (f - f0) multiplies the "
