@@ -99,7 +99,8 @@ def test_stop_and_schedule_need_numbers_that_mean_something():
         Stop(loss_below=0.1)
     for bad in (dict(max_steps=2.5), dict(max_steps=True), dict(max_steps=10, loss_below=float("nan")),
                 dict(max_steps=10, reach=(("train", "all", "loss"),)),
-                dict(max_steps=10, reach=(("train", "all", "loss", float("inf")),))):
+                dict(max_steps=10, reach=(("train", "all", "loss", float("inf")),)),
+                dict(max_steps=10, reach=(("-", "-", "param_distance", 0.1),))):  # rises: would 'stop' at step 0
         with pytest.raises(ValueError):
             Stop(**bad)
     for bad in (dict(points_per_decade=float("inf")), dict(every=-2), dict(every=0.5), dict(levels=(0.5, 0.5)),

@@ -34,7 +34,7 @@ from torch.utils._pytree import tree_map, tree_structure
 from ..data.groups import Split
 from ..data.inputs import chunks, leaves, take
 from ..errors import BadData, Deferred, stopped_by
-from ..metrics.progress import rises
+from ..metrics.progress import RISING, rises
 from ..models.ensemble import Ensemble
 from ..models.regimes import _Regime, running_stats
 from . import checkpoint as checkpoints
@@ -104,6 +104,9 @@ class Stop:
             if len(r) != 4 or not all(isinstance(k, str) and k for k in r[:3]) or isinstance(r[3], bool) \
                     or not isinstance(r[3], (int, float)) or not math.isfinite(r[3]):
                 raise ValueError(f"each Stop.reach target is (split, group, metric, finite value), got {r!r}")
+            if r[2] not in ("loss", *RISING):  # which way another measure moves is not known: never guessed
+                raise ValueError(f"Stop.reach targets a loss (reached at or below) or an accuracy or margin (at or "
+                                 f"above), got {r[2]!r}")
         object.__setattr__(self, "reach", reach)
 
     @property
