@@ -147,6 +147,15 @@ def test_bad_alpha_is_a_clear_error(alpha):
         AlphaScaled(small_mlp(), alpha)
 
 
+@pytest.mark.parametrize("outer", [lambda m: AlphaScaled(m, 3.0), Linearized])
+def test_a_regime_wrapper_is_not_wrapped_again(outer):
+    """AlphaScaled(AlphaScaled(m, 2), 3) would scale f - f0 by 6 while the engine steps with eta / 3^2, and
+    Linearized(AlphaScaled(m, 2)) would train on 4 Theta0 at the rate meant for Theta0: both refused."""
+    for inner in (AlphaScaled(small_mlp(), 2.0), Linearized(small_mlp())):
+        with pytest.raises(TypeError, match="not another regime wrapper"):
+            outer(inner)
+
+
 def test_theta0_is_frozen_and_saved():
     wrapped = AlphaScaled(small_mlp(), 4.0)
     assert all(not v.requires_grad for v in wrapped.params0().values())

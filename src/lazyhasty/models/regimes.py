@@ -202,6 +202,9 @@ class _Regime(nn.Module):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"expected an nn.Module to wrap, got {type(model).__name__}")
+        if isinstance(model, _Regime):  # AlphaScaled(AlphaScaled(m, a), b) scales by a b, its rate by 1 / b^2
+            raise TypeError(f"{type(self).__name__} wraps a network, not another regime wrapper "
+                            f"({type(model).__name__}): wrap its .model instead")
         self.model = model
         self._param_names = [n for n, _ in model.named_parameters()]
         self._buffer_names = [n for n, _ in model.named_buffers()]
