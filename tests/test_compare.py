@@ -13,6 +13,7 @@ import torch
 
 import lazyhasty as lh
 from lazyhasty.compare import regime_verdict
+from lazyhasty.errors import UsageError
 from lazyhasty.report import build_report
 
 
@@ -288,6 +289,25 @@ def test_an_accuracy_axis_rises_and_higher_is_ahead():
     assert swapped.ahead == "lazy" and swapped.gap == pytest.approx(-0.1)
     per_seed, used = c.gaps("feature", "lazy", "train", "rare")
     assert np.allclose(per_seed, 0.1) and used == [0.65, 0.75, 0.85]
+
+
+def test_tables_that_give_no_single_answer_are_refused_and_a_non_finite_point_is_left_out():
+    """Two values for one point (two tables of a run joined), or runs that do not pair one feature and one lazy
+    run per seed, are refused; a point where the progress measure is not finite (a diverged run's last) has no
+    place on the axis and is left out, instead of ending that run's range there."""
+    m, runs = rising({"feature": 0.1, "lazy": 0.0})
+    kw = dict(progress=("train", "common", "accuracy"), feature="feature", lazy="lazy", levels=[0.65, 0.75, 0.85])
+    joined = pd.concat([m, m[m.run_id == "feature-seed=0"].assign(value=lambda d: d.value + 0.01)])
+    with pytest.raises(ValueError, match="two different values"):
+        lh.compare_runs(joined, runs, **kw)
+    with pytest.raises(UsageError, match="per seed"):
+        lh.compare_runs(m, runs[runs.run_id != "lazy-seed=0"], **kw)
+    with pytest.raises(UsageError, match="twice"):
+        lh.compare_runs(m, pd.concat([runs, runs.iloc[:1]]), **kw)
+    common = (m.group == "common") & (m.metric == "accuracy") & (m.run_id == "lazy-seed=0")
+    m.loc[common & (m.step == 7), "value"] = np.nan  # before, the run's range ended at the point before it
+    v = lh.compare_runs(m, runs, **kw).verdict.set_index("group").loc["rare"]
+    assert v.ahead == "feature" and v.gap == pytest.approx(0.1) and v.levels == 3
 
 
 def test_a_verdict_that_changes_with_the_lazy_rate_is_not_measured():

@@ -101,8 +101,8 @@ def test_at_equal_progress_interpolates_on_a_common_monotone_grid():
 
 
 def test_at_equal_progress_equals_interpolating_each_series_by_hand():
-    """Runs with series measured at some steps only, NaN values, a repeated step (the first row counts) and a
-    series with one value (left out), against np.interp series by series."""
+    """Runs with series measured at some steps only, NaN values, a repeated row and a series with one value (left
+    out), against np.interp series by series; a step given two different values is refused."""
     rng = np.random.default_rng(0)
     rows = []
     for rid in ("a", "b", "c"):
@@ -113,10 +113,12 @@ def test_at_equal_progress_equals_interpolating_each_series_by_hand():
             if k % 3:  # measured at two steps in three
                 rows.append((rid, s, "test", "g", "accuracy", np.nan if k == 4 else rng.uniform()))
             rows.append((rid, s, "probe", "all", "ntk_alignment", rng.uniform()))
-        rows.append((rid, steps[2], "probe", "all", "ntk_alignment", 99.0))  # a repeat: the first row counts
+        rows.append(next(r for r in rows if r[1] == steps[2] and r[4] == "ntk_alignment"))  # the same row again
         rows.append((rid, steps[0], "test", "lone", "loss", 1.0))  # one value: nothing to interpolate
     m = pd.DataFrame(rows, columns=["run_id", "step", "split", "group", "metric", "value"])
     grid = [1.5, 1.0, 0.7, 0.3]
+    with pytest.raises(ValueError, match="two different values"):
+        at_equal_progress(pd.concat([m, m.iloc[-3:].assign(value=99.0)]), grid=grid)
     got = at_equal_progress(m, grid=grid)
     assert len(got) == 3 * 3 * len(grid) and "lone" not in set(got.group)
     for (rid, split, group, metric), d in got.groupby(["run_id", "split", "group", "metric"]):

@@ -535,6 +535,12 @@ def compare_runs(metrics: pd.DataFrame, runs: pd.DataFrame | None = None, *, pro
     missing = [r for r in (feature, lazy) if not (runs.regime == r).any()]
     if missing:
         raise UsageError(f"no runs of regime {', '.join(map(repr, missing))}; regimes: {sorted(set(runs.regime))}")
+    pairs = runs[runs.regime.isin([feature, lazy])]
+    twice = pairs[pairs.duplicated(["regime", "seed"]) | pairs.run_id.duplicated()]
+    paired = [sorted(int(s) for s in pairs.seed[pairs.regime == r]) for r in (feature, lazy)]
+    if len(twice) or paired[0] != paired[1]:  # gaps are per seed: one initialisation, one run of each regime
+        raise UsageError(f"compare_runs pairs one {feature} run with one {lazy} run per seed; got seeds {paired[0]} "
+                         f"and {paired[1]}" + (f", and run {twice.run_id.iloc[0]!r} twice" if len(twice) else ""))
     measure = "accuracy" if rises(progress[2]) else "loss"
     settings = {**(settings or {}), "regimes": list(dict.fromkeys(runs.regime)), "feature": feature, "lazy": lazy,
                 "progress": list(progress), "measure": measure, "target": target, "seeds": seeds,

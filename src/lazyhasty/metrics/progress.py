@@ -23,7 +23,8 @@ def at_equal_progress(metrics: pd.DataFrame, progress: tuple[str, str, str] = ("
         progress: (split, group, metric) of the progress measure, e.g. ("train", "clean", "loss") for George
             et al.'s "equal clean-example loss". It is made monotone along each run (running minimum when
             ``decreasing``, running maximum otherwise; default: by the metric, :func:`rises`), so a run that
-            temporarily regresses is placed at the first time it reached each level.
+            temporarily regresses is placed at the first time it reached each level; points where it is not finite
+            are left out.
         grid: progress levels, or a number of levels log-spaced (linear for a rising measure) from the start every
             run covers (left out with ``start=False``) to ``target``, or without one to the furthest level that
             ``reach`` = ``"every"`` run (default) or ``"any"`` run reached. No level when no run made progress.
@@ -33,10 +34,18 @@ def at_equal_progress(metrics: pd.DataFrame, progress: tuple[str, str, str] = ("
         the progress measure).
     """
     decreasing = not rises(progress[2]) if decreasing is None else decreasing
+    keys = ["run_id", "step", "split", "group", "metric"]
+    points = metrics[[*keys, "value"]].drop_duplicates()
+    clash = points[points.duplicated(keys)]  # one point with two values: never pick one of them
+    if len(clash):
+        r = clash.iloc[0]
+        raise ValueError(f"the metrics table gives {len(clash)} point(s) two different values (e.g. run {r.run_id}, "
+                         f"step {r.step}, {r.split}/{r.group}/{r.metric}): were two tables of one run joined?")
     runs = {}
     for rid, df in metrics.groupby("run_id"):
         d = df[(df.split == progress[0]) & (df.group == progress[1]) & (df.metric == progress[2])]
         p = d.drop_duplicates("step").set_index("step")["value"].sort_index()
+        p = p[np.isfinite(p.to_numpy(dtype=float))]  # a NaN or inf point (a diverged run's last) has no place on it
         if p.empty:
             continue
         mono = np.minimum.accumulate(p.to_numpy()) if decreasing else np.maximum.accumulate(p.to_numpy())
