@@ -237,6 +237,24 @@ def test_claims_are_not_measured_without_the_regimes_or_the_targets(comp):
     assert all("missed the progress target" in c["numbers"]["note"] for c in claims if c["id"] != "stays_linear")
 
 
+def test_a_diverged_run_missed_its_target_and_earns_no_claim():
+    """A run that diverges before its target did not reach the progress where the claims live: it is missed
+    (converged False), and no claim rests on it (before, 'stays_linear' came out not held from the diverged runs)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 2, generator=g, dtype=torch.float64)
+    y = torch.where(x[:, 0] * x[:, 1] > 0, 1.0, -1.0)
+    far = x[:, 0].abs() > 0.5
+    train = lh.Split(x, y, lh.Groups({"far": far, "near": ~far}, n=60))
+    regimes = [lh.Regime(1.0, lh.GD(5.0), name="alpha=1"), lh.Regime(100.0, lh.GD(1.0), name="alpha=100")]
+    comp = lh.compare_regimes(lambda: lh.MLP([2, 32, 1]).double(), train, regimes=regimes, loss="mse",
+                              stop=lh.Stop(max_steps=50), target=0.5, seeds=(0, 2), show_progress=False)
+    feature = comp.runs[comp.runs.regime == "alpha=1"]
+    assert (feature.status == "diverged").all() and (feature.converged == False).all()  # noqa: E712
+    assert comp.missed() == sorted(feature.run_id)
+    for c in comp.claims():
+        assert c["held"] is None and "missed the progress target" in c["numbers"]["note"], c
+
+
 def test_per_regime_steppers_and_full_batch_seeds_in_one_ensemble_follow_their_single_runs():
     """Regimes with their own rates (a full-batch stepper trains every seed in one ensemble) and a target on the
     progress measure: each run equals its own single run, trained by hand with that stepper and Stop.reach."""

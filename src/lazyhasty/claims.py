@@ -56,7 +56,7 @@ def earned(held: bool | None, stays_linear: dict, missed: Sequence[str] = ()) ->
 
 def missed_note(missed: Sequence[str]) -> str:
     """Why a claim is not measured when runs missed their targets ("" when none did)."""
-    return f"not measured: {len(missed)} run(s) missed the progress target within their budget: " \
+    return f"not measured: {len(missed)} run(s) missed the progress target (budget spent, or diverged): " \
         f"{', '.join(missed)}" if len(missed) else ""
 
 

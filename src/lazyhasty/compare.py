@@ -103,8 +103,8 @@ class Comparison:
         return self.settings["lazy"]
 
     def missed(self) -> list[str]:
-        """The runs that stopped at their budget without reaching their target (``converged`` False): the one
-        missed-target rule. A claim resting on such a run is not measured."""
+        """The runs that ended without reaching their target (``converged`` False: its budget ran out, or it
+        diverged): the one missed-target rule. A claim resting on such a run is not measured."""
         return sorted(self.runs.run_id[self.runs.converged.map(lambda c: c is False or c == 0)])
 
     def stays_linear(self, level: float = LINEAR_LEVEL) -> dict:

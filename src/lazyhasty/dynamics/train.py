@@ -756,7 +756,7 @@ class _Engine:
                 t[k].zero_()
             for p, q in zip(self.params, cur.proposal if cur is not None and cur.proposal is not None else []):
                 q[k].copy_(p[k])  # its proposed step is not taken
-        if r.converged is None and r.status == "complete" and self.stop.targets:
+        if r.converged is None and self.stop.targets:  # its budget ran out, or it diverged: target missed
             r.converged = False
         r.info = {key: v[k].item() for key, v in self.state.items() if isinstance(v, np.ndarray)}
         r.wall_s, r.probe_s = self.elapsed0 + time.perf_counter() - self.wall0, self.probe_s

@@ -324,7 +324,7 @@ def analyse(out: Path, cfg, curve_dirs: list[Path]) -> tuple[list[dict], str, di
             c["held"] = None
             c["numbers"]["note"] = "; ".join(filter(None, (
                 f"not measured: {len(done) - int(done.sum())} of the {len(done)} runs it rests on did not reach "
-                f"{point} within their budget", c["numbers"].get("note"))))
+                f"{point} (budget spent, or diverged)", c["numbers"].get("note"))))
     extra = {"regime_winner": win, "runs": n, "converged": n_conv, "reached_progress": n_prog,
              "crossover_per_width": fits["per_h"]}
     return claims, "\n".join(lines), extra
