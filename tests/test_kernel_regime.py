@@ -62,6 +62,18 @@ def test_a_given_kernel_and_records(gen, tmp_path):
     assert len(lh.load_runs(tmp_path)) == len(res.metrics)
     with pytest.raises(ValueError, match=r"kernel returned shape \(9, 8\)"):
         lh.kernel_regime(net, train, loss="mse", lr=0.2, steps=1, kernel=lambda a, b: torch.zeros(9, 8))
+    def bad(kind):  # kernels that are none: the steps would not be the kernel regime of any network
+        def k(a, b):
+            K = infinite_ntk(a, b, like=net)
+            return {"nan": K * float("nan"), "negative": -K, "asymmetric": K + torch.triu(torch.ones_like(K), 1)}[kind]
+        return k
+
+    for kind, match in (("nan", "non-finite"), ("negative", "positive semi-definite"),
+                        ("asymmetric", "symmetric")):
+        with pytest.raises(ValueError, match=match):
+            lh.kernel_regime(net, train, loss="mse", lr=0.2, steps=1, kernel=bad(kind))
+    zero = lh.kernel_regime(net, train, loss="mse", lr=0.2, steps=3, kernel=lambda a, b: torch.zeros(len(a), len(b)))
+    assert zero.status == "complete" and zero.trace.loss.nunique() == 1  # the zero kernel is one: nothing moves
     with pytest.raises(TypeError, match="kernel must be a function"):  # a Gram matrix, not a function
         lh.kernel_regime(net, train, loss="mse", lr=0.2, steps=1, kernel=torch.zeros(9, 9))
     with pytest.raises(ValueError, match="lr"):

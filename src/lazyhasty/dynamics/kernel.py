@@ -37,6 +37,22 @@ def _full(K: torch.Tensor, n1: int, n2: int, C: int) -> torch.Tensor:
     raise ValueError(f"kernel returned shape {tuple(K.shape)}; expected ({n1}, {n2}) or ({n1}, {C}, {n2}, {C})")
 
 
+def _check_kernel(K: list[torch.Tensor]) -> None:
+    """A kernel given to :func:`kernel_regime` must be one: finite on every split, and on the training set
+    symmetric and positive semi-definite (to rounding: 1e4 ulp of its largest entry; N ulp for the eigenvalues)."""
+    if not all(bool(torch.isfinite(k).all()) for k in K):
+        raise ValueError("kernel returned non-finite values")
+    N = K[0].shape[0] * K[0].shape[1]
+    G = K[0].reshape(N, N).double()
+    ulp = torch.finfo(K[0].dtype).eps * float(G.abs().max())
+    if ulp == 0:  # the zero kernel: nothing moves, and it is one
+        return
+    psd = bool(torch.linalg.cholesky_ex((G + G.T) / 2 + 10 * N * ulp * torch.eye(N, dtype=G.dtype))[1] == 0)
+    if float((G - G.T).abs().max()) > 1e4 * ulp or not psd:
+        raise ValueError("kernel(train, train) is not symmetric positive semi-definite: it is no tangent kernel, and "
+                         "gradient descent on it would not be the kernel regime")
+
+
 class _KernelMachine(nn.Module):
     """The kernel regime as a model the engine trains: its inputs are indices into a bank of every split's
     examples (the n training examples first), its outputs f(x) = f0(x) + K(x, X) gamma, (m, ...), with K the
@@ -110,6 +126,8 @@ def kernel_regime(model: nn.Module, train_set: Split, *, loss: Loss | str, lr: f
     shape = tuple(f0["train"].shape[1:])
     C, n = math.prod(shape), len(train_set)
     K = [_full(gram(s.x, train_set.x).detach(), len(s), n, C) for s in splits.values()]  # (m, C, n, C) each
+    if kernel is not None:
+        _check_kernel(K)
     bank = _KernelMachine(torch.cat([f.reshape(len(f), C) for f in f0.values()]),
                           torch.cat(K).to(f0["train"].dtype), shape, alpha)
     start, index = 0, {}
