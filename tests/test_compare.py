@@ -352,6 +352,9 @@ def test_linearity_verdict_on_the_measures_the_network_has():
     assert d["held"] is False and d["per_pair"]["0"]["lazy"]["kernel_similarity"] == pytest.approx(0.8)
     assert d["why"] == "test" and d["per_pair"]["0"]["feature"]["kernel_similarity"] == pytest.approx(-2.0)
     assert lh.claims.linearity_verdict(m, {0: ("f", "l")}, exact=["l"], measures=("ntk_distance",))["held"] is True
+    undefined = pd.concat([m, pd.DataFrame([("l", "representation_alignment", np.nan)], columns=m.columns)])
+    u = lh.claims.linearity_verdict(undefined, {0: ("f", "l")})  # a NaN point (a dead representation) is not skipped
+    assert u["held"] is None and "non-finite" in u["note"]
 
 
 def test_the_kernel_regime_at_two_rates_agrees_at_equal_progress():

@@ -115,13 +115,14 @@ def linearity_verdict(metrics: pd.DataFrame, pairs: Mapping[int | str, tuple[str
         out["note"] = "no linearity measure was recorded (LinearityProbe off): not measured"
         return out
     mins = m.groupby(["run_id", "metric"]).value.min()
+    mins[m.value.isna().groupby([m.run_id, m.metric]).any()] = np.nan  # an undefined point is never skipped
     held = True
     for key, (feature, lazy) in pairs.items():
         row = {name: {k: float(mins.get((rid, k), np.nan)) for k in present}
                for name, rid in (("feature", feature), ("lazy", lazy))}
         out["per_pair"][str(key)] = row
         if not all(np.isfinite(v) for r in row.values() for v in r.values()):
-            out["note"] = f"{key}: a run recorded no value"
+            out["note"] = f"{key}: a run recorded no value, or a non-finite one"
             return out
         moved = [k for k in present if row["feature"][k] < level]
         out["moved"][str(key)] = moved
