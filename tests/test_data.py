@@ -57,6 +57,12 @@ def test_groups_take_indices_or_masks_and_refuse_what_would_count_wrong():
         with pytest.raises(ValueError, match="not of this split's 6 examples"):
             lh.Split(x, y, groups)
     assert lh.Split(x, y, lh.Groups({"a": [0, 5]})).groups["a"].tolist() == [0, 5]
+    labels = np.array([0, 1, 1, 2])
+    assert {k: v.tolist() for k, v in lh.Groups.from_labels(labels, names={0: "a"}).items()} == \
+        {"a": [0], "1": [1, 2], "2": [3]}
+    for names in ({0: "a", 1: "a"}, {0: "1"}):  # label 0's group would be replaced by label 1's
+        with pytest.raises(ValueError, match="two labels make one group"):
+            lh.Groups.from_labels(labels, names=names)
 
 
 def test_a_split_is_checked_once_and_frozen():

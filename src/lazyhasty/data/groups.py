@@ -46,6 +46,9 @@ class Groups(Mapping):
         out = {}
         for v in np.unique(labels):
             key = names[v] if names is not None and v in names else str(v)
+            if key in out:  # a later label would replace the group of the first
+                raise ValueError(f"two labels make one group {key!r}; give each label its own name (or build "
+                                 "merged groups with Groups({name: indices}))")
             out[key] = np.nonzero(labels == v)[0]
         return cls(out, n=len(labels))
 
