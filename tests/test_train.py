@@ -152,6 +152,14 @@ def test_a_members_training_rows_are_its_own_examples(data):
     assert last == pytest.approx(float(per[own].mean()), rel=1e-12)
 
 
+@pytest.mark.parametrize("kw, match", [(dict(splits={"train": None}), "'train' is the training set's"),
+                                       (dict(flush_every_s=float("nan")), "flush_every_s"),
+                                       (dict(checkpoint_every_s=-5.0), "checkpoint_every_s")])
+def test_a_split_that_would_replace_the_training_set_and_intervals_that_mean_nothing_are_refused(data, kw, match):
+    with pytest.raises(ValueError, match=match):  # before: probes measured another set as "train", or never flushed
+        train(base_model(), data, loss="bce", stepper=GD(0.5), stop=Stop(max_steps=2), **kw)
+
+
 @pytest.mark.parametrize("bad", ["zero row", "negative", "nan"])
 def test_example_weights_that_define_no_mean_are_refused(data, bad):
     """A member without a positive weight, a negative weight or a NaN would make its 'mean loss' 0, unbounded or NaN

@@ -353,6 +353,11 @@ def train(
         A :class:`TrainResult` for a model (which then holds its final parameters), a list of them (one per
         member) for an ensemble (``ensemble.member(k)`` holds member k's final parameters).
     """
+    if "train" in (splits or {}):
+        raise ValueError("'train' is the training set's split name; name the other splits differently")
+    for name, v in (("flush_every_s", flush_every_s), ("checkpoint_every_s", checkpoint_every_s)):
+        if v is not None and not (isinstance(v, (int, float)) and 0 <= v < math.inf):
+            raise ValueError(f"{name} must be a number of seconds >= 0, got {v!r}")
     single = not isinstance(model, Ensemble)
     ens = Ensemble([model]) if single else model
     train_set = _own_sets(ens, train_set) if not isinstance(train_set, Split) else train_set
