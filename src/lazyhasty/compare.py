@@ -121,8 +121,8 @@ class Comparison:
                                     self.settings.get("linearity_measures") or MEASURES, exact,
                                     self.settings.get("linearity_why", ""))
         missed = self.missed()  # the regimes are judged over the training to the target: all of it, or nothing
-        if len(missed) and verdict["held"] is not None:
-            verdict = {**verdict, "held": None, "note": missed_note(missed)}
+        if len(missed):
+            verdict = {**verdict, "held": None, "note": "; ".join(filter(None, (missed_note(missed), verdict["note"])))}
         return verdict
 
     def gaps(self, a: str, b: str, split: str, group: str, absolute: bool = False,
