@@ -29,6 +29,18 @@ def test_closed_forms_equal_ode(n, d, regime):
     assert np.allclose(qm.predictions(t[-1:], regime), (sim[-1] @ qm.V.T) @ X.T, rtol=1e-6, atol=1e-9)
 
 
+def test_inputs_and_times_the_closed_forms_do_not_cover_are_refused():
+    """Non-finite data or w0 gave NaN curves, and t < 0 ran the flow backwards: both are refused."""
+    X, y, w0 = random_problem(6, 10, seed=1)
+    for bad in ((np.where(X > 1, np.nan, X), y, w0), (X, y * np.nan, w0), (X, y, np.inf)):
+        with pytest.raises(ValueError, match="finite"):
+            QuadraticModel(*bad)
+    qm = QuadraticModel(X, y, w0)
+    for t in ([-1.0, 1.0], [np.nan]):
+        with pytest.raises(ValueError, match="times must be finite and >= 0"):
+            qm.mean_loss(np.array(t))
+
+
 def test_printed_eq13_disagrees_with_the_flow():
     """Discrepancy 2: the printed rate mu theta0 (instead of 2 mu theta0) is off the linearized flow."""
     X, y, w0 = random_problem(6, 10, seed=1)

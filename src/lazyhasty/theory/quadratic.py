@@ -105,6 +105,8 @@ class QuadraticModel:
             raise ValueError(f"y must have shape ({n},), got {self.y.shape}")
         if np.any(w0 == 0):
             raise ValueError("every w0_lambda must be non-zero (Proposition 1 assumes it)")
+        if not all(np.isfinite(a).all() for a in (self.X, self.y, w0)):
+            raise ValueError("X, y and w0 must be finite")
         self.w0 = w0
         self.mu, self.U, self.V, self.rank = mode_basis(self.X, self.y)
         r = self.rank
@@ -124,6 +126,8 @@ class QuadraticModel:
         """
         _check_regime(regime)
         t = np.atleast_1d(np.asarray(t, dtype=np.float64))[:, None]  # (T, 1)
+        if not (np.isfinite(t) & (t >= 0)).all():  # the closed forms start at t = 0
+            raise ValueError("times must be finite and >= 0")
         th0, ths, mu, yt = self.theta0, self.theta_star, self.mu, self.y_tilde
         if regime == "linear":
             return ths + np.exp(-2.0 * mu * th0 * t) * (th0 - ths)
